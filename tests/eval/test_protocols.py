@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from xloc.data import FingerprintSet
+from xloc.eval.protocols import run_leave_one_out, run_p1, run_p2
+from xloc.eval.report import save_protocol_result
+from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
+
+
+def tiny_data(seed):
+    refs, tests = [], []
+    for i, fam in enumerate("abc"):
+        ref, test = simulate_pathloss_environment(
+            PathLossConfig(family=fam, n_aps=8, n_test_points=60, grid_spacing_m=4.0), seed=seed * 10 + i, name=fam
+        )
+        refs.append(ref)
+        tests.append(test)
+    return FingerprintSet(refs), FingerprintSet(tests)
+
+
+def test_leave_one_out_rows_and_learning_curve(tmp_path):
+    res = run_leave_one_out("p2", "tiny", tiny_data, ["knn", "wknn"], [3, 20], seeds=[0, 1], progress=False)
+    keys = {(r["method"], r["target"], r["k"]) for r in res.rows}
+    assert ("wknn", "all", None) in keys and ("knn", "a", 3) in keys and ("knn", "all", 20) in keys
+    by = {(r["method"], r["target"], r["k"]): r for r in res.rows}
+    # more reference points help (a method that learns something from its support)
+    assert by[("wknn", "all", 20)]["mean_m"] < by[("wknn", "all", 3)]["mean_m"]
+    assert by[("knn", "a", 3)]["n_seeds"] == 2 and by[("knn", "a", 3)]["std_m"] >= 0
+    assert res.errors_m[("knn", 3)].size == 2 * 3 * 60
+    paths = save_protocol_result(res, tmp_path, command="test", wall_s=1.0)
+    doc = json.loads(paths["json"].read_text())
+    assert {"command", "seeds", "versions", "machine", "wall_s", "rows"} <= set(doc)
+    assert paths["cdf"].stat().st_size > 1000 and "| method |" in paths["markdown"].read_text()
+    # a second run replaces rows with the same key instead of duplicating them
+    save_protocol_result(res, tmp_path, command="again", wall_s=1.0)
+    assert len(json.loads(paths["json"].read_text())["rows"]) == len(res.rows)
+
+
+def test_same_support_for_every_method():
+    seen = {}
+
+    class Spy:
+        def __init__(self, name):
+            self.name = name
+
+        def fit(self, sources):
+            return self
+
+        def adapt(self, support, steps=0):
+            seen.setdefault((support.name, len(support)), set()).add(tuple(np.sort(support.point_ids)))
+            return self
+
+        def predict(self, x):
+            return np.zeros((len(x), 2))
+
+    run_leave_one_out("t", "tiny", tiny_data, ["m1", "m2"], [4], seeds=[0], all_data_reference=False,
+                      progress=False, factory=Spy)
+    assert all(len(v) == 1 for v in seen.values())
+
+
+def test_p1_runs_on_real_data(sod_root):
+    res = run_p1(["wknn"], root=str(sod_root), ks=[50], seeds=[0], targets=["CETC331-F3"], progress=False)
+    row = next(r for r in res.rows if r["target"] == "CETC331-F3" and r["k"] == 50)
+    assert 0.5 < row["mean_m"] < 15.0
+
+
+def test_p2_default_families():
+    res = run_p2(["knn"], rs=[10], seeds=[0], progress=False)
+    targets = {r["target"] for r in res.rows} - {"all"}
+    assert len(targets) == 5
+    assert all(0.0 <= r["p_within_5m"] <= 1.0 for r in res.rows)
+
+
+def test_unknown_target_is_rejected():
+    from xloc.errors import DataValidationError
+
+    with pytest.raises(DataValidationError, match="unknown target"):
+        run_leave_one_out("t", "tiny", tiny_data, ["knn"], [3], seeds=[0], targets=["zz"], progress=False)

@@ -1,0 +1,50 @@
+import numpy as np
+from typer.testing import CliRunner
+
+from xloc.cli import app
+from xloc.data import load_fingerprints
+
+runner = CliRunner()
+
+
+def test_demo_prints_table():
+    result = runner.invoke(app, ["demo", "--reference-points", "10"])
+    assert result.exit_code == 0, result.output
+    assert "wknn" in result.output and "mall_mixed_dual_slope" in result.output
+
+
+def test_simulate_then_info(tmp_path):
+    out = tmp_path / "sim.h5"
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--family", "c", "--test-points", "20"])
+    assert result.exit_code == 0, result.output
+    splits = load_fingerprints(out)
+    assert len(splits["test"]["office_mixed_single_slope-s0"]) == 20
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "office_mixed_single_slope-s0" in info.output
+
+
+def test_import_csv_and_bad_input(tmp_path):
+    csv = tmp_path / "s.csv"
+    csv.write_text("x,y,AP1,AP2\n0,0,-50,100\n1,1,-60,-70\n")
+    out = tmp_path / "s.h5"
+    ok = runner.invoke(app, ["import", "csv", str(csv), "--out", str(out), "--rss-prefix", "AP", "--env", "home"])
+    assert ok.exit_code == 0, ok.output
+    assert np.isnan(load_fingerprints(out)["train"]["home"].measurements[0, 1])
+    csv.write_text("x,y,AP1\n0,0,loud\n")
+    bad = runner.invoke(app, ["import", "csv", str(csv), "--out", str(out), "--rss-prefix", "AP"])
+    assert bad.exit_code == 2 and "row 2" in bad.output and "Traceback" not in bad.output
+
+
+def test_import_sodindoorloc(tmp_path, sod_root):
+    out = tmp_path / "sod.h5"
+    result = runner.invoke(app, ["import", "sodindoorloc", "--root", str(sod_root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sum(len(f) for f in load_fingerprints(out, "train")["train"].values()) == 955 + 11370 + 8880
+
+
+def test_evaluate_p2(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--protocol", "p2", "--seeds", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p2.json").is_file() and (tmp_path / "p2_cdf.png").is_file()
+    bad = runner.invoke(app, ["evaluate", "--protocol", "p2", "--method", "magic", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown method 'magic'" in bad.output

@@ -1,0 +1,25 @@
+"""Errors raised at xloc's boundaries.
+
+Every error names what was wrong (file, row, column, environment or argument) and what was expected, so
+a user never has to read a stack trace from deep inside the library.
+"""
+
+from __future__ import annotations
+
+__all__ = ["XlocError", "DataValidationError", "FileFormatError", "NotFittedError"]
+
+
+class XlocError(Exception):
+    """Base class of every error xloc raises on purpose."""
+
+
+class DataValidationError(XlocError, ValueError):
+    """Measurements, positions or metadata that break the data model (shape, units, NaN, emptiness)."""
+
+
+class FileFormatError(XlocError, ValueError):
+    """A file that is not xloc's, is truncated, is malformed, or was written by a newer format version."""
+
+
+class NotFittedError(XlocError, RuntimeError):
+    """An estimator was used before ``fit``/``adapt``."""

@@ -1,0 +1,5 @@
+"""Training paradigms behind one estimator API."""
+
+from xloc.learn.base import Localizer
+
+__all__ = ["Localizer"]
