@@ -28,7 +28,8 @@ from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
-console = Console()
+# Piped or captured output gets a wide console so names are never truncated with an ellipsis.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -49,7 +50,8 @@ def _friendly(fn: F) -> F:
 def _summary_table(title: str, fset: FingerprintSet) -> Table:
     table = Table(title=title)
     for col in ("environment", "kind", "samples", "points", "APs", "area [m²]", "heard"):
-        table.add_column(escape(col), justify="right" if col not in ("environment", "kind") else "left")
+        justify = "right" if col not in ("environment", "kind") else "left"
+        table.add_column(escape(col), justify=justify, overflow="fold")
     for fp in fset.values():
         s = fp.summary()
         heard = f"{s['heard_frac']:.0%}" if "heard_frac" in s else "-"
@@ -192,7 +194,7 @@ def demo(
     ]
     table = Table(title=f"xloc demo: KNN vs WKNN, {reference_points} reference points per environment (seed {seed})")
     for col in ("environment", "method", "mean [m]", "median [m]", "p90 [m]", "P(err<5 m)"):
-        table.add_column(escape(col), justify="left" if col in ("environment", "method") else "right")
+        table.add_column(escape(col), justify="left" if col in ("environment", "method") else "right", overflow="fold")
     rng = np.random.default_rng(seed)
     for i, config in enumerate(configs):
         ref, test = simulate_pathloss_environment(config, seed=seed * 100 + i, name=f"{config.family}#{i + 1}")
