@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -50,7 +50,7 @@ def _friendly(fn: F) -> F:
 def _summary_table(title: str, fset: FingerprintSet) -> Table:
     table = Table(title=title)
     for col in ("environment", "kind", "samples", "points", "APs", "area [m²]", "heard"):
-        justify = "right" if col not in ("environment", "kind") else "left"
+        justify: JustifyMethod = "right" if col not in ("environment", "kind") else "left"
         table.add_column(escape(col), justify=justify, overflow="fold")
     for fp in fset.values():
         s = fp.summary()
