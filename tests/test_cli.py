@@ -48,3 +48,25 @@ def test_evaluate_p2(tmp_path):
     assert (tmp_path / "p2.json").is_file() and (tmp_path / "p2_cdf.png").is_file()
     bad = runner.invoke(app, ["evaluate", "--protocol", "p2", "--method", "magic", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown method 'magic'" in bad.output
+
+
+def test_simulate_scenario_with_plot(tmp_path):
+    out, png = tmp_path / "o2.h5", tmp_path / "o2.png"
+    result = runner.invoke(app, ["simulate", "--scenario", "o2", "--users", "20", "--test-users", "5",
+                                 "--conditions", "2", "-o", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    splits = load_fingerprints(out)
+    assert list(splits["train"]) == ["o2-cond01", "o2-cond02"] and len(splits["test"]["o2-cond02"]) == 5
+    assert splits["train"]["o2-cond01"].labels["toa_s"].shape == (20, 1)
+    assert png.stat().st_size > 10_000
+    bad = runner.invoke(app, ["simulate", "--scenario", "o9", "-o", str(out)])
+    assert bad.exit_code != 0 and "unknown scenario" in bad.output
+
+
+def test_bench_sim_speed(tmp_path):
+    result = runner.invoke(app, ["bench", "--protocol", "sim-speed", "--users", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert {r["dataset"] for r in rows} >= {"o1", "mo1", "hall"} and all(r["value"] > 0 for r in rows)

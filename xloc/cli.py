@@ -24,6 +24,8 @@ from xloc.errors import XlocError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.methods import METHODS, make_method
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
+from xloc.sim.plot import plot_scenario
+from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
@@ -121,30 +123,53 @@ def import_csv(
 @app.command()
 @_friendly
 def simulate(
-    out: Annotated[Path, typer.Option(help="Output .h5 file (splits 'train' = RP grid, 'test' = test points)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (splits 'train' and 'test')")],
+    scenario: Annotated[str | None, typer.Option(help="CSI preset: " + ", ".join(SCENARIOS))] = None,
+    users: Annotated[int, typer.Option(help="CSI: users per environment in 'train' (rooms: images per day)")] = 1000,
+    test_users: Annotated[int, typer.Option(help="CSI: users per environment in 'test' (0: none)")] = 0,
+    snr_db: Annotated[float | None, typer.Option(help="CSI: receiver SNR [dB]; default noise-free")] = None,
+    conditions: Annotated[int | None, typer.Option(help="o2: number of traffic conditions (default 50)")] = None,
+    days: Annotated[int, typer.Option(help="hall/lab: number of days (environments)")] = 5,
+    plot: Annotated[Path | None, typer.Option(help="CSI: write a layout/PDP/CSI plot of the first environment")]
+    = None,
     family: Annotated[list[str] | None, typer.Option(help="Path-loss family a-e or name (repeat)")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the first environment")] = 0,
-    n_aps: Annotated[int, typer.Option(help="APs per environment")] = 24,
-    frequency_hz: Annotated[float, typer.Option(help="Carrier [Hz]")] = 2.44e9,
-    room_m: Annotated[tuple[float, float], typer.Option(help="Room width and depth [m]")] = (20.0, 20.0),
-    grid_spacing_m: Annotated[float, typer.Option(help="Reference grid spacing [m]")] = 2.0,
-    test_points: Annotated[int, typer.Option(help="Random test points")] = 1000,
-    samples_per_point: Annotated[int, typer.Option(help="Samples per point")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    n_aps: Annotated[int, typer.Option(help="Path loss: APs per environment")] = 24,
+    frequency_hz: Annotated[float, typer.Option(help="Path loss: carrier [Hz]")] = 2.44e9,
+    room_m: Annotated[tuple[float, float], typer.Option(help="Path loss: room width and depth [m]")] = (20.0, 20.0),
+    grid_spacing_m: Annotated[float, typer.Option(help="Path loss: reference grid spacing [m]")] = 2.0,
+    test_points: Annotated[int, typer.Option(help="Path loss: random test points")] = 1000,
+    samples_per_point: Annotated[int, typer.Option(help="Path loss: samples per point")] = 1,
 ) -> None:
-    """Path-loss RSS environments (MetaLoc IV-A families) -> .h5."""
-    families = family or list(FAMILY_LETTERS)
-    refs, tests = [], []
-    for i, fam in enumerate(families):
-        config = PathLossConfig(
-            family=fam, n_aps=n_aps, frequency_hz=frequency_hz, room_size_m=room_m,
-            grid_spacing_m=grid_spacing_m, n_test_points=test_points, samples_per_point=samples_per_point,
-        )
-        ref, test = simulate_pathloss_environment(config, seed=seed + i, name=f"{config.family}-s{seed + i}")
-        refs.append(ref)
-        tests.append(test)
-    splits = {"train": FingerprintSet(refs), "test": FingerprintSet(tests)}
+    """Simulate a CSI scenario preset (--scenario) or path-loss RSS environments (--family) into an .h5 file."""
+    if scenario is not None and family:
+        raise typer.BadParameter("give either --scenario (CSI presets) or --family (path-loss RSS), not both")
+    t0 = time.perf_counter()
+    if scenario is not None:
+        if scenario not in SCENARIOS:
+            raise typer.BadParameter(f"unknown scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
+        kwargs: dict[str, Any] = {"snr_db": snr_db, "conditions": conditions, "days": days, "progress": True}
+        splits = {"train": simulate_scenario(scenario, users, seed, split="train", **kwargs)}
+        if test_users > 0:
+            splits["test"] = simulate_scenario(scenario, test_users, seed, split="test", **kwargs)
+        if plot is not None:
+            first = next(iter(splits["train"].values()))
+            plot_scenario(scenario_scene(scenario, seed, first.name, conditions=conditions), first, plot)
+            console.print(f"wrote {plot}")
+    else:
+        refs, tests = [], []
+        for i, fam in enumerate(family or list(FAMILY_LETTERS)):
+            config = PathLossConfig(
+                family=fam, n_aps=n_aps, frequency_hz=frequency_hz, room_size_m=room_m,
+                grid_spacing_m=grid_spacing_m, n_test_points=test_points, samples_per_point=samples_per_point,
+            )
+            ref, test = simulate_pathloss_environment(config, seed=seed + i, name=f"{config.family}-s{seed + i}")
+            refs.append(ref)
+            tests.append(test)
+        splits = {"train": FingerprintSet(refs), "test": FingerprintSet(tests)}
     save_fingerprints(out, splits)
-    console.print(f"wrote {out}")
+    n_total = sum(len(fp) for fset in splits.values() for fp in fset.values())
+    console.print(f"wrote {out}: {n_total} samples in {time.perf_counter() - t0:.1f} s")
     console.print(_summary_table(f"{out} [train]", splits["train"]))
 
 
@@ -179,6 +204,40 @@ def evaluate(
     paths = save_protocol_result(result, out, command=command, wall_s=wall)
     console.print(summary_table(protocol, result.rows), markup=False)
     console.print(f"{protocol} took {wall:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+@_friendly
+def bench(
+    protocol: Annotated[list[str] | None, typer.Option(help="p1, p2, sim-speed (repeat; default all)")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
+    users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
+    out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
+) -> None:
+    """Benchmarks: the fixed protocols with every registered method, and simulator throughput."""
+    from xloc.eval.protocols import run_p1, run_p2
+    from xloc.eval.report import save_protocol_result
+    from xloc.eval.results import markdown_table, write_results
+    from xloc.eval.speed import simulator_speed_rows
+
+    wanted = protocol or ["p1", "p2", "sim-speed"]
+    unknown = sorted(set(wanted) - {"p1", "p2", "sim-speed"})
+    if unknown:
+        raise typer.BadParameter(f"unknown protocol(s) {unknown}; expected p1, p2, sim-speed")
+    command = "xloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    seed_list = list(range(seeds))
+    for p in wanted:
+        t0 = time.perf_counter()
+        if p == "sim-speed":
+            rows = simulator_speed_rows(users)
+            write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
+            console.print(markdown_table(rows, [("preset", "dataset"), ("environments", "environments"),
+                                                ("users", "n_users"), ("users/s", "value")]), markup=False)
+        else:
+            runner = run_p1 if p == "p1" else run_p2
+            result = runner(list(METHODS), seeds=seed_list)
+            save_protocol_result(result, out, command=command, wall_s=time.perf_counter() - t0)
+        console.print(f"{p}: {time.perf_counter() - t0:.1f} s")
 
 
 @app.command()

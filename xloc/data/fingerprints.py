@@ -49,6 +49,9 @@ class Fingerprints:
         Device (phone model/id) and collection session of each sample.
     time_s : array ``(n,)`` of float, optional
         Sample time [s] (any epoch, finite).
+    labels : mapping of str to array ``(n, ...)``, optional
+        Per-sample ground truth beyond the position, with the unit in the name (simulators store e.g.
+        ``los``, ``toa_s``, ``aoa_rad`` per BS); numeric or bool, NaN allowed where a value does not exist.
 
     Raises
     ------
@@ -68,6 +71,7 @@ class Fingerprints:
         device: Sequence[str] | np.ndarray | None = None,
         session: Sequence[str] | np.ndarray | None = None,
         time_s: Sequence[float] | np.ndarray | None = None,
+        labels: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         if not isinstance(environment, EnvironmentMeta):
             raise DataValidationError(
@@ -143,6 +147,15 @@ class Fingerprints:
             if ts.shape != (n,) or not np.isfinite(ts).all():
                 raise DataValidationError(f"{where}: time_s must be {n} finite numbers, got shape {ts.shape}")
         self.time_s = ts
+        checked: dict[str, np.ndarray] = {}
+        for key, value in (labels or {}).items():
+            arr = np.asarray(value)
+            if not key or arr.ndim == 0 or arr.shape[0] != n:
+                raise DataValidationError(f"{where}: label {key!r} must have {n} rows, got shape {arr.shape}")
+            if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
+                raise DataValidationError(f"{where}: label {key!r} must be numeric or bool, got {arr.dtype}")
+            checked[str(key)] = arr
+        self.labels = checked
 
     # -- views -----------------------------------------------------------------------------------
     @property
@@ -182,6 +195,7 @@ class Fingerprints:
             device=pick(self.device),
             session=pick(self.session),
             time_s=pick(self.time_s),
+            labels={k: v[idx] for k, v in self.labels.items()},
         )
 
     def select_points(self, point_ids: Iterable[int]) -> Fingerprints:

@@ -5,7 +5,7 @@ Layout (format ``xloc-fingerprints``, version :data:`FORMAT_VERSION`)::
     /                      attrs: format, format_version, xloc_version
     /environments/<env>    attrs: meta (JSON); datasets ap_positions_m [m], ap_frequency_hz [Hz]
     /splits/<split>/<env>  datasets measurements (attr units), positions_m [m], point_ids,
-                           device, session, time_s [s] (optional)
+                           device, session, time_s [s] (optional), labels/<name> (optional ground truth)
 
 One file holds several named splits (e.g. ``train`` and ``test``) of the same environments. Writes go to a
 temporary file in the target's folder that is renamed into place only when complete, so an interrupted save
@@ -100,6 +100,10 @@ def save_fingerprints(path: str | os.PathLike[str], splits: Mapping[str, Fingerp
                             g.create_dataset(col, data=np.asarray(values, dtype=object), dtype=_STR)
                     if fp.time_s is not None:
                         g.create_dataset("time_s", data=fp.time_s).attrs["units"] = "s"
+                    if fp.labels:
+                        lg = g.create_group("labels")
+                        for key, value in fp.labels.items():
+                            lg.create_dataset(key, data=value, compression="gzip" if value.size > 1024 else None)
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -183,6 +187,7 @@ def load_fingerprints(path: str | os.PathLike[str], split: str | None = None) ->
                             device=opt("device"),
                             session=opt("session"),
                             time_s=opt("time_s"),
+                            labels={k: v[()] for k, v in g["labels"].items()} if "labels" in g else None,
                         )
                     )
                 out[s] = FingerprintSet(fps)
