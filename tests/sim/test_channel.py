@@ -124,3 +124,14 @@ def test_bad_input():
         rain_coefficients(0.5e9)
     with pytest.raises(DataValidationError, match="in Hz"):
         Scene(3.5, 40e6, 4, (BaseStation([0, 0, 0]),))
+
+
+def test_planar_array_has_vertical_phase_progression():
+    bs = BaseStation([0.0, 0.0, 0.0], n_horizontal=4, n_vertical=3)
+    assert bs.n_antennas == 12 and bs.element_offsets_wavelengths().shape == (12, 3)
+    scene = Scene(3.5e9, 40e6, 2, (bs,))
+    elev = np.deg2rad(20.0)
+    user = np.array([[0.0, 100 * np.cos(elev), 100 * np.sin(elev)]])  # broadside, 20 deg up
+    h = simulate_channels(scene, user).csi[0, 0, :, 0].reshape(3, 4)
+    np.testing.assert_allclose(np.angle(h[1:, 0] * np.conj(h[:-1, 0])), np.pi * np.sin(elev), atol=1e-4)
+    np.testing.assert_allclose(np.angle(h[0, 1:] * np.conj(h[0, :-1])), 0.0, atol=1e-4)
