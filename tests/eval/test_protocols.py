@@ -42,7 +42,7 @@ def test_same_support_for_every_method():
     seen = {}
 
     class Spy:
-        def __init__(self, name):
+        def __init__(self, name, seed):
             self.name = name
 
         def fit(self, sources):

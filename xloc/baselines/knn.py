@@ -16,6 +16,7 @@ import numpy as np
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
+from xloc.features.signal import fill_not_heard, signal_distances_db
 
 __all__ = ["KNNLocalizer"]
 
@@ -77,7 +78,7 @@ class KNNLocalizer:
         self._check_params()
         return self
 
-    def adapt(self, support: Fingerprints, steps: int = 0) -> KNNLocalizer:
+    def adapt(self, support: Fingerprints, steps: int | None = None) -> KNNLocalizer:
         """A copy fitted on the support set of one environment (``steps`` is ignored: no training)."""
         if support.environment.kind != "rss":
             raise DataValidationError(f"KNNLocalizer needs RSS fingerprints, got {support.environment.kind}")
@@ -99,7 +100,7 @@ class KNNLocalizer:
             )
         if not np.isfinite(pos).all():
             raise DataValidationError("KNNLocalizer.fit_arrays: positions must be finite")
-        self.radio_map_dbm_ = np.where(np.isnan(rss), self.floor_dbm, rss)
+        self.radio_map_dbm_ = fill_not_heard(rss, self.floor_dbm)
         self.positions_m_ = pos
         self.n_features_in_ = rss.shape[1]
         return self
@@ -115,22 +116,18 @@ class KNNLocalizer:
             )
         if np.isinf(q).any():
             raise DataValidationError("KNNLocalizer.predict: RSS holds infinite values; use NaN for not heard")
-        q = np.where(np.isnan(q), self.floor_dbm, q)
         ref = self.radio_map_dbm_
         k = min(int(self.k), ref.shape[0])
-        ref_sq = (ref**2).sum(1)
         out = np.empty((q.shape[0], self.positions_m_.shape[1]))
         for start in range(0, q.shape[0], _CHUNK):
-            block = q[start : start + _CHUNK]
-            d2 = (block**2).sum(1)[:, None] + ref_sq[None, :] - 2.0 * block @ ref.T
-            np.maximum(d2, 0.0, out=d2)
+            d = signal_distances_db(q[start : start + _CHUNK], ref, self.floor_dbm)
             if k < ref.shape[0]:
-                idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+                idx = np.argpartition(d, k - 1, axis=1)[:, :k]
             else:
-                idx = np.broadcast_to(np.arange(ref.shape[0]), (block.shape[0], k))
+                idx = np.broadcast_to(np.arange(ref.shape[0]), (d.shape[0], k))
             neighbours = self.positions_m_[idx]  # (b, k, dims)
             if self.weighted:
-                w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, axis=1)) + self.eps)
+                w = 1.0 / (np.take_along_axis(d, idx, axis=1) + self.eps)
                 out[start : start + _CHUNK] = (w[..., None] * neighbours).sum(1) / w.sum(1, keepdims=True)
             else:
                 out[start : start + _CHUNK] = neighbours.mean(1)

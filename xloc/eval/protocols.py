@@ -82,10 +82,10 @@ def run_leave_one_out(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     *,
     targets: Sequence[str] | None = None,
-    steps: int = 0,
+    steps: int | None = None,
     all_data_reference: bool = True,
     progress: bool = True,
-    factory: Callable[[str], Localizer] = make_method,
+    factory: Callable[[str, int], Localizer] = make_method,
 ) -> ProtocolResult:
     """Run a leave-one-environment-out protocol (see module docstring) and aggregate over seeds."""
     if not methods:
@@ -114,7 +114,7 @@ def run_leave_one_out(
                     method, _, mode = entry.partition(":")
                     bar.update(task, description=f"{protocol} seed {seed} {target} {entry}")
                     t0 = time.perf_counter()
-                    model = factory(method).fit(sources)
+                    model = factory(method, seed).fit(sources)
                     train_s = time.perf_counter() - t0
                     k_list: list[int | None] = [None] if mode == "all" else list(ks)
                     for k in k_list:
@@ -123,7 +123,7 @@ def run_leave_one_out(
                         else:
                             support = train[target].sample_points(k, _support_rng(seed, k, t_index))
                         t1 = time.perf_counter()
-                        adapted = model.adapt(support, steps=steps)
+                        adapted = model.adapt(support) if steps is None else model.adapt(support, steps=steps)
                         adapt_s = time.perf_counter() - t1
                         pred = adapted.predict(test[target].measurements)
                         err = localization_errors_m(pred, test[target].positions_m)
@@ -136,7 +136,7 @@ def run_leave_one_out(
                                 "p_within_5m": prob_within(err, WITHIN_RADIUS_M),
                                 "train_s": train_s,
                                 "adapt_s": adapt_s,
-                                "steps": steps if k is not None else 0,
+                                "steps": int(getattr(adapted, "adapt_steps_", 0)),
                             }
                         )
                         pooled.setdefault((method, k), []).append(err)
@@ -164,7 +164,7 @@ def run_p1(
     ks: Sequence[int] = P1_KS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     targets: Sequence[str] | None = None,
-    steps: int = 0,
+    steps: int | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """P1: leave-one-environment-out on SODIndoorLoc (CETC331 floors 1-3, HCXY, SYL)."""
@@ -198,7 +198,7 @@ def run_p2(
     rs: Sequence[int] = P2_RS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     config: PathLossConfig | None = None,
-    steps: int = 0,
+    steps: int | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """P2: the five path-loss families (24 APs, 2440 MHz), R reference points, leave-one-family-out.

@@ -24,7 +24,7 @@ class Localizer(Protocol):
         """Learn from the historical (source) environments; returns ``self``."""
         ...
 
-    def adapt(self, support: Fingerprints, steps: int = 0) -> Localizer:
+    def adapt(self, support: Fingerprints, steps: int | None = None) -> Localizer:
         """A copy specialised to the support set's environment (``steps`` gradient steps where it trains)."""
         ...
 

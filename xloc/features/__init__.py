@@ -1,0 +1,1 @@
+"""Fingerprint transforms: signal-space distances, the K-nearest-RP feature, MMD, histogram intersection."""

@@ -1,0 +1,69 @@
+"""Model folders: ``weights.safetensors`` plus ``meta.json``; never pickles.
+
+Writing goes to a temporary folder beside the target that is renamed into place, so an interrupted save leaves
+the old model (or nothing), never half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from xloc.errors import FileFormatError
+
+__all__ = ["save_model_folder", "load_model_folder", "MODEL_FORMAT_VERSION"]
+
+MODEL_FORMAT_VERSION = 1
+_WEIGHTS = "weights.safetensors"
+_META = "meta.json"
+
+
+def save_model_folder(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` (safetensors) and ``meta`` (JSON) to the folder ``path`` atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / _WEIGHTS))
+        doc = {"format": "xloc-model", "format_version": MODEL_FORMAT_VERSION, **meta}
+        (tmp / _META).write_text(json.dumps(doc, indent=1))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_model_folder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a model folder; a clear :class:`FileFormatError` for anything that is not one."""
+    folder = Path(path)
+    weights, meta_path = folder / _WEIGHTS, folder / _META
+    if not weights.is_file() or not meta_path.is_file():
+        raise FileFormatError(f"{folder}: not an xloc model folder (needs {_WEIGHTS} and {_META})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{meta_path}: not valid JSON: {exc}") from None
+    if meta.get("format") != "xloc-model":
+        raise FileFormatError(f"{meta_path}: not an xloc model (format {meta.get('format')!r})")
+    if int(meta.get("format_version", -1)) > MODEL_FORMAT_VERSION:
+        raise FileFormatError(f"{folder}: model format {meta['format_version']} is newer than this xloc reads")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise FileFormatError(f"{weights}: unreadable safetensors file: {exc}") from None
+    return tensors, meta

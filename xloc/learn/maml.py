@@ -1,0 +1,178 @@
+"""Model-agnostic meta-learning written with ``torch.func`` (MetaLoc eqs. (3)-(8), (13), (17)-(19)).
+
+Parameters are a dict of tensors used through :func:`torch.func.functional_call`, so adaptation never mutates
+the meta-parameters. For a task with support ``(x_s, y_s)`` and query ``(x_q, y_q)``:
+
+* inner loop, eq. (6) repeated ``steps`` times:  ``theta'  = theta - alpha * grad L(theta; D_s)``
+* task meta-loss, eq. (7):                        ``L(theta'; D_q)``
+* first order, eq. (13): the inner gradient is treated as a constant (stop-gradient), so
+  ``d L(theta'; D_q) / d theta ~= grad L(theta'; D_q)``; second order differentiates through the inner loop.
+
+A meta-batch of M tasks of equal shapes is processed with ``vmap(grad(task meta-loss))``; the meta-gradient is
+the mean over tasks. MAML-DG, eq. (19): ``L(theta) = F(theta) + w G(theta - beta grad F(theta))`` with ``F`` and
+``G`` the MAML meta-losses of two domains' task batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, grad_and_value, vmap
+
+__all__ = [
+    "Params",
+    "TaskBatch",
+    "LossFn",
+    "get_params",
+    "adapt",
+    "task_meta_loss",
+    "meta_gradient",
+    "meta_gradient_loop",
+    "dg_gradient",
+]
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TaskBatch:
+    """M tasks of equal shapes: support ``x_s (M, n_s, ...)``, ``y_s (M, n_s, ...)`` and query ``x_q``, ``y_q``."""
+
+    x_s: torch.Tensor
+    y_s: torch.Tensor
+    x_q: torch.Tensor
+    y_q: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x_s.shape[0])
+
+    def task(self, i: int) -> TaskBatch:
+        return TaskBatch(self.x_s[i : i + 1], self.y_s[i : i + 1], self.x_q[i : i + 1], self.y_q[i : i + 1])
+
+
+def get_params(model: nn.Module) -> Params:
+    """The module's parameters as a detached dict (the functional state)."""
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def _loss(model: nn.Module, loss_fn: LossFn, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return loss_fn(functional_call(model, params, (x,)), y)
+
+
+def adapt(
+    model: nn.Module,
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    lr: float,
+    steps: int,
+    *,
+    first_order: bool = True,
+) -> Params:
+    """``steps`` gradient-descent steps of size ``lr`` on ``(x, y)`` (eqs. (6), (14)), differentiable if asked."""
+    for _ in range(steps):
+        g = grad(lambda p: _loss(model, loss_fn, p, x, y))(params)
+        if first_order:
+            g = {k: v.detach() for k, v in g.items()}
+        params = {k: params[k] - lr * g[k] for k in params}
+    return params
+
+
+def task_meta_loss(
+    model: nn.Module,
+    loss_fn: LossFn,
+    params: Params,
+    x_s: torch.Tensor,
+    y_s: torch.Tensor,
+    x_q: torch.Tensor,
+    y_q: torch.Tensor,
+    lr: float,
+    steps: int,
+    first_order: bool,
+) -> torch.Tensor:
+    """Query loss after adapting on the support set: ``L(theta'; D_q)`` (eq. (7))."""
+    adapted = adapt(model, params, x_s, y_s, loss_fn, lr, steps, first_order=first_order)
+    return _loss(model, loss_fn, adapted, x_q, y_q)
+
+
+def _batched(model: nn.Module, loss_fn: LossFn, lr: float, steps: int, first_order: bool) -> Callable:
+    def one(params: Params, x_s: torch.Tensor, y_s: torch.Tensor, x_q: torch.Tensor, y_q: torch.Tensor):
+        return task_meta_loss(model, loss_fn, params, x_s, y_s, x_q, y_q, lr, steps, first_order)
+
+    return vmap(grad_and_value(one), in_dims=(None, 0, 0, 0, 0))
+
+
+def meta_gradient(
+    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, *, lr: float, steps: int,
+    first_order: bool = True,
+) -> tuple[Params, float]:
+    """Mean meta-gradient over the tasks of ``batch`` (vmapped) and the mean task meta-loss."""
+    grads, losses = _batched(model, loss_fn, lr, steps, first_order)(params, batch.x_s, batch.y_s, batch.x_q,
+                                                                      batch.y_q)
+    return {k: v.mean(0) for k, v in grads.items()}, float(losses.mean())
+
+
+def meta_gradient_loop(
+    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, *, lr: float, steps: int,
+    first_order: bool = True,
+) -> tuple[Params, float]:
+    """The same as :func:`meta_gradient` with a Python loop over tasks (the speed baseline)."""
+    total: Params = {k: torch.zeros_like(v) for k, v in params.items()}
+    loss_sum = 0.0
+    for i in range(len(batch)):
+        g, value = grad_and_value(
+            lambda p, i=i: task_meta_loss(model, loss_fn, p, batch.x_s[i], batch.y_s[i], batch.x_q[i],
+                                          batch.y_q[i], lr, steps, first_order)
+        )(params)
+        for k in total:
+            total[k] += g[k]
+        loss_sum += float(value)
+    return {k: v / len(batch) for k, v in total.items()}, loss_sum / len(batch)
+
+
+def _sum_meta_loss(
+    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, lr: float, steps: int, first_order: bool
+) -> torch.Tensor:
+    losses = vmap(
+        lambda xs, ys, xq, yq: task_meta_loss(model, loss_fn, params, xs, ys, xq, yq, lr, steps, first_order)
+    )(batch.x_s, batch.y_s, batch.x_q, batch.y_q)
+    return losses.sum()
+
+
+def dg_gradient(
+    model: nn.Module,
+    loss_fn: LossFn,
+    params: Params,
+    domain_1: TaskBatch,
+    domain_2: TaskBatch,
+    *,
+    lr: float,
+    steps: int,
+    beta: float,
+    weight: float,
+    first_order: bool = True,
+) -> tuple[Params, float, float]:
+    """Gradient of MAML-DG's objective, eq. (19): ``F(theta) + w G(theta - beta grad F(theta))``.
+
+    ``F`` and ``G`` are the summed MAML meta-losses (eqs. (17), (18)) of the two domains' task batches.
+    With ``first_order`` the virtual step's gradient and the inner gradients are constants.
+    Returns the gradient, ``F(theta)`` and ``G(theta')``.
+    """
+
+    def objective(p: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        f_value, f_grad = _f_and_grad(p)
+        virtual = {k: p[k] - beta * (f_grad[k].detach() if first_order else f_grad[k]) for k in p}
+        g_value = _sum_meta_loss(model, loss_fn, virtual, domain_2, lr, steps, first_order)
+        return f_value + weight * g_value, (f_value.detach(), g_value.detach())
+
+    def _f_and_grad(p: Params) -> tuple[torch.Tensor, Params]:
+        g, value = grad_and_value(lambda q: _sum_meta_loss(model, loss_fn, q, domain_1, lr, steps, first_order))(p)
+        return value, g
+
+    g, (f_value, g_value) = grad(objective, has_aux=True)(params)
+    return g, float(f_value), float(g_value)
