@@ -24,13 +24,12 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
@@ -38,6 +37,7 @@ from xloc.features.knn_fingerprint import feature_dim, knn_rp_features
 from xloc.features.mmd import mmd2_unbiased
 from xloc.learn import maml
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
+from xloc.learn.meta_train import History, LoopSettings, meta_train
 from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features
 from xloc.models.mlp import MLP
 
@@ -95,14 +95,6 @@ class MetaLocConfig:
             raise DataValidationError(f"MetaLoc: db_points must be (lo, hi) with 2 <= lo <= hi, got {self.db_points}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "db_points", tuple(int(v) for v in self.db_points))
-
-
-@dataclass
-class _History:
-    iteration: list[int] = field(default_factory=list)
-    meta_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    group: list[str] = field(default_factory=list)
 
 
 class MetaLoc:
@@ -163,7 +155,7 @@ class MetaLoc:
         """Meta-train on the historical environments (nothing to learn for ``ri``)."""
         cfg = self.config
         self.model_ = self._new_model()
-        self.history_ = _History()
+        self.history_ = History()
         self.env_names_: list[str] = []
         self.params_by_group_: dict[str, maml.Params] = {}
         self.reference_features_: dict[str, np.ndarray] = {}
@@ -211,70 +203,39 @@ class MetaLoc:
         self.adapt_lr_scores_ = scores
         return min(scores, key=lambda k: scores[k])
 
-    def _val_loss(self, params: maml.Params, val: maml.TaskBatch) -> float:
-        cfg = self.config
-        if cfg.paradigm == "tl":
-            with torch.no_grad():
-                out = torch.func.functional_call(self.model_, params, (val.x_q,))
-                return float(_mse(out, val.y_q))
-        _, loss = maml.meta_gradient(self.model_, _mse, params, val, lr=cfg.inner_lr, steps=max(cfg.inner_steps, 1),
-                                     first_order=True)
-        return loss
-
     def _train(self, samplers: list[RSSTaskSampler], rng: np.random.Generator, group: str) -> maml.Params:
         cfg = self.config
-        model = self._new_model()
-        self.model_ = model
-        params = {k: v.clone().requires_grad_(True) for k, v in maml.get_params(model).items()}
-        opt = torch.optim.Adam(params.values(), lr=cfg.outer_lr)
+        self.model_ = self._new_model()
+        model = self.model_
         val = self._batch(samplers, np.random.default_rng([cfg.seed, 202, len(self.history_.group)]), cfg.val_tasks)
         self.val_batches_[group] = val
-        best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
-        beta = cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"),
-                   TimeElapsedColumn())
-        with Progress(*columns, disable=not self.progress, transient=True) as bar:
-            task = bar.add_task(f"{cfg.paradigm} [{group}]", total=cfg.iterations, loss="")
-            try:
-                for it in range(1, cfg.iterations + 1):
-                    p = {k: v.detach() for k, v in params.items()}
-                    if cfg.paradigm == "maml-dg":
-                        i, j = rng.choice(len(samplers), size=2, replace=False)
-                        b1 = self._batch([samplers[i]], rng, cfg.meta_batch)
-                        b2 = self._batch([samplers[j]], rng, cfg.meta_batch)
-                        grads, f_val, g_val = maml.dg_gradient(
-                            model, _mse, p, b1, b2, lr=cfg.inner_lr, steps=cfg.inner_steps, beta=beta,
-                            weight=cfg.dg_weight, first_order=cfg.first_order)
-                        loss = (f_val + g_val) / (2 * cfg.meta_batch)
-                    elif cfg.paradigm == "tl":
-                        b = self._batch(samplers, rng, cfg.meta_batch)
-                        x = torch.cat([b.x_s.flatten(0, 1), b.x_q.flatten(0, 1)])
-                        y = torch.cat([b.y_s.flatten(0, 1), b.y_q.flatten(0, 1)])
-                        value, grads = _supervised_grad(model, p, x, y)
-                        loss = value
-                    else:
-                        b = self._batch(samplers, rng, cfg.meta_batch)
-                        grads, loss = maml.meta_gradient(model, _mse, p, b, lr=cfg.inner_lr, steps=cfg.inner_steps,
-                                                         first_order=cfg.first_order)
-                    for k, v in params.items():
-                        v.grad = grads[k].detach()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    if it % cfg.val_every == 0 or it == cfg.iterations:
-                        v_loss = self._val_loss({k: v.detach() for k, v in params.items()}, val)
-                        self.history_.iteration.append(it)
-                        self.history_.meta_loss.append(float(loss))
-                        self.history_.val_loss.append(v_loss)
-                        self.history_.group.append(group)
-                        if v_loss < best[0]:
-                            best = (v_loss, {k: v.detach().clone() for k, v in params.items()})
-                        bar.update(task, loss=f"meta-loss {loss:.4f}  val {v_loss:.4f}")
-                    bar.advance(task)
-            except KeyboardInterrupt:
-                bar.stop()
-                if self.progress:
-                    print(f"interrupted: keeping the best checkpoint (validation loss {best[0]:.4f})")
-        return best[1]
+
+        def val_loss(params: maml.Params) -> float:
+            if cfg.paradigm == "tl":
+                with torch.no_grad():
+                    return float(_mse(torch.func.functional_call(model, params, (val.x_q,)), val.y_q))
+            return maml.meta_gradient(model, _mse, params, val, lr=cfg.inner_lr, steps=max(cfg.inner_steps, 1))[1]
+
+        def supervised_batch() -> tuple[torch.Tensor, torch.Tensor]:
+            b = self._batch(samplers, rng, cfg.meta_batch)
+            return (torch.cat([b.x_s.flatten(0, 1), b.x_q.flatten(0, 1)]),
+                    torch.cat([b.y_s.flatten(0, 1), b.y_q.flatten(0, 1)]))
+
+        return meta_train(
+            model, maml.get_params(model), _mse, self._loop_settings(),
+            task_batch=lambda domains, n: self._batch(
+                samplers if domains is None else [samplers[i] for i in domains], rng, n),
+            n_domains=len(samplers), rng=rng, val_loss=val_loss, val_every=cfg.val_every, history=self.history_,
+            group=group, supervised_batch=supervised_batch, supervised_loss=_mse, progress=self.progress,
+        )
+
+    def _loop_settings(self) -> LoopSettings:
+        cfg = self.config
+        return LoopSettings(
+            paradigm=cfg.paradigm, inner_lr=cfg.inner_lr, outer_lr=cfg.outer_lr, inner_steps=cfg.inner_steps,
+            meta_batch=cfg.meta_batch, iterations=cfg.iterations, first_order=cfg.first_order,
+            dg_weight=cfg.dg_weight, dg_beta=cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr,
+        )
 
     # ------------------------------------------------------------------ meta-test
     def _check_fitted(self) -> None:
@@ -365,19 +326,13 @@ class MetaLoc:
             k.split("/", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("reference/")
         }
         obj.env_names_ = meta["env_names"]
-        obj.history_ = _History(**meta["history"])
+        obj.history_ = History(**meta["history"])
         obj.train_s_ = meta["train_s"]
         obj.adapt_lr_ = float(meta["adapt_lr"])
         return obj
 
     def __repr__(self) -> str:
         return f"MetaLoc({self.config.paradigm!r}, K={self.config.k_neighbors}, iterations={self.config.iterations})"
-
-
-def _supervised_grad(model: torch.nn.Module, params: maml.Params, x: torch.Tensor, y: torch.Tensor):
-    grads, value = torch.func.grad_and_value(
-        lambda p: _mse(torch.func.functional_call(model, p, (x,)), y))(params)
-    return float(value), grads
 
 
 class AdaptedMetaLoc:

@@ -1,0 +1,113 @@
+"""The outer training loop shared by MetaLoc's RSS and CSI-image estimators.
+
+One loop serves every paradigm: ``maml`` (tasks from all domains), ``maml-ts`` (called once per domain with
+that domain only), ``maml-dg`` (two distinct domains per iteration, eq. (19)) and ``tl`` (plain supervised
+steps). Adam takes the outer step. Every ``val_every`` iterations the validation loss is measured and the best
+parameters are kept; Ctrl-C ends training early and still returns the best parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from xloc.learn import maml
+
+__all__ = ["History", "LoopSettings", "meta_train"]
+
+
+@dataclass
+class History:
+    """Training curve: iteration, training (meta-)loss and validation loss per checkpoint, and the group."""
+
+    iteration: list[int] = field(default_factory=list)
+    meta_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    paradigm: str
+    inner_lr: float
+    outer_lr: float
+    inner_steps: int
+    meta_batch: int
+    iterations: int
+    first_order: bool
+    dg_weight: float
+    dg_beta: float
+
+
+def _supervised_step(
+    model: torch.nn.Module, loss_fn: maml.LossFn, params: maml.Params, x: torch.Tensor, y: torch.Tensor
+) -> tuple[maml.Params, float]:
+    grads, value = torch.func.grad_and_value(lambda q: loss_fn(torch.func.functional_call(model, q, (x,)), y))(params)
+    return grads, float(value)
+
+
+def meta_train(
+    model: torch.nn.Module,
+    params0: maml.Params,
+    loss_fn: maml.LossFn,
+    settings: LoopSettings,
+    *,
+    task_batch: Callable[[Sequence[int] | None, int], maml.TaskBatch],
+    n_domains: int,
+    rng: np.random.Generator,
+    val_loss: Callable[[maml.Params], float],
+    val_every: int,
+    history: History,
+    group: str,
+    supervised_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    supervised_loss: maml.LossFn | None = None,
+    progress: bool = False,
+) -> maml.Params:
+    """Run the outer loop from ``params0``; returns the parameters with the best validation loss."""
+    s = settings
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
+    opt = torch.optim.Adam(params.values(), lr=s.outer_lr)
+    best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{s.paradigm} [{group}]", total=s.iterations, loss="")
+        try:
+            for it in range(1, s.iterations + 1):
+                p = {k: v.detach() for k, v in params.items()}
+                if s.paradigm == "maml-dg":
+                    i, j = rng.choice(n_domains, size=2, replace=False)
+                    grads, f_val, g_val = maml.dg_gradient(
+                        model, loss_fn, p, task_batch([int(i)], s.meta_batch), task_batch([int(j)], s.meta_batch),
+                        lr=s.inner_lr, steps=s.inner_steps, beta=s.dg_beta, weight=s.dg_weight,
+                        first_order=s.first_order)
+                    loss = (f_val + g_val) / (2 * s.meta_batch)
+                elif s.paradigm == "tl":
+                    assert supervised_batch is not None and supervised_loss is not None
+                    grads, loss = _supervised_step(model, supervised_loss, p, *supervised_batch())
+                else:
+                    grads, loss = maml.meta_gradient(model, loss_fn, p, task_batch(None, s.meta_batch),
+                                                     lr=s.inner_lr, steps=s.inner_steps, first_order=s.first_order)
+                for k, v in params.items():
+                    v.grad = grads[k].detach()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if it % val_every == 0 or it == s.iterations:
+                    v_loss = val_loss({k: v.detach() for k, v in params.items()})
+                    history.iteration.append(it)
+                    history.meta_loss.append(float(loss))
+                    history.val_loss.append(v_loss)
+                    history.group.append(group)
+                    if v_loss < best[0]:
+                        best = (v_loss, {k: v.detach().clone() for k, v in params.items()})
+                    bar.update(task, loss=f"loss {loss:.4f}  val {v_loss:.4f}")
+                bar.advance(task)
+        except KeyboardInterrupt:
+            bar.stop()
+            if progress:
+                print(f"interrupted: keeping the best checkpoint (validation loss {best[0]:.4f})")
+    return best[1]
