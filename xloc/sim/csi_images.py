@@ -9,9 +9,11 @@ of a 64-point FFT; 90 grid points:
 
 Each *day* is one environment (``hall-day1`` ... ``hall-day5``): furniture is jittered (and sometimes moved)
 and people stand in the room, so the multipath changes from day to day while the APs stay put. A CSI image
-``(3 APs, 50 packets, 52 subcarriers)`` stacks 50 packets of one point; every packet gets receiver noise at
-``snr_db``, an AGC gain error (std 0.5 dB), a random common phase and a random timing offset (a linear phase
-over subcarriers). Pixels map the amplitude [dB] linearly from ``PIXEL_FLOOR_DB`` (0) to
+``(3 APs, 50 packets, 52 subcarriers)`` stacks 50 packets of one point. Each image adds paths off people
+walking nearby (6 Rayleigh paths, 8 dB below the static channel in total, delays up to 150 ns, phases drifting
+from packet to packet), so two images of one point differ like measurements taken minutes apart; every packet
+gets receiver noise at ``snr_db``, an AGC gain error (std 0.5 dB), a random common phase and a random timing
+offset (a linear phase over subcarriers). Pixels map the amplitude [dB] linearly from ``PIXEL_FLOOR_DB`` (0) to
 ``PIXEL_FLOOR_DB + PIXEL_RANGE_DB`` (255), rounded, like the 0-255 images histogram intersection expects.
 """
 
@@ -108,13 +110,32 @@ def room_scene(room: str, seed: int, day: int) -> Scene:
                  subcarrier_indices=SUBCARRIERS, fft_size=64, attrs={"room": room, "day": int(day)})
 
 
+def _dynamic_multipath(
+    h: np.ndarray, rng: np.random.Generator, packets: int, relative_power_db: float, n_paths: int = 6
+) -> np.ndarray:
+    """Paths off moving people ``(N, A, packets, K)``: Rayleigh gains with total power ``relative_power_db``
+    below the static channel, delays U[0, 150 ns], phases drifting over the 50 packets (people move)."""
+    n, n_ap, _, n_sc = h.shape
+    freqs = SUBCARRIERS[:n_sc] * (BANDWIDTH_HZ / 64)
+    power = (np.abs(h) ** 2).mean(axis=-1, keepdims=True)  # (N, A, 1, 1)
+    amp = np.sqrt(power * 10 ** (relative_power_db / 10) / n_paths / 2)
+    gains = amp[..., None] * (rng.standard_normal((n, n_ap, 1, 1, n_paths))
+                              + 1j * rng.standard_normal((n, n_ap, 1, 1, n_paths)))
+    drift = np.cumsum(rng.normal(0, 0.15, (n, n_ap, packets, 1, n_paths)), axis=2)
+    delays = rng.uniform(0, 150e-9, (n, n_ap, 1, 1, n_paths))
+    phase = np.exp(-2j * np.pi * freqs[None, None, None, :, None] * delays + 1j * drift)
+    return (gains * phase).sum(-1)
+
+
 def csi_to_image(
-    csi: np.ndarray, rng: np.random.Generator, *, packets: int = PACKETS, snr_db: float = 25.0
+    csi: np.ndarray, rng: np.random.Generator, *, packets: int = PACKETS, snr_db: float = 25.0,
+    dynamic_power_db: float = -8.0,
 ) -> np.ndarray:
     """CSI images ``(N, n_ap, packets, n_sc)`` (pixels 0-255) from complex CSI ``(N, n_ap, n_sc)``."""
     h = np.asarray(csi)[:, :, None, :]  # (N, A, 1, K)
     n, n_ap, _, n_sc = h.shape
     shape = (n, n_ap, packets, n_sc)
+    h = h + _dynamic_multipath(h, rng, packets, dynamic_power_db)
     gain_db = rng.normal(0.0, 0.5, (n, n_ap, packets, 1))
     common = rng.uniform(0, 2 * np.pi, (n, n_ap, packets, 1))
     timing = rng.normal(0.0, 0.05, (n, n_ap, packets, 1)) * np.arange(n_sc)  # linear phase, rad per subcarrier
