@@ -70,3 +70,26 @@ def test_bench_sim_speed(tmp_path):
 
     rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
     assert {r["dataset"] for r in rows} >= {"o1", "mo1", "hall"} and all(r["value"] > 0 for r in rows)
+
+
+def test_train_adapt_predict(tmp_path):
+    data = tmp_path / "pl.h5"
+    assert runner.invoke(app, ["simulate", "-o", str(data), "--family", "a", "--family", "b", "--family", "c",
+                               "--test-points", "40"]).exit_code == 0
+    meta, adapted, preds = tmp_path / "meta", tmp_path / "adapted", tmp_path / "p.csv"
+    r = runner.invoke(app, ["train", "--data", str(data), "--exclude", "log_distance-s0", "--method", "maml-dg",
+                            "--iterations", "20", "-o", str(meta)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(data), "--env", "log_distance-s0",
+                            "--points", "8", "--steps", "3", "-o", str(adapted)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["predict", "--model", str(adapted), "--data", str(data), "--env", "log_distance-s0",
+                            "-o", str(preds)])
+    assert r.exit_code == 0, r.output
+    lines = preds.read_text().splitlines()
+    assert lines[0].startswith("x_m,y_m") and len(lines) == 41
+    bad = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(data), "--env", "nope", "-o", str(adapted)])
+    assert bad.exit_code == 2 and "no environment 'nope'" in bad.output and "Traceback" not in bad.output
+    wrong = runner.invoke(app, ["predict", "--model", str(meta), "--data", str(data), "--env", "log_distance-s0",
+                                "-o", str(preds)])
+    assert wrong.exit_code != 0 and "adapt it first" in wrong.output

@@ -22,7 +22,10 @@ from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import XlocError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
-from xloc.methods import METHODS, make_method
+from xloc.eval.results import atomic_write_text
+from xloc.learn.metaloc import MetaLoc
+from xloc.learn.metaloc_images import MetaLocImages
+from xloc.methods import METHODS, load_model, make_method, make_trainable
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
@@ -204,6 +207,88 @@ def evaluate(
     paths = save_protocol_result(result, out, command=command, wall_s=wall)
     console.print(summary_table(protocol, result.rows), markup=False)
     console.print(f"{protocol} took {wall:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _environments(path: Path, split: str, envs: list[str] | None, exclude: list[str] | None) -> FingerprintSet:
+    data = load_fingerprints(path, split)[split]
+    names = envs or list(data)
+    for name in list(names) + list(exclude or []):
+        data[name]  # raises a KeyError naming the available environments
+    return FingerprintSet(data[n] for n in names if n not in set(exclude or []))
+
+
+@app.command()
+@_friendly
+def train(
+    data: Annotated[Path, typer.Option(help="xloc .h5 file with the historical environments")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
+    method: Annotated[str, typer.Option(help="maml, maml-ts, maml-dg, tl or ri")] = "maml",
+    split: Annotated[str, typer.Option(help="Split to train on")] = "train",
+    env: Annotated[list[str] | None, typer.Option(help="Environment to use (repeat; default all)")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Environment to leave out (repeat)")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Meta-iterations (default: the method's)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+) -> None:
+    """Meta-train MetaLoc (RSS or CSI images, by the data's kind) and save it; Ctrl-C keeps the best checkpoint."""
+    sources = _environments(data, split, env, exclude)
+    kind = next(iter(sources.values())).environment.kind
+    hyper = {} if iterations is None else {"iterations": iterations}
+    model = make_trainable(method, kind, seed, **hyper)
+    model.progress = True
+    model.fit(sources)
+    model.save(out)
+    console.print(f"trained {method} on {', '.join(sources)} in {model.train_s_:.1f} s; wrote {out}")
+
+
+@app.command()
+@_friendly
+def adapt(
+    model: Annotated[Path, typer.Option(help="Meta-model folder from 'xloc train'")],
+    data: Annotated[Path, typer.Option(help="xloc .h5 file holding the new environment")],
+    env: Annotated[str, typer.Option(help="The new environment")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Adapted model folder to write")],
+    split: Annotated[str, typer.Option(help="Split with the labelled support samples")] = "train",
+    points: Annotated[int | None, typer.Option(help="Draw this many labelled reference points (default all)")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the draw")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Gradient steps Q (default: the model's)")] = None,
+) -> None:
+    """Adapt a meta-trained model to a new environment with a few labelled reference points."""
+    meta_model = load_model(str(model))
+    if not isinstance(meta_model, MetaLoc | MetaLocImages):
+        raise typer.BadParameter(f"{model} is already adapted; pass the meta-model from 'xloc train'")
+    fp = load_fingerprints(data, split)[split][env]
+    support = fp if points is None else fp.sample_points(points, np.random.default_rng(seed))
+    adapted = meta_model.adapt(support, steps=steps)
+    adapted.save(out)
+    console.print(f"adapted to {env} with {support.n_points} reference points ({len(support)} samples), "
+                  f"{adapted.adapt_steps_} steps; wrote {out}")
+
+
+@app.command()
+@_friendly
+def predict(
+    model: Annotated[Path, typer.Option(help="Adapted model folder from 'xloc adapt'")],
+    data: Annotated[Path, typer.Option(help="xloc .h5 file with the measurements")],
+    env: Annotated[str, typer.Option(help="Environment of the measurements")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV of predicted positions [m]")],
+    split: Annotated[str, typer.Option(help="Split to predict")] = "test",
+) -> None:
+    """Predict positions [m] and, where the file has true positions, print the error summary."""
+    adapted = load_model(str(model))
+    if isinstance(adapted, MetaLoc | MetaLocImages):
+        raise typer.BadParameter(f"{model} is a meta-model; adapt it first with 'xloc adapt'")
+    fp = load_fingerprints(data, split)[split][env]
+    pred = adapted.predict(fp.measurements)
+    err = localization_errors_m(pred, fp.positions_m)
+    rows = zip(pred, fp.positions_m, err, strict=True)
+    lines = ["x_m,y_m,true_x_m,true_y_m,error_m"] + [
+        f"{p[0]:.4f},{p[1]:.4f},{t[0]:.4f},{t[1]:.4f},{e:.4f}" for p, t, e in rows
+    ]
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    s = summarize_errors(err)
+    console.print(f"{len(pred)} positions -> {out}; error mean {s.mean_m:.2f} m, median {s.median_m:.2f} m, "
+                  f"p90 {s.p90_m:.2f} m")
 
 
 @app.command()

@@ -6,7 +6,7 @@ a user never has to read a stack trace from deep inside the library.
 
 from __future__ import annotations
 
-__all__ = ["XlocError", "DataValidationError", "FileFormatError", "NotFittedError"]
+__all__ = ["XlocError", "DataValidationError", "FileFormatError", "NotFittedError", "UnknownEnvironmentError"]
 
 
 class XlocError(Exception):
@@ -23,3 +23,10 @@ class FileFormatError(XlocError, ValueError):
 
 class NotFittedError(XlocError, RuntimeError):
     """An estimator was used before ``fit``/``adapt``."""
+
+
+class UnknownEnvironmentError(XlocError, KeyError):
+    """An environment name that a fingerprint set does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

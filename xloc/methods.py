@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from xloc.baselines.knn import KNNLocalizer
 from xloc.errors import DataValidationError
 from xloc.learn.base import Localizer
-from xloc.learn.metaloc import MetaLoc
+from xloc.learn.checkpoint import read_model_kind
+from xloc.learn.metaloc import AdaptedMetaLoc, MetaLoc
+from xloc.learn.metaloc_images import AdaptedMetaLocImages, MetaLocImages
 
-__all__ = ["METHODS", "make_method"]
+__all__ = ["METHODS", "make_method", "load_model", "make_trainable", "TRAINABLE"]
+
+#: Methods ``xloc train`` can fit, by data kind.
+TRAINABLE = ("maml", "maml-ts", "maml-dg", "tl", "ri")
 
 #: name -> (factory taking a seed, one-line description)
 METHODS: dict[str, tuple[Callable[[int], Localizer], str]] = {
@@ -30,3 +36,30 @@ def make_method(name: str, seed: int = 0) -> Localizer:
     except KeyError:
         raise DataValidationError(f"unknown method {name!r}; available: {sorted(METHODS)}") from None
     return factory(seed)
+
+
+def make_trainable(name: str, kind: str, seed: int = 0, **hyper: Any) -> MetaLoc | MetaLocImages:
+    """A MetaLoc estimator for RSS (``kind="rss"``) or CSI images (``kind="csi_image"``)."""
+    if name not in TRAINABLE:
+        raise DataValidationError(f"unknown trainable method {name!r}; available: {list(TRAINABLE)}")
+    if kind == "rss":
+        return MetaLoc(name, seed=seed, **hyper)
+    if kind == "csi_image":
+        return MetaLocImages(name, seed=seed, **hyper)
+    raise DataValidationError(f"no MetaLoc variant for {kind!r} data (RSS and CSI images are supported)")
+
+
+_LOADERS = {
+    "MetaLoc": MetaLoc.load,
+    "AdaptedMetaLoc": AdaptedMetaLoc.load,
+    "MetaLocImages": MetaLocImages.load,
+    "AdaptedMetaLocImages": AdaptedMetaLocImages.load,
+}
+
+
+def load_model(path: str) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages:
+    """Any saved xloc model folder, by the kind its metadata names."""
+    kind = read_model_kind(path)
+    if kind not in _LOADERS:
+        raise DataValidationError(f"{path}: unknown model kind {kind!r}")
+    return _LOADERS[kind](path)  # type: ignore[return-value]

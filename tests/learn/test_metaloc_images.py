@@ -64,3 +64,13 @@ def test_save_load_and_errors(tmp_path):
         MetaLocImages("maml", **{**TINY, "k_query": 9}).fit(data.without("day4"))
     with pytest.raises(DataValidationError, match="paradigm"):
         MetaLocImages("protonet")
+
+
+def test_adapted_image_model_round_trip(tmp_path):
+    data = days()
+    model = MetaLocImages("maml", **TINY).fit(data.without("day4"))
+    adapted = model.adapt(data["day4"], steps=2)
+    adapted.save(tmp_path / "a")
+    again = AdaptedMetaLocImages.load(tmp_path / "a")
+    test = image_env("day4", 98, per_point=1)
+    np.testing.assert_allclose(again.predict(test.measurements), adapted.predict(test.measurements))

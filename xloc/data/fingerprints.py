@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from xloc.data.environment import EnvironmentMeta
-from xloc.errors import DataValidationError
+from xloc.errors import DataValidationError, UnknownEnvironmentError
 
 __all__ = ["Fingerprints", "FingerprintSet", "RSS_MIN_DBM", "RSS_MAX_DBM"]
 
@@ -285,7 +285,7 @@ class FingerprintSet(Mapping[str, Fingerprints]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"no environment {name!r}; available: {list(self._items)}") from None
+            raise UnknownEnvironmentError(f"no environment {name!r}; available: {list(self._items)}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

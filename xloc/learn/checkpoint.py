@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from xloc.errors import FileFormatError
 
-__all__ = ["save_model_folder", "load_model_folder", "MODEL_FORMAT_VERSION"]
+__all__ = ["save_model_folder", "load_model_folder", "read_model_kind", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 _WEIGHTS = "weights.safetensors"
@@ -67,3 +67,15 @@ def load_model_folder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Ten
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
         raise FileFormatError(f"{weights}: unreadable safetensors file: {exc}") from None
     return tensors, meta
+
+
+def read_model_kind(path: str | os.PathLike[str]) -> str:
+    """The ``kind`` a model folder's metadata names (without reading the weights)."""
+    meta_path = Path(path) / _META
+    if not meta_path.is_file():
+        raise FileFormatError(f"{path}: not an xloc model folder (no {_META})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{meta_path}: not valid JSON: {exc}") from None
+    return str(meta.get("kind"))

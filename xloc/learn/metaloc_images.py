@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.histogram import image_histograms
@@ -224,22 +225,19 @@ class MetaLocImages:
     def predict(self, measurements: np.ndarray) -> np.ndarray:
         raise NotFittedError("MetaLocImages predicts after adapt(support)")
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def _parts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"{g}/{k}": v for g, p in self.params_by_group_.items() for k, v in p.items()}
         tensors.update({f"reference/{g}": torch.from_numpy(f) for g, f in self.reference_features_.items()})
         tensors["class_ids"] = torch.from_numpy(self.class_ids_)
         meta = {"kind": "MetaLocImages", "config": asdict(self.config), "groups": list(self.params_by_group_),
                 "history": asdict(self.history_), "train_s": self.train_s_, "adapt_lr": self.adapt_lr_}
-        return save_model_folder(path, tensors, meta)
+        return tensors, meta
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> MetaLocImages:
-        tensors, meta = load_model_folder(path)
-        if meta.get("kind") != "MetaLocImages":
-            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not MetaLocImages")
+    def _from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> MetaLocImages:
         cfg = dict(meta["config"])
         obj = cls(cfg.pop("paradigm"), **cfg)
-        obj.class_ids_ = tensors.pop("class_ids").numpy()
+        obj.class_ids_ = tensors["class_ids"].numpy()
         obj.params_by_group_ = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{g}/")}
                                 for g in meta["groups"]}
         obj.reference_features_ = {k.split("/", 1)[1]: v.numpy() for k, v in tensors.items()
@@ -250,6 +248,19 @@ class MetaLocImages:
         obj.train_s_ = meta["train_s"]
         obj.adapt_lr_ = float(meta["adapt_lr"])
         return obj
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Weights (safetensors) and configuration/history (JSON) in the folder ``path``."""
+        if not hasattr(self, "params_by_group_"):
+            raise NotFittedError("MetaLocImages is not fitted: nothing to save")
+        return save_model_folder(path, *self._parts())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MetaLocImages:
+        tensors, meta = load_model_folder(path)
+        if meta.get("kind") != "MetaLocImages":
+            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not MetaLocImages")
+        return cls._from_parts(tensors, meta)
 
 
 def _task_params(meta: MetaLocImages, group: str, rp_ids: np.ndarray, n_way: int) -> dict[str, torch.Tensor]:
@@ -278,6 +289,7 @@ class AdaptedMetaLocImages:
                  mmds: dict[str, float], steps: int) -> None:
         cfg = meta.config
         self.meta = meta
+        self.support = support
         self.group = group
         self.mmds = mmds
         self.adapt_steps_ = steps
@@ -327,6 +339,27 @@ class AdaptedMetaLocImages:
             chosen[start : start + chunk] = cand[np.arange(len(cand)), pick]
         self.adapt_s_ = time.perf_counter() - t0
         return self.rp_positions_m[chosen]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """The meta-model plus the support images, so the adapted model is self-contained."""
+        tensors, meta = self.meta._parts()
+        tensors["support/images"] = torch.from_numpy(self.support.measurements)
+        tensors["support/positions_m"] = torch.from_numpy(self.support.positions_m)
+        tensors["support/point_ids"] = torch.from_numpy(self.support.point_ids)
+        doc = {"kind": "AdaptedMetaLocImages", "meta_model": meta, "steps": self.adapt_steps_,
+               "environment": self.support.name}
+        return save_model_folder(path, tensors, doc)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AdaptedMetaLocImages:
+        tensors, doc = load_model_folder(path)
+        if doc.get("kind") != "AdaptedMetaLocImages":
+            raise DataValidationError(f"{path}: holds a {doc.get('kind')!r} model, not an adapted MetaLocImages")
+        images = tensors.pop("support/images").numpy()
+        support = Fingerprints(
+            EnvironmentMeta(doc["environment"], "csi_image", tuple(f"AP{i + 1}" for i in range(images.shape[1]))),
+            images, tensors.pop("support/positions_m").numpy(), tensors.pop("support/point_ids").numpy())
+        return MetaLocImages._from_parts(tensors, doc["meta_model"]).adapt(support, steps=int(doc["steps"]))
 
     def fit(self, sources: FingerprintSet | None = None) -> AdaptedMetaLocImages:
         return self
