@@ -30,8 +30,12 @@ from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_
 from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
+#: What ``xloc bench`` can run.
+BENCHES = ("p1", "p2", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
-import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
+import_#: What ``xloc bench`` can run.
+BENCHES = ("p1", "p2", "sim-speed", "metaloc", "metaloc-csi")
+app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 # Piped or captured output gets a wide console so names are never truncated with an ellipsis.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -294,7 +298,7 @@ def predict(
 @app.command()
 @_friendly
 def bench(
-    protocol: Annotated[list[str] | None, typer.Option(help="p1, p2, sim-speed (repeat; default all)")] = None,
+    protocol: Annotated[list[str] | None, typer.Option(help=f"{', '.join(BENCHES)} (repeat; default all)")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
@@ -305,15 +309,28 @@ def bench(
     from xloc.eval.results import markdown_table, write_results
     from xloc.eval.speed import simulator_speed_rows
 
-    wanted = protocol or ["p1", "p2", "sim-speed"]
-    unknown = sorted(set(wanted) - {"p1", "p2", "sim-speed"})
+    wanted = protocol or list(BENCHES)
+    unknown = sorted(set(wanted) - set(BENCHES))
     if unknown:
-        raise typer.BadParameter(f"unknown protocol(s) {unknown}; expected p1, p2, sim-speed")
+        raise typer.BadParameter(f"unknown protocol(s) {unknown}; expected {', '.join(BENCHES)}")
     command = "xloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     seed_list = list(range(seeds))
     for p in wanted:
         t0 = time.perf_counter()
-        if p == "sim-speed":
+        if p in ("metaloc", "metaloc-csi"):
+            from xloc.eval import metaloc_experiments as mx
+
+            if p == "metaloc":
+                rows = mx.maml_speed() + mx.task_similarity_table()
+                rows += mx.adaptation_curves("p1", out, seeds=seed_list[:3])
+                rows += mx.adaptation_curves("p2", out, seeds=seed_list[:3])
+                rows += mx.convergence_curves(out)
+                rows += mx.parameter_distance_and_data_curves(out)
+            else:
+                rows = mx.csi_image_table("hall", seeds=seed_list[:2]) + mx.csi_image_table("lab", seeds=seed_list[:2])
+            write_results(out / f"{p}.json", rows, command=command, seeds=seed_list,
+                          wall_s=time.perf_counter() - t0)
+        elif p == "sim-speed":
             rows = simulator_speed_rows(users)
             write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
             console.print(markdown_table(rows, [("preset", "dataset"), ("environments", "environments"),

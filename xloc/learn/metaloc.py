@@ -261,10 +261,12 @@ class MetaLoc:
         steps: int | None = None,
         *,
         callback: Callable[[int, AdaptedMetaLoc], None] | None = None,
+        group: str | None = None,
     ) -> AdaptedMetaLoc:
         """Adapt to a new environment with Q = ``steps`` gradient steps on its support set (eq. (14)).
 
         ``callback(step, model)`` is called after every step (and at step 0) for convergence curves.
+        ``group`` forces MAML-TS to adapt one historical environment's parameters instead of the MMD choice.
         """
         self._check_fitted()
         cfg = self.config
@@ -273,7 +275,10 @@ class MetaLoc:
             raise DataValidationError(f"steps must be >= 0, got {q}")
         radio_map = RadioMap.from_fingerprints(support, cfg.floor_dbm)
         feats, targets = support_features(support, radio_map, cfg.k_neighbors, cfg.floor_dbm)
-        group, mmds = self.select_group(feats.features)
+        chosen, mmds = self.select_group(feats.features)
+        if group is not None and group not in self.params_by_group_:
+            raise DataValidationError(f"no parameter set {group!r}; available: {list(self.params_by_group_)}")
+        group = group or chosen
         params = {k: v.clone() for k, v in self.params_by_group_[group].items()}
         x = torch.from_numpy(feats.features)
         y = torch.from_numpy(targets)

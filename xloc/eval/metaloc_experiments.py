@@ -1,0 +1,316 @@
+"""MetaLoc's experiments beyond the P1/P2 leaderboards (paper Figs. 8, 10, 13, 14, Table III) and its speed.
+
+Each function returns result rows (the DESIGN.md results format) and writes its figure; ``xloc bench`` runs them.
+Nothing here is tuned on a test split: hyper-parameters are the estimators' defaults.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from xloc.baselines.histogram_knn import HistogramKNN  # noqa: E402
+from xloc.baselines.knn import KNNLocalizer  # noqa: E402
+from xloc.data.fingerprints import Fingerprints, FingerprintSet  # noqa: E402
+from xloc.data.sodindoorloc import load_sodindoorloc  # noqa: E402
+from xloc.eval.metrics import localization_errors_m, summarize_errors  # noqa: E402
+from xloc.eval.protocols import p2_environments  # noqa: E402
+from xloc.features.knn_fingerprint import knn_rp_features  # noqa: E402
+from xloc.learn import maml  # noqa: E402
+from xloc.learn.metaloc import MetaLoc, _mse  # noqa: E402
+from xloc.learn.metaloc_images import MetaLocImages  # noqa: E402
+from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features  # noqa: E402
+from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment  # noqa: E402
+from xloc.sim.presets import simulate_scenario  # noqa: E402
+
+__all__ = [
+    "adaptation_curves",
+    "convergence_curves",
+    "parameter_distance_and_data_curves",
+    "task_similarity_table",
+    "csi_image_table",
+    "maml_speed",
+]
+
+GRADIENT_METHODS = ("maml", "maml-ts", "maml-dg", "tl", "ri")
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def adaptation_curves(
+    protocol: str, out_dir: Path, *, k: int = 10, max_steps: int = 50, seeds: Sequence[int] = (0, 1, 2),
+    methods: Sequence[str] = GRADIENT_METHODS, root: str | None = None,
+) -> list[dict[str, Any]]:
+    """Mean test error [m] versus adaptation steps 0..``max_steps`` (Fig. 14) for P1 (k RPs) or P2 (R = k)."""
+    curves: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    knn_ref: list[float] = []
+    for seed in seeds:
+        if protocol == "p1":
+            train, test = load_sodindoorloc(root, "train"), load_sodindoorloc(root, "test")
+        else:
+            train, test = p2_environments(seed)
+        for t_index, target in enumerate(train):
+            support = train[target].sample_points(k, np.random.default_rng([seed, k, t_index]))
+            q = test[target]
+            knn_ref.append(localization_errors_m(KNNLocalizer(5, weighted=True).adapt(support).predict(q.measurements),
+                                                 q.positions_m).mean())
+            for method in methods:
+                model = MetaLoc(method, seed=seed).fit(train.without(target))
+                errs = np.zeros(max_steps + 1)
+
+                def record(step: int, adapted: Any, errs: np.ndarray = errs, q: Fingerprints = q) -> None:
+                    errs[step] = localization_errors_m(adapted.predict(q.measurements), q.positions_m).mean()
+
+                model.adapt(support, steps=max_steps, callback=record)
+                curves[method].append(errs)
+    rows = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, runs in curves.items():
+        mean = np.mean(runs, axis=0)
+        ax.plot(np.arange(max_steps + 1), mean, label=method)
+        rows += [{"protocol": f"{protocol}-steps", "method": method, "k": k, "step": s, "target": "all",
+                  "mean_m": float(mean[s]), "n_seeds": len(seeds)} for s in range(max_steps + 1)]
+    ax.axhline(float(np.mean(knn_ref)), color="k", ls=":", label="wknn")
+    ax.set_xlabel("adaptation gradient steps")
+    ax.set_ylabel("mean error [m] (targets x seeds)")
+    ax.set_title(f"{protocol.upper()}: error vs adaptation steps, k = {k}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out_dir / f"{protocol}_steps.png")
+    return rows
+
+
+def convergence_curves(out_dir: Path, *, target: str = "SYL", seed: int = 0, iterations: int = 1000,
+                       root: str | None = None) -> list[dict[str, Any]]:
+    """Validation meta-loss during meta-training of MAML, MAML-TS and MAML-DG on P1's sources (Fig. 13)."""
+    train = load_sodindoorloc(root, "train")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = []
+    for method in ("maml", "maml-ts", "maml-dg"):
+        model = MetaLoc(method, seed=seed, iterations=iterations, val_every=25).fit(train.without(target))
+        h = model.history_
+        groups = sorted(set(h.group), key=h.group.index)
+        for g in groups:
+            idx = [i for i, gg in enumerate(h.group) if gg == g]
+            label = method if g == "all" else f"{method} [{g}]"
+            ax.plot([h.iteration[i] for i in idx], [h.val_loss[i] for i in idx], label=label,
+                    lw=1 if g != "all" else 2)
+            rows += [{"protocol": "p1-convergence", "method": method, "target": target, "setting": g,
+                      "iteration": h.iteration[i], "val_loss": h.val_loss[i], "meta_loss": h.meta_loss[i],
+                      "train_s": model.train_s_} for i in idx]
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("validation meta-loss (historical envs)")
+    ax.set_title(f"P1 meta-training convergence (target {target} left out)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save(fig, out_dir / "p1_convergence.png")
+    return rows
+
+
+def _logdistance_env(name: str, seed: int, *, tx: float, n: float, gain: float, sigma: float,
+                     grid: float = 1.0) -> tuple[Fingerprints, Fingerprints]:
+    cfg = PathLossConfig(family="a", tx_power_dbm=tx, path_loss_exponent=n, antenna_gain_db=gain,
+                         sigma_los_db=sigma, sigma_nlos_db=sigma, grid_spacing_m=grid, n_test_points=1000)
+    return simulate_pathloss_environment(cfg, seed=seed, name=name)
+
+
+def parameter_distance_and_data_curves(out_dir: Path, *, seed: int = 0, steps: int = 300,
+                                       sizes: Sequence[int] = (800, 1600, 4000, 8000)) -> list[dict[str, Any]]:
+    """Fig. 8: RMSE vs gradient steps for MetaLoc adapted with 124 samples against RI trained on growing data,
+    and the parameter-space distance ``||theta* - theta_T*||`` for MetaLoc and RI (section V-A1)."""
+    # Four training tasks and one test task of the log-distance model with different Pt, n, G and noise.
+    settings = [(20, 2.5, 0, 3), (15, 3.0, 2, 5), (25, 3.5, 0, 4), (18, 2.8, 3, 6)]
+    train = FingerprintSet(_logdistance_env(f"train{i}", 500 + i, tx=t, n=n, gain=g, sigma=s)[0]
+                           for i, (t, n, g, s) in enumerate(settings))
+    ref, test = _logdistance_env("test", 599, tx=22, n=3.2, gain=1, sigma=4, grid=0.2)  # 101 x 101 points
+    rng = np.random.default_rng(seed)
+    meta_model = MetaLoc("maml", seed=seed).fit(train)
+    db = ref.sample_points(30, rng)  # the reference database both methods use for their fingerprints
+    radio_map = RadioMap.from_fingerprints(db, meta_model.config.floor_dbm)
+    cfg = meta_model.config
+    pool = ref.subset(~np.isin(ref.point_ids, db.point_ids))
+
+    def features(fp: Fingerprints) -> tuple[torch.Tensor, torch.Tensor]:
+        f = knn_rp_features(fp.measurements, radio_map.rss_dbm, radio_map.positions_m, cfg.k_neighbors,
+                            cfg.floor_dbm)
+        return torch.from_numpy(f.features), torch.from_numpy(f.targets(fp.positions_m))
+
+    x_test, _ = features(test)
+    ft = knn_rp_features(test.measurements, radio_map.rss_dbm, radio_map.positions_m, cfg.k_neighbors, cfg.floor_dbm)
+
+    def rmse_m(params: maml.Params) -> float:
+        with torch.no_grad():
+            out = torch.func.functional_call(meta_model.model_, params, (x_test,)).numpy()
+        err = localization_errors_m(ft.positions(out), test.positions_m)
+        return float(np.sqrt((err**2).mean()))
+
+    def train_curve(params: maml.Params, fp: Fingerprints, lr: float, n_steps: int) -> tuple[list[float], maml.Params]:
+        x, y = features(fp)
+        curve = [rmse_m(params)]
+        opt_params = {k: v.clone() for k, v in params.items()}
+        for _ in range(n_steps):
+            opt_params = maml.adapt(meta_model.model_, opt_params, x, y, _mse, lr, 1)
+            curve.append(rmse_m(opt_params))
+        return curve, opt_params
+
+    rows: list[dict[str, Any]] = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    meta_params = meta_model.params_by_group_["all"]
+    small = pool.subset(rng.choice(len(pool), size=124, replace=False))
+    curve, _ = train_curve(meta_params, small, meta_model.adapt_lr_, steps)
+    ax.plot(curve, label="MetaLoc, 124 samples", color="tab:red", lw=2)
+    rows += [{"protocol": "fig8", "method": "maml", "setting": "124", "step": s, "rmse_m": v}
+             for s, v in enumerate(curve)]
+    ri_init = MetaLoc("ri", seed=seed).fit().params_by_group_["all"]
+    for size in sizes:
+        big = pool.subset(rng.choice(len(pool), size=min(size, len(pool)), replace=False))
+        curve, _ = train_curve(ri_init, big, meta_model.adapt_lr_, steps)
+        ax.plot(curve, label=f"RI, {size} samples")
+        rows += [{"protocol": "fig8", "method": "ri", "setting": str(size), "step": s, "rmse_m": v}
+                 for s, v in enumerate(curve)]
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("RMSE [m]")
+    ax.set_yscale("log")
+    ax.set_title("Fig. 8 style: MetaLoc (124 samples) vs RI with more data")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out_dir / "fig8_rmse_vs_steps.png")
+
+    # theta_T*: the test task's optimum reached from each initialisation (Adam, 1000 full-batch steps on all
+    # of its samples); the distance says how far an initialisation sits from the optimum it leads to.
+    x_full, y_full = features(pool)
+
+    def distance(init: maml.Params) -> float:
+        params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+        opt = torch.optim.Adam(params.values(), lr=1e-3)
+        for _ in range(1000):
+            loss = _mse(torch.func.functional_call(meta_model.model_, params, (x_full,)), y_full)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(torch.sqrt(torch.stack([((params[k].detach() - init[k]) ** 2).sum() for k in init]).sum()))
+
+    d_meta = distance(meta_params)
+    d_ri = float(np.mean([distance(MetaLoc("ri", seed=100 + s).fit().params_by_group_["all"]) for s in range(3)]))
+    rows += [{"protocol": "fig8", "method": "maml", "metric": "param_distance", "value": d_meta},
+             {"protocol": "fig8", "method": "ri", "metric": "param_distance", "value": d_ri}]
+    return rows
+
+
+def task_similarity_table(*, seed: int = 0) -> list[dict[str, Any]]:
+    """Fig. 10: MMD between test tasks and the historical environments, and the error of each candidate set."""
+    envs = {"env1 (b)": "b", "env2 (c)": "c", "env3 (d)": "d"}
+    train = FingerprintSet(
+        simulate_pathloss_environment(PathLossConfig(family=f), seed=700 + i, name=name)[0]
+        for i, (name, f) in enumerate(envs.items())
+    )
+    small: dict[str, Any] = {"room_size_m": (10.0, 10.0), "tx_power_dbm": 10.0, "grid_spacing_m": 1.0}
+    tests = {
+        "test1 (e, sLOS 3, sNLOS 6.26)": PathLossConfig(family="e", sigma_los_db=3.0, sigma_nlos_db=6.26, **small),
+        "test2 (b, sNLOS 5)": PathLossConfig(family="b", sigma_nlos_db=5.0, **small),
+        "test3 (b, sNLOS 15)": PathLossConfig(family="b", sigma_nlos_db=15.0, **small),
+    }
+    ts = MetaLoc("maml-ts", seed=seed).fit(train)
+    total = MetaLoc("maml", seed=seed).fit(train)
+    rows = []
+    for j, (name, cfg) in enumerate(tests.items()):
+        ref, test = simulate_pathloss_environment(cfg, seed=800 + j, name=name)
+        support = ref.sample_points(20, np.random.default_rng([seed, j]))
+        radio_map = RadioMap.from_fingerprints(support, ts.config.floor_dbm)
+        feats, _ = support_features(support, radio_map, ts.config.k_neighbors, ts.config.floor_dbm)
+        chosen, mmds = ts.select_group(feats.features)
+        for group in list(ts.params_by_group_) + ["total"]:
+            adapted = total.adapt(support) if group == "total" else ts.adapt(support, group=group)
+            err = localization_errors_m(adapted.predict(test.measurements), test.positions_m)
+            rows.append({"protocol": "fig10", "method": "maml-ts", "target": name,
+                         "setting": "theta_total" if group == "total" else group,
+                         "mmd2": mmds.get(group), "chosen": group == chosen, "mean_m": float(err.mean())})
+    return rows
+
+
+def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = 300,
+                    methods: Sequence[str] = GRADIENT_METHODS) -> list[dict[str, Any]]:
+    """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point)."""
+    rows = []
+    for seed in seeds:
+        train = simulate_scenario(room, 810, seed)  # 9 images per point and day
+        test = simulate_scenario(room, 90, seed, split="test")  # one test image per point
+        target = f"{room}-day5"
+        day5 = train[target]
+        keep = np.concatenate([np.flatnonzero(day5.point_ids == p)[:3] for p in np.unique(day5.point_ids)])
+        support = day5.subset(keep)
+        q = test[target]
+        for method in list(methods) + ["knn"]:
+            t0 = time.perf_counter()
+            if method == "knn":
+                model: Any = HistogramKNN(5).fit()
+                steps = 0
+            else:
+                model = MetaLocImages(method, seed=seed, iterations=iterations).fit(train.without(target))
+                steps = model.config.iterations
+            train_s = time.perf_counter() - t0
+            adapted = model.adapt(support)
+            t1 = time.perf_counter()
+            err = localization_errors_m(adapted.predict(q.measurements), q.positions_m)
+            s = summarize_errors(err)
+            rows.append({"protocol": "metaloc-csi", "method": method, "dataset": room, "target": target,
+                         "setting": "days1-4 -> day5", "k": 3, "seed": seed, "mean_m": s.mean_m,
+                         "median_m": s.median_m, "p90_m": s.p90_m, "std_m": s.std_m,
+                         "data": "3 x 90" if method != "knn" else "3 x 90", "training_steps": steps,
+                         "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
+                         "adapt_s": time.perf_counter() - t1})
+    return rows
+
+
+def maml_speed(*, meta_batch: int = 32, repeats: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+    """Tasks/s of vmapped first-order MAML vs a per-task loop (RSS MLP, P1 tasks), and 10-step adapt latency."""
+    train = load_sodindoorloc(None, "train")
+    model = MetaLoc("maml", seed=seed)
+    cfg = model.config
+    sampler = RSSTaskSampler(train["SYL"], k_neighbors=cfg.k_neighbors, floor_dbm=cfg.floor_dbm,
+                             n_support=cfg.n_support, n_query=cfg.n_query)
+    rng = np.random.default_rng(seed)
+    xs, ys, xq, yq = (torch.from_numpy(a) for a in sampler.sample_batch(rng, meta_batch))
+    batch = maml.TaskBatch(xs, ys, xq, yq)
+    net = model._new_model()
+    params = maml.get_params(net)
+    rates = {}
+    for name, fn in (("vmap", maml.meta_gradient), ("loop", maml.meta_gradient_loop)):
+        fn(net, _mse, params, batch, lr=cfg.inner_lr, steps=1)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn(net, _mse, params, batch, lr=cfg.inner_lr, steps=1)
+        rates[name] = repeats * meta_batch / (time.perf_counter() - t0)
+    fitted = MetaLoc("maml", seed=seed, iterations=50).fit(train.without("SYL"))
+    support = train["SYL"].sample_points(10, rng)
+    fitted.adapt(support, steps=10)
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        fitted.adapt(support, steps=10)
+        times.append(time.perf_counter() - t0)
+    return [
+        {"protocol": "speed", "method": "maml-fo", "metric": "meta_train_tasks_per_s", "value": rates["vmap"],
+         "unit": "tasks/s", "baseline": "per-task loop", "ratio": rates["vmap"] / rates["loop"],
+         "setting": f"meta-batch {meta_batch}, 1 inner step, MLP 4x64"},
+        {"protocol": "speed", "method": "maml-fo-loop", "metric": "meta_train_tasks_per_s", "value": rates["loop"],
+         "unit": "tasks/s"},
+        {"protocol": "speed", "method": "maml", "metric": "adapt_10_steps_ms", "value": 1000 * float(np.median(times)),
+         "unit": "ms", "setting": f"SYL, 10 reference points ({len(support)} samples)"},
+    ]
