@@ -33,9 +33,7 @@ from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 #: What ``xloc bench`` can run.
 BENCHES = ("p1", "p2", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
-import_#: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "sim-speed", "metaloc", "metaloc-csi")
-app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
+import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 # Piped or captured output gets a wide console so names are never truncated with an ellipsis.
 console = Console() if sys.stdout.isatty() else Console(width=200)
