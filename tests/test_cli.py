@@ -10,7 +10,8 @@ runner = CliRunner()
 def test_demo_prints_table():
     result = runner.invoke(app, ["demo", "--reference-points", "10"])
     assert result.exit_code == 0, result.output
-    assert "wknn" in result.output and "mall_mixed_dual_slope" in result.output
+    for method in ("wknn", "maml-dg", "tl", "ri"):
+        assert method in result.output
 
 
 def test_simulate_then_info(tmp_path):
