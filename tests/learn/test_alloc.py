@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from xloc.errors import DataValidationError, NotFittedError
+from xloc.eval.metrics import localization_errors_m
+from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
+from xloc.learn.references import ReferenceDB
+from xloc.sim.presets import simulate_scenario
+
+TINY = {"d_model": 32, "depth": 2, "n_heads": 2, "d_ff": 64, "batch_size": 16, "n_neighbors": 16,
+        "refs_range": (8, 16), "queries_range": (1, 8), "lr": 3e-3}
+
+
+def linear_scenario(seed, n=400):
+    """Features that are a scenario-specific linear map of the location: the same law, another frame."""
+    rng = np.random.default_rng(seed)
+    a, c = rng.normal(size=(8, 2)), rng.normal(size=8)
+    x = rng.uniform(0, 20, (n, 2))
+    return ReferenceDB((x / 10) @ a.T + c, x, f"s{seed}")
+
+
+def test_neighbourhood_sampling_returns_the_true_nearest_pairs():
+    db = linear_scenario(0)
+    centres = np.array([[3.0, 4.0], [15.0, 1.0]])
+    idx = db.neighbourhood(centres, 10)
+    for c, row in zip(centres, idx, strict=True):
+        d = np.linalg.norm(db.positions_m - c, axis=1)
+        assert set(row.tolist()) == set(np.argsort(d)[:10].tolist())
+    rnd = db.random(np.random.default_rng(0), 3, 10)
+    assert rnd.shape == (3, 10) and all(len(set(r)) == 10 for r in rnd)
+
+
+def test_alloc_learns_an_analogical_family_far_better_than_an_mlp():
+    train = [linear_scenario(s) for s in range(8)]
+    test_db = linear_scenario(100)
+    # the unseen scenario: the same map as its references
+    rng = np.random.default_rng(100)
+    a, c = rng.normal(size=(8, 2)), rng.normal(size=8)
+    x_q = np.random.default_rng(7).uniform(2, 18, (100, 2))
+    h_q = (x_q / 10) @ a.T + c
+    model = Analogical(steps=300, **TINY).fit_references(train)
+    pred = model.predict(h_q, test_db, coarse_from_truth(x_q, 1.0))
+    alloc_err = localization_errors_m(pred, x_q).mean()
+    # an MLP trained on the pooled scenarios (data-to-label) cannot know the new frame
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    opt = torch.optim.Adam(mlp.parameters(), lr=3e-3)
+    xs = torch.tensor(np.concatenate([d.features for d in train]))
+    ys = torch.tensor(np.concatenate([d.positions_m for d in train]), dtype=torch.float32)
+    for _ in range(500):
+        loss = ((mlp(xs) - ys) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    mlp_err = localization_errors_m(mlp(torch.tensor(h_q, dtype=torch.float32)).detach().numpy(), x_q).mean()
+    assert alloc_err < 1.0 and alloc_err < 0.25 * mlp_err
+
+
+def test_csi_scenario_fit_predict_save_load(tmp_path):
+    train = simulate_scenario("o1", 300, 0)
+    test = simulate_scenario("o1", 20, 0, split="test")["o1"]
+    model = Analogical(steps=5, **TINY).fit(train)
+    coarse = coarse_from_truth(test.positions_m, 1.0)
+    pred = model.predict(test.measurements, train["o1"], coarse)
+    assert pred.shape == (20, 2) and np.isfinite(pred).all()
+    bound = model.adapt(train["o1"])
+    np.testing.assert_allclose(bound.predict(test.measurements, coarse), pred)
+    assert bound.adapt_steps_ == 0
+    model.save(tmp_path / "alloc")
+    again = Analogical.load(tmp_path / "alloc")
+    np.testing.assert_allclose(again.predict(test.measurements, train["o1"], coarse), pred, atol=1e-5)
+    rnd = Analogical(steps=5, sampling="random", **TINY).fit(train)
+    est = iterative_search(rnd, model, test.measurements, train["o1"])
+    assert est.shape == (20, 2)
+    icl = Analogical(steps=5, architecture="icl", **TINY).fit(train)
+    assert icl.predict(test.measurements, train["o1"], coarse).shape == (20, 2)
+
+
+def test_errors():
+    with pytest.raises(NotFittedError):
+        Analogical().predict(np.zeros((1, 4)), linear_scenario(0))
+    with pytest.raises(DataValidationError, match="sampling"):
+        Analogical(sampling="everything")
+    model = Analogical(steps=2, **TINY).fit_references([linear_scenario(0)])
+    with pytest.raises(DataValidationError, match="coarse"):
+        model.predict(np.zeros((2, 8), dtype=np.float32), linear_scenario(1))
+    with pytest.raises(DataValidationError, match="features"):
+        model.predict(np.zeros((2, 5), dtype=np.float32), linear_scenario(1), np.zeros((2, 2)))

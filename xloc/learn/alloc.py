@@ -1,0 +1,328 @@
+"""ALLoc: analogical-learning localization (Chen et al., "analogical learning", `../shared/papers/`) and ICLLoc.
+
+A model infers a user's location from its CSI and reference (CSI, location) pairs of the same scenario, so one
+trained model serves a scenario it never saw by being handed that scenario's references -- no gradient step.
+
+Scenario embedding (``sampling``):
+
+* ``neighbourhood`` -- the ``n`` reference pairs nearest to the true location (training) or to a coarse location
+  (inference; coarse = truth + U[-l, l] per axis, l = 1 m by default, ALLoc eq. (11));
+* ``random`` -- ``n`` random reference pairs; its estimate can seed neighbourhood sampling (iterative search,
+  :func:`iterative_search`).
+
+Training (Table 2): each step draws sequences from random scenarios; each sequence takes the ``n + 1`` pairs
+around a random anchor (or random pairs), then ``p`` of them at random as references and ``q`` as queries
+(``p`` in [16, 64], ``q`` in [1, 64]; overlaps allowed, as in the paper). Locations enter relative to the
+references' mean and divided by their spread (so metres in one scenario look like metres in another); the loss
+is the MSE of the query locations; Adam with the paper's step decay (x0.2 from one third of training on, every
+sixth).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.errors import DataValidationError, NotFittedError
+from xloc.features.csi import csi_features
+from xloc.learn.checkpoint import load_model_folder, save_model_folder
+from xloc.learn.references import ReferenceDB
+from xloc.models.icl import ICLTransformer
+from xloc.models.mateformer import Mateformer
+from xloc.sim.impairments import coarse_locations
+
+__all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search"]
+
+SAMPLINGS = ("neighbourhood", "random")
+ARCHITECTURES = ("mateformer", "icl")
+_SCALE_FLOOR_M = 0.1
+
+
+@dataclass(frozen=True)
+class ALLocConfig:
+    """Hyper-parameters (paper values in brackets; sizes scaled for 2 CPU cores)."""
+
+    architecture: str = "mateformer"
+    sampling: str = "neighbourhood"
+    n_neighbors: int = 64  # n [64]
+    refs_range: tuple[int, int] = (16, 64)  # p [16, 64]
+    queries_range: tuple[int, int] = (1, 64)  # q [1, 64]
+    d_model: int = 64  # [256]
+    depth: int = 4  # [8]
+    n_heads: int = 4  # [4]
+    d_ff: int = 128  # [256]
+    batch_size: int = 32  # [500]
+    steps: int = 2000  # [300,000]
+    lr: float = 1e-3  # [1e-4]
+    coarse_error_m: float = 1.0  # l [1 m]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise DataValidationError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.sampling not in SAMPLINGS:
+            raise DataValidationError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        for name in ("n_neighbors", "d_model", "depth", "n_heads", "d_ff", "batch_size"):
+            if getattr(self, name) < 1:
+                raise DataValidationError(f"ALLoc: {name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0 or self.lr <= 0 or self.coarse_error_m < 0:
+            raise DataValidationError("ALLoc: steps >= 0, lr > 0 and coarse_error_m >= 0 are required")
+        for name in ("refs_range", "queries_range"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise DataValidationError(f"ALLoc: {name} must be (lo, hi) with 1 <= lo <= hi, got {(lo, hi)}")
+            object.__setattr__(self, name, (int(lo), int(hi)))
+
+
+def _normalise(ref_locations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sequence centre ``(B, 2)`` and spread ``(B,)`` of reference locations ``(B, p, 2)``."""
+    centre = ref_locations.mean(1)
+    spread = np.sqrt(((ref_locations - centre[:, None]) ** 2).sum(-1).mean(1)) + _SCALE_FLOOR_M
+    return centre, spread
+
+
+class Analogical:
+    """ALLoc (``architecture="mateformer"``) or ICLLoc (``"icl"``): ``fit(scenarios)``, then ``predict`` in any
+    scenario given its references -- or ``adapt(references)``, which only stores them (0 gradient steps)."""
+
+    def __init__(self, *, progress: bool = False, **hyper: Any) -> None:
+        self.config = ALLocConfig(**hyper)
+        self.progress = progress
+
+    # ----------------------------------------------------------------- model
+    def _new_model(self, n_features: int) -> torch.nn.Module:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        if cfg.architecture == "mateformer":
+            return Mateformer(n_features, 2, d_model=cfg.d_model, depth=cfg.depth, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
+        # ICLLoc: same depth, hidden size doubled (Appendix 0.4)
+        return ICLTransformer(n_features, 2, d_model=2 * cfg.d_model, depth=cfg.depth, n_heads=cfg.n_heads,
+                              d_ff=2 * cfg.d_ff, max_pairs=cfg.n_neighbors + cfg.queries_range[1] + 1)
+
+    def _forward(self, csi: np.ndarray, loc: np.ndarray, is_query: np.ndarray) -> torch.Tensor:
+        """Normalised predictions at query positions ``(B, q, 2)`` for normalised inputs."""
+        c = torch.from_numpy(csi)
+        x = torch.from_numpy(loc.astype(np.float32))
+        if self.config.architecture == "mateformer":
+            out = self.model_(c, x, torch.from_numpy(is_query))
+            q = int(is_query[0].sum())
+            return out[:, :q]
+        return self.model_(c, x)
+
+    # ----------------------------------------------------------------- training
+    def _draw(self, dbs: list[ReferenceDB], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """A training batch: csi ``(B, L, F)``, normalised locations ``(B, L, 2)``, is_query ``(B, L)`` and
+        normalised targets ``(B, q, 2)`` (Mateformer) or ``(B, L, 2)`` (ICL, every CSI token)."""
+        cfg = self.config
+        n = cfg.n_neighbors + 1
+        p = int(rng.integers(cfg.refs_range[0], min(cfg.refs_range[1], n) + 1))
+        q = int(rng.integers(cfg.queries_range[0], min(cfg.queries_range[1], n) + 1))
+        csis, locs = [], []
+        for _ in range(cfg.batch_size):
+            db = dbs[int(rng.integers(len(dbs)))]
+            if cfg.sampling == "neighbourhood":
+                anchor = int(rng.integers(len(db)))
+                pool = db.neighbourhood(db.positions_m[anchor : anchor + 1], n)[0]
+            else:
+                pool = db.random(rng, 1, n)[0]
+            if cfg.architecture == "mateformer":
+                seq = np.concatenate([rng.choice(pool, q, replace=False), rng.choice(pool, p, replace=False)])
+            else:
+                seq = rng.choice(pool, min(p + 1, len(pool)), replace=False)
+            csis.append(db.features[seq])
+            locs.append(db.positions_m[seq])
+        csi, loc = np.stack(csis), np.stack(locs)
+        if cfg.architecture == "mateformer":
+            centre, spread = _normalise(loc[:, q:])
+            norm = (loc - centre[:, None]) / spread[:, None, None]
+            is_query = np.zeros(loc.shape[:2], dtype=bool)
+            is_query[:, :q] = True
+            return csi, np.where(is_query[..., None], 0.0, norm), is_query, norm[:, :q]
+        centre, spread = _normalise(loc[:, :-1])
+        norm = (loc - centre[:, None]) / spread[:, None, None]
+        return csi, norm, np.zeros(loc.shape[:2], dtype=bool), norm
+
+    def fit(self, scenarios: FingerprintSet) -> Analogical:
+        """Train on the labelled pairs of one or more scenarios (each environment is a scenario)."""
+        if scenarios is None or len(scenarios) == 0:
+            raise DataValidationError("ALLoc needs at least one training scenario")
+        return self.fit_references([ReferenceDB.from_fingerprints(fp) for fp in scenarios.values()])
+
+    def fit_references(self, dbs: list[ReferenceDB]) -> Analogical:
+        """Train on reference databases directly (one per scenario), e.g. features other than CSI."""
+        cfg = self.config
+        if not dbs:
+            raise DataValidationError("ALLoc needs at least one training scenario")
+        shapes = {db.features.shape[1] for db in dbs}
+        if len(shapes) != 1:
+            raise DataValidationError(
+                f"training scenarios must share one CSI shape, got feature sizes {sorted(shapes)}"
+            )
+        self.n_features_ = shapes.pop()
+        self.model_ = self._new_model(self.n_features_)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr)
+        first, every = max(cfg.steps // 3, 1), max(cfg.steps // 6, 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 1.0 if s < first else 0.2 ** (1 + (s - first) // every))
+        rng = np.random.default_rng([cfg.seed, 707])
+        self.loss_history_: list[float] = []
+        t0 = time.perf_counter()
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"),
+                   TimeElapsedColumn())
+        self.model_.train()
+        with Progress(*columns, disable=not self.progress, transient=True) as bar:
+            task = bar.add_task(f"{cfg.architecture} ({cfg.sampling})", total=cfg.steps, loss="")
+            try:
+                running = None
+                for step in range(cfg.steps):
+                    csi, loc, is_query, target = self._draw(dbs, rng)
+                    pred = self._forward(csi, loc, is_query)
+                    t = torch.from_numpy(target.astype(np.float32))
+                    if cfg.architecture == "icl":
+                        pred, t = pred[:, 1:], t[:, 1:]  # the first pair has no context
+                    loss = ((pred - t) ** 2).sum(-1).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    value = float(loss.detach())
+                    running = value if running is None else 0.98 * running + 0.02 * value
+                    if step % 50 == 0 or step == cfg.steps - 1:
+                        self.loss_history_.append(running)
+                        bar.update(task, loss=f"loss {running:.4f}")
+                    bar.advance(task)
+            except KeyboardInterrupt:
+                bar.stop()
+        self.model_.eval()
+        self.train_s_ = time.perf_counter() - t0
+        return self
+
+    # ----------------------------------------------------------------- inference
+    def _check(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("ALLoc is not fitted: call fit(scenarios) first")
+
+    def predict(
+        self,
+        csi: np.ndarray,
+        references: Fingerprints | ReferenceDB,
+        coarse: np.ndarray | None = None,
+        *,
+        n_references: int | None = None,
+        seed: int = 0,
+        chunk: int = 512,
+    ) -> np.ndarray:
+        """Positions [m] ``(T, 2)`` of CSI ``(T, bs, antennas, subcarriers)`` (or ready features ``(T, F)``) in the
+        scenario of ``references``.
+
+        ``coarse`` ``(T, 2)`` [m] centres neighbourhood sampling (required for ``sampling="neighbourhood"``);
+        ``n_references`` defaults to the configured n.
+        """
+        self._check()
+        cfg = self.config
+        db = references if isinstance(references, ReferenceDB) else ReferenceDB.from_fingerprints(references)
+        feats = np.asarray(csi, dtype=np.float32) if np.asarray(csi).ndim == 2 else csi_features(csi)
+        if feats.shape[1] != self.n_features_ or db.features.shape[1] != self.n_features_:
+            raise DataValidationError(
+                f"CSI gives {feats.shape[1]} features and the references {db.features.shape[1]}; the model was "
+                f"trained on {self.n_features_} (same BS/antenna/subcarrier counts needed)"
+            )
+        n = min(n_references or cfg.n_neighbors, len(db))
+        if cfg.sampling == "neighbourhood":
+            if coarse is None:
+                raise DataValidationError(
+                    "neighbourhood sampling needs coarse locations (e.g. GNSS, or iterative_search with a "
+                    "random-sampling model)"
+                )
+            coarse = np.asarray(coarse, dtype=np.float64)
+            if coarse.shape[0] != len(feats) or not np.isfinite(coarse).all():
+                raise DataValidationError(f"coarse must be finite ({len(feats)}, 2) metres, got {coarse.shape}")
+            idx = db.neighbourhood(coarse, n)
+        else:
+            idx = db.random(np.random.default_rng(seed), len(feats), n)
+        out = np.empty((len(feats), 2))
+        with torch.no_grad():
+            for s in range(0, len(feats), chunk):
+                sl = slice(s, s + chunk)
+                ref_csi, ref_loc = db.features[idx[sl]], db.positions_m[idx[sl]]
+                centre, spread = _normalise(ref_loc)
+                ref_norm = (ref_loc - centre[:, None]) / spread[:, None, None]
+                q_csi = feats[sl][:, None]
+                zeros = np.zeros((len(q_csi), 1, 2))
+                if cfg.architecture == "mateformer":
+                    csi_seq = np.concatenate([q_csi, ref_csi], 1)
+                    loc_seq = np.concatenate([zeros, ref_norm], 1)
+                    is_query = np.zeros(loc_seq.shape[:2], dtype=bool)
+                    is_query[:, 0] = True
+                    pred = self._forward(csi_seq, loc_seq, is_query)[:, 0].numpy()
+                else:
+                    csi_seq = np.concatenate([ref_csi, q_csi], 1)
+                    loc_seq = np.concatenate([ref_norm, zeros], 1)
+                    pred = self._forward(csi_seq, loc_seq, np.zeros(loc_seq.shape[:2], dtype=bool))[:, -1].numpy()
+                out[sl] = centre + spread[:, None] * pred
+        return out
+
+    def adapt(self, support: Fingerprints, steps: int | None = None) -> BoundAnalogical:
+        """Bind the new scenario's labelled pairs as references; no gradient step is taken."""
+        self._check()
+        return BoundAnalogical(self, ReferenceDB.from_fingerprints(support))
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        self._check()
+        meta = {"kind": "Analogical", "config": asdict(self.config), "n_features": self.n_features_,
+                "train_s": self.train_s_, "loss_history": self.loss_history_}
+        return save_model_folder(path, dict(self.model_.state_dict()), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Analogical:
+        tensors, meta = load_model_folder(path)
+        if meta.get("kind") != "Analogical":
+            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not ALLoc/ICLLoc")
+        obj = cls(**meta["config"])
+        obj.n_features_ = int(meta["n_features"])
+        obj.model_ = obj._new_model(obj.n_features_)
+        obj.model_.load_state_dict(tensors)
+        obj.model_.eval()
+        obj.train_s_ = meta["train_s"]
+        obj.loss_history_ = meta["loss_history"]
+        return obj
+
+
+class BoundAnalogical:
+    """An ALLoc model with one scenario's references; ``predict(csi, coarse=...)``."""
+
+    def __init__(self, model: Analogical, references: ReferenceDB) -> None:
+        self.model = model
+        self.references = references
+        self.adapt_steps_ = 0
+
+    def predict(self, measurements: np.ndarray, coarse: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+        return self.model.predict(measurements, self.references, coarse, **kwargs)
+
+
+def iterative_search(
+    random_model: Analogical, neighbourhood_model: Analogical, csi: np.ndarray,
+    references: Fingerprints | ReferenceDB, *, rounds: int = 1, seed: int = 0,
+) -> np.ndarray:
+    """ALLoc without GNSS: a random-sampling estimate seeds neighbourhood sampling, ``rounds`` times."""
+    if random_model.config.sampling != "random" or neighbourhood_model.config.sampling != "neighbourhood":
+        raise DataValidationError("iterative_search needs a random-sampling and a neighbourhood-sampling model")
+    db = references if isinstance(references, ReferenceDB) else ReferenceDB.from_fingerprints(references)
+    estimate = random_model.predict(csi, db, seed=seed)
+    for _ in range(rounds):
+        estimate = neighbourhood_model.predict(csi, db, estimate)
+    return estimate
+
+
+def coarse_from_truth(positions_m: np.ndarray, error_m: float, seed: int = 0) -> np.ndarray:
+    """Coarse locations as in the paper's inference protocol: truth + U[-l, l] per axis (eq. (11))."""
+    return coarse_locations(positions_m, error_m, np.random.default_rng(seed))[:, :2]
