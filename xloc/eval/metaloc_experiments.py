@@ -11,10 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -25,6 +21,7 @@ from xloc.data.sodindoorloc import load_sodindoorloc  # noqa: E402
 from xloc.eval.metrics import localization_errors_m, summarize_errors  # noqa: E402
 from xloc.eval.protocols import p2_environments  # noqa: E402
 from xloc.features.knn_fingerprint import knn_rp_features  # noqa: E402
+from xloc.figures import plt, save_figure  # noqa: E402
 from xloc.learn import maml  # noqa: E402
 from xloc.learn.metaloc import MetaLoc, _mse  # noqa: E402
 from xloc.learn.metaloc_images import MetaLocImages  # noqa: E402
@@ -42,15 +39,6 @@ __all__ = [
 ]
 
 GRADIENT_METHODS = ("maml", "maml-ts", "maml-dg", "tl", "ri")
-
-
-def _save(fig: plt.Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def adaptation_curves(
@@ -92,7 +80,7 @@ def adaptation_curves(
     ax.set_title(f"{protocol.upper()}: error vs adaptation steps, k = {k}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, out_dir / f"{protocol}_steps.png")
+    save_figure(fig, out_dir / f"{protocol}_steps.png")
     return rows
 
 
@@ -119,7 +107,7 @@ def convergence_curves(out_dir: Path, *, target: str = "SYL", seed: int = 0, ite
     ax.set_title(f"P1 meta-training convergence (target {target} left out)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    _save(fig, out_dir / "p1_convergence.png")
+    save_figure(fig, out_dir / "p1_convergence.png")
     return rows
 
 
@@ -190,7 +178,7 @@ def parameter_distance_and_data_curves(out_dir: Path, *, seed: int = 0, steps: i
     ax.set_title("Fig. 8 style: MetaLoc (124 samples) vs RI with more data")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, out_dir / "fig8_rmse_vs_steps.png")
+    save_figure(fig, out_dir / "fig8_rmse_vs_steps.png")
 
     # theta_T*: the test task's optimum reached from each initialisation (Adam, 1000 full-batch steps on all
     # of its samples); the distance says how far an initialisation sits from the optimum it leads to.

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from xloc.eval.metrics import error_cdf  # noqa: E402
+from xloc.eval.metrics import error_cdf
+from xloc.figures import plt, save_figure
 
 __all__ = ["plot_error_cdfs"]
 
@@ -45,10 +42,4 @@ def plot_error_cdfs(
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

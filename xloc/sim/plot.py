@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from xloc.data.fingerprints import Fingerprints  # noqa: E402
-from xloc.sim.geometry import Scene  # noqa: E402
+from xloc.data.fingerprints import Fingerprints
+from xloc.figures import plt, save_figure
+from xloc.sim.geometry import Scene
 
 __all__ = ["plot_scenario", "power_delay_profile"]
 
@@ -91,10 +88,4 @@ def plot_scenario(scene: Scene, fingerprints: Fingerprints, path: Path, *, user:
         ax2.set_title("CSI image of the starred point (AP1 | AP2 | AP3)")
         ax2.set_xlabel("subcarrier (per AP)")
         ax2.set_ylabel("packet")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
