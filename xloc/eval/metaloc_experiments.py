@@ -11,23 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from xloc.baselines.histogram_knn import HistogramKNN  # noqa: E402
-from xloc.baselines.knn import KNNLocalizer  # noqa: E402
-from xloc.data.fingerprints import Fingerprints, FingerprintSet  # noqa: E402
-from xloc.data.sodindoorloc import load_sodindoorloc  # noqa: E402
-from xloc.eval.metrics import localization_errors_m, summarize_errors  # noqa: E402
-from xloc.eval.protocols import p2_environments  # noqa: E402
-from xloc.features.knn_fingerprint import knn_rp_features  # noqa: E402
-from xloc.figures import plt, save_figure  # noqa: E402
-from xloc.learn import maml  # noqa: E402
-from xloc.learn.metaloc import MetaLoc, _mse  # noqa: E402
-from xloc.learn.metaloc_images import MetaLocImages  # noqa: E402
-from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features  # noqa: E402
-from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment  # noqa: E402
-from xloc.sim.presets import simulate_scenario  # noqa: E402
+from xloc.baselines.histogram_knn import HistogramKNN
+from xloc.baselines.knn import KNNLocalizer
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.data.sodindoorloc import load_sodindoorloc
+from xloc.eval.metrics import localization_errors_m, summarize_errors
+from xloc.eval.protocols import p2_environments
+from xloc.features.knn_fingerprint import knn_rp_features
+from xloc.figures import plt, save_figure
+from xloc.learn import maml
+from xloc.learn.metaloc import MetaLoc, _mse
+from xloc.learn.metaloc_images import MetaLocImages
+from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features
+from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
+from xloc.sim.presets import simulate_scenario
 
 __all__ = [
     "adaptation_curves",
