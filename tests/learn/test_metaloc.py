@@ -93,3 +93,12 @@ def test_errors(tmp_path):
 
     with pytest.raises(FileFormatError, match="not an xloc model folder"):
         MetaLoc.load(tmp_path / "junk")
+
+
+def test_loading_the_wrong_kind_of_model_is_a_clear_error(tmp_path):
+    from xloc.errors import FileFormatError
+
+    train, _ = envs("ab")
+    MetaLoc("ri").fit().save(tmp_path / "meta")
+    with pytest.raises(FileFormatError, match="holds a 'MetaLoc' model, not AdaptedMetaLoc"):
+        AdaptedMetaLoc.load(tmp_path / "meta")

@@ -284,9 +284,7 @@ class Analogical:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Analogical:
-        tensors, meta = load_model_folder(path)
-        if meta.get("kind") != "Analogical":
-            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not ALLoc/ICLLoc")
+        tensors, meta = load_model_folder(path, "Analogical")
         obj = cls(**meta["config"])
         obj.n_features_ = int(meta["n_features"])
         obj.model_ = obj._new_model(obj.n_features_)

@@ -48,8 +48,11 @@ def save_model_folder(path: str | os.PathLike[str], tensors: dict[str, torch.Ten
     return target
 
 
-def load_model_folder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a model folder; a clear :class:`FileFormatError` for anything that is not one."""
+def load_model_folder(
+    path: str | os.PathLike[str], kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a model folder; a clear :class:`FileFormatError` for anything that is not one, or (given ``kind``)
+    for a folder holding another kind of model."""
     folder = Path(path)
     weights, meta_path = folder / _WEIGHTS, folder / _META
     if not weights.is_file() or not meta_path.is_file():
@@ -60,6 +63,8 @@ def load_model_folder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Ten
         raise FileFormatError(f"{meta_path}: not valid JSON: {exc}") from None
     if meta.get("format") != "xloc-model":
         raise FileFormatError(f"{meta_path}: not an xloc model (format {meta.get('format')!r})")
+    if kind is not None and meta.get("kind") != kind:
+        raise FileFormatError(f"{folder}: holds a {meta.get('kind')!r} model, not {kind}")
     if int(meta.get("format_version", -1)) > MODEL_FORMAT_VERSION:
         raise FileFormatError(f"{folder}: model format {meta['format_version']} is newer than this xloc reads")
     try:

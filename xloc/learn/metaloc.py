@@ -318,9 +318,7 @@ class MetaLoc:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MetaLoc:
-        tensors, meta = load_model_folder(path)
-        if meta.get("kind") != "MetaLoc":
-            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not MetaLoc")
+        tensors, meta = load_model_folder(path, "MetaLoc")
         cfg = dict(meta["config"])
         obj = cls(cfg.pop("paradigm"), **cfg)
         obj.model_ = obj._new_model()
@@ -387,9 +385,7 @@ class AdaptedMetaLoc:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AdaptedMetaLoc:
-        tensors, meta = load_model_folder(path)
-        if meta.get("kind") != "AdaptedMetaLoc":
-            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not an adapted MetaLoc")
+        tensors, meta = load_model_folder(path, "AdaptedMetaLoc")
         cfg = MetaLocConfig(**meta["config"])
         radio_map = RadioMap(tensors.pop("radio_map/rss_dbm").numpy(), tensors.pop("radio_map/positions_m").numpy(),
                              tensors.pop("radio_map/point_ids").numpy())

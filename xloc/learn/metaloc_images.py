@@ -257,9 +257,7 @@ class MetaLocImages:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MetaLocImages:
-        tensors, meta = load_model_folder(path)
-        if meta.get("kind") != "MetaLocImages":
-            raise DataValidationError(f"{path}: holds a {meta.get('kind')!r} model, not MetaLocImages")
+        tensors, meta = load_model_folder(path, "MetaLocImages")
         return cls._from_parts(tensors, meta)
 
 
@@ -352,9 +350,7 @@ class AdaptedMetaLocImages:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AdaptedMetaLocImages:
-        tensors, doc = load_model_folder(path)
-        if doc.get("kind") != "AdaptedMetaLocImages":
-            raise DataValidationError(f"{path}: holds a {doc.get('kind')!r} model, not an adapted MetaLocImages")
+        tensors, doc = load_model_folder(path, "AdaptedMetaLocImages")
         images = tensors.pop("support/images").numpy()
         support = Fingerprints(
             EnvironmentMeta(doc["environment"], "csi_image", tuple(f"AP{i + 1}" for i in range(images.shape[1]))),
