@@ -7,6 +7,11 @@ from xloc.data import load_fingerprints
 runner = CliRunner()
 
 
+def flat(output: str) -> str:
+    """CLI output with rich's box borders and line wrapping removed."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def test_demo_prints_table():
     result = runner.invoke(app, ["demo", "--reference-points", "10"])
     assert result.exit_code == 0, result.output
@@ -94,3 +99,35 @@ def test_train_adapt_predict(tmp_path):
     wrong = runner.invoke(app, ["predict", "--model", str(meta), "--data", str(data), "--env", "log_distance-s0",
                                 "-o", str(preds)])
     assert wrong.exit_code != 0 and "adapt it first" in wrong.output
+
+
+def test_train_alloc_and_predict_with_references(tmp_path):
+    o1, o1b = tmp_path / "o1.h5", tmp_path / "o1b.h5"
+    for name, path in (("o1", o1), ("o1b", o1b)):
+        r = runner.invoke(app, ["simulate", "--scenario", name, "--users", "120", "--test-users", "15",
+                                "-o", str(path)])
+        assert r.exit_code == 0, r.output
+    model, rnd, preds = tmp_path / "alloc", tmp_path / "alloc-random", tmp_path / "p.csv"
+    for method, path in (("alloc", model), ("alloc-random", rnd)):
+        r = runner.invoke(app, ["train", "--data", str(o1), "--method", method, "--iterations", "3", "-o", str(path)])
+        assert r.exit_code == 0, r.output
+    # an unseen scenario, served by handing over its labelled pairs: no gradient step
+    base = ["predict", "--model", str(model), "--data", str(o1b), "--env", "o1b", "-o", str(preds)]
+    r = runner.invoke(app, [*base, "--references", str(o1b), "--coarse-error-m", "1"])
+    assert r.exit_code == 0, r.output
+    assert len(preds.read_text().splitlines()) == 16 and "error mean" in r.output
+    coarse = tmp_path / "gnss.csv"
+    coarse.write_text("x_m,y_m\n" + "50,0\n" * 15)
+    assert runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)]).exit_code == 0
+    r = runner.invoke(app, [*base, "--references", str(o1b), "--random-model", str(rnd)])
+    assert r.exit_code == 0, r.output
+    missing = runner.invoke(app, base)
+    assert missing.exit_code != 0 and "--references" in missing.output
+    no_coarse = runner.invoke(app, [*base, "--references", str(o1b)])
+    assert no_coarse.exit_code != 0 and "exactly one of" in no_coarse.output
+    coarse.write_text("x_m,y_m\n1,2\n")
+    short = runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)])
+    assert short.exit_code != 0 and "1 rows" in flat(short.output) and "Traceback" not in short.output
+    wrong = runner.invoke(app, ["adapt", "--model", str(model), "--data", str(o1b), "--env", "o1b", "-o",
+                                str(tmp_path / "x")])
+    assert wrong.exit_code != 0 and "needs no adaptation" in wrong.output

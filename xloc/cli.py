@@ -7,6 +7,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -16,13 +17,14 @@ from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
-from xloc.data.csv_survey import read_survey_csv
-from xloc.data.fingerprints import FingerprintSet
+from xloc.data.csv_survey import read_csv_table, read_survey_csv
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import XlocError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.eval.results import atomic_write_text
+from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
 from xloc.learn.metaloc import MetaLoc
 from xloc.learn.metaloc_images import MetaLocImages
 from xloc.methods import METHODS, load_model, make_method, make_trainable
@@ -31,7 +33,7 @@ from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 #: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "sim-speed", "metaloc", "metaloc-csi")
+BENCHES = ("p1", "p2", "p3", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -224,17 +226,20 @@ def _environments(path: Path, split: str, envs: list[str] | None, exclude: list[
 def train(
     data: Annotated[Path, typer.Option(help="xloc .h5 file with the historical environments")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
-    method: Annotated[str, typer.Option(help="maml, maml-ts, maml-dg, tl or ri")] = "maml",
+    method: Annotated[str, typer.Option(help="maml, maml-ts, maml-dg, tl, ri (RSS / CSI images); alloc, "
+                                             "alloc-random, iclloc (CSI)")] = "maml",
     split: Annotated[str, typer.Option(help="Split to train on")] = "train",
     env: Annotated[list[str] | None, typer.Option(help="Environment to use (repeat; default all)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Environment to leave out (repeat)")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Meta-iterations (default: the method's)")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Meta-iterations / ALLoc training steps (default: the "
+                                                         "method's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
 ) -> None:
-    """Meta-train MetaLoc (RSS or CSI images, by the data's kind) and save it; Ctrl-C keeps the best checkpoint."""
+    """Train MetaLoc (RSS or CSI images) or ALLoc/ICLLoc (CSI) and save it; Ctrl-C keeps what was learned."""
     sources = _environments(data, split, env, exclude)
     kind = next(iter(sources.values())).environment.kind
-    hyper = {} if iterations is None else {"iterations": iterations}
+    hyper = {} if iterations is None else {"steps" if method in ("alloc", "alloc-random", "iclloc")
+                                           else "iterations": iterations}
     model = make_trainable(method, kind, seed, **hyper)
     model.progress = True
     model.fit(sources)
@@ -257,6 +262,9 @@ def adapt(
 ) -> None:
     """Adapt a meta-trained model to a new environment with a few labelled reference points."""
     meta_model = load_model(str(model))
+    if isinstance(meta_model, Analogical):
+        raise typer.BadParameter(f"{model} is an analogical model: it needs no adaptation; run 'xloc predict "
+                                 "--references DB.h5' with the new environment's labelled pairs")
     if not isinstance(meta_model, MetaLoc | MetaLocImages):
         raise typer.BadParameter(f"{model} is already adapted; pass the meta-model from 'xloc train'")
     fp = load_fingerprints(data, split)[split][env]
@@ -270,19 +278,34 @@ def adapt(
 @app.command()
 @_friendly
 def predict(
-    model: Annotated[Path, typer.Option(help="Adapted model folder from 'xloc adapt'")],
+    model: Annotated[Path, typer.Option(help="Adapted model folder ('xloc adapt') or an ALLoc model ('xloc train')")],
     data: Annotated[Path, typer.Option(help="xloc .h5 file with the measurements")],
     env: Annotated[str, typer.Option(help="Environment of the measurements")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV of predicted positions [m]")],
     split: Annotated[str, typer.Option(help="Split to predict")] = "test",
+    references: Annotated[Path | None, typer.Option(help="ALLoc: .h5 file with the environment's labelled "
+                                                          "(CSI, position) pairs")] = None,
+    references_split: Annotated[str, typer.Option(help="ALLoc: split of --references to use")] = "train",
+    coarse: Annotated[Path | None, typer.Option(help="ALLoc: CSV with coarse positions x_m,y_m (e.g. GNSS), one "
+                                                     "row per measurement")] = None,
+    coarse_error_m: Annotated[float | None, typer.Option(help="ALLoc evaluation: simulate GNSS as truth + "
+                                                              "U[-l, l] per axis with this l [m]")] = None,
+    random_model: Annotated[Path | None, typer.Option(help="ALLoc without GNSS: a random-sampling model "
+                                                           "('xloc train --method alloc-random') seeds an "
+                                                           "iterative search")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and simulated coarse positions")] = 0,
 ) -> None:
     """Predict positions [m] and, where the file has true positions, print the error summary."""
     adapted = load_model(str(model))
     if isinstance(adapted, MetaLoc | MetaLocImages):
         raise typer.BadParameter(f"{model} is a meta-model; adapt it first with 'xloc adapt'")
     fp = load_fingerprints(data, split)[split][env]
-    pred = adapted.predict(fp.measurements)
-    err = localization_errors_m(pred, fp.positions_m)
+    if isinstance(adapted, Analogical):
+        pred = _predict_analogical(adapted, fp, references, references_split, coarse, coarse_error_m, random_model,
+                                   seed)
+    else:
+        pred = adapted.predict(fp.measurements)
+    err = localization_errors_m(pred, fp.positions_m[:, : pred.shape[1]])
     rows = zip(pred, fp.positions_m, err, strict=True)
     lines = ["x_m,y_m,true_x_m,true_y_m,error_m"] + [
         f"{p[0]:.4f},{p[1]:.4f},{t[0]:.4f},{t[1]:.4f},{e:.4f}" for p, t, e in rows
@@ -293,6 +316,34 @@ def predict(
                   f"p90 {s.p90_m:.2f} m")
 
 
+def _predict_analogical(
+    model: Analogical, fp: Fingerprints, references: Path | None, references_split: str, coarse: Path | None,
+    coarse_error_m: float | None, random_model: Path | None, seed: int,
+) -> np.ndarray:
+    if references is None:
+        raise typer.BadParameter("an ALLoc model needs --references DB.h5 holding the environment's labelled pairs")
+    refs = load_fingerprints(references, references_split)[references_split][fp.name]
+    if model.config.sampling == "random":
+        return model.predict(fp.measurements, refs, seed=seed)
+    given = [o for o, v in (("--coarse", coarse), ("--coarse-error-m", coarse_error_m),
+                            ("--random-model", random_model)) if v is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("a neighbourhood-sampling ALLoc model needs exactly one of --coarse CSV, "
+                                 f"--coarse-error-m L or --random-model DIR (got {given or 'none'})")
+    if random_model is not None:
+        rnd = load_model(str(random_model))
+        if not isinstance(rnd, Analogical):
+            raise typer.BadParameter(f"{random_model} is not an ALLoc model")
+        return iterative_search(rnd, model, fp.measurements, refs, seed=seed)
+    if coarse is not None:
+        start = read_csv_table(coarse).numeric(["x_m", "y_m"])
+        if len(start) != len(fp):
+            raise typer.BadParameter(f"{coarse}: {len(start)} rows, but {fp.name!r} has {len(fp)} measurements")
+    else:
+        start = coarse_from_truth(fp.positions_m, float(coarse_error_m or 0.0), seed)
+    return model.predict(fp.measurements, refs, start)
+
+
 @app.command()
 @_friendly
 def bench(
@@ -300,6 +351,9 @@ def bench(
     seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
+    experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, complexity "
+                                                              "(repeat; default all)")] = None,
+    quick: Annotated[bool, typer.Option(help="p3: tiny sizes (a smoke run, minutes)")] = False,
 ) -> None:
     """Benchmarks: the fixed protocols with every registered method, and simulator throughput."""
     from xloc.eval.protocols import run_p1, run_p2
@@ -328,6 +382,16 @@ def bench(
                 rows = mx.csi_image_table("hall", seeds=seed_list[:2]) + mx.csi_image_table("lab", seeds=seed_list[:2])
             write_results(out / f"{p}.json", rows, command=command, seeds=seed_list,
                           wall_s=time.perf_counter() - t0)
+        elif p == "p3":
+            from xloc.eval import alloc_experiments as ax
+
+            unknown_exp = sorted(set(experiment or []) - set(ax.EXPERIMENTS))
+            if unknown_exp:
+                raise typer.BadParameter(f"unknown experiment(s) {unknown_exp}; expected {', '.join(ax.EXPERIMENTS)}")
+            scale = replace(ax.QUICK if quick else ax.FULL, progress=True)
+            rows = ax.run_p3(scale, out, experiment)
+            name = "p3-quick.json" if quick else "p3.json"
+            write_results(out / name, rows, command=command, seeds=[scale.seed], wall_s=time.perf_counter() - t0)
         elif p == "sim-speed":
             rows = simulator_speed_rows(users)
             write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)

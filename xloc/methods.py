@@ -7,6 +7,7 @@ from typing import Any
 
 from xloc.baselines.knn import KNNLocalizer
 from xloc.errors import DataValidationError
+from xloc.learn.alloc import Analogical
 from xloc.learn.base import Localizer
 from xloc.learn.checkpoint import read_model_kind
 from xloc.learn.metaloc import AdaptedMetaLoc, MetaLoc
@@ -14,8 +15,11 @@ from xloc.learn.metaloc_images import AdaptedMetaLocImages, MetaLocImages
 
 __all__ = ["METHODS", "make_method", "load_model", "make_trainable", "TRAINABLE"]
 
-#: Methods ``xloc train`` can fit, by data kind.
-TRAINABLE = ("maml", "maml-ts", "maml-dg", "tl", "ri")
+#: Methods ``xloc train`` can fit: MetaLoc (RSS, CSI images) and the analogical models (CSI).
+TRAINABLE = ("maml", "maml-ts", "maml-dg", "tl", "ri", "alloc", "alloc-random", "iclloc")
+_ANALOGICAL: dict[str, dict[str, Any]] = {
+    "alloc": {}, "alloc-random": {"sampling": "random"}, "iclloc": {"architecture": "icl"},
+}
 
 #: name -> (factory taking a seed, one-line description)
 METHODS: dict[str, tuple[Callable[[int], Localizer], str]] = {
@@ -38,10 +42,16 @@ def make_method(name: str, seed: int = 0) -> Localizer:
     return factory(seed)
 
 
-def make_trainable(name: str, kind: str, seed: int = 0, **hyper: Any) -> MetaLoc | MetaLocImages:
-    """A MetaLoc estimator for RSS (``kind="rss"``) or CSI images (``kind="csi_image"``)."""
+def make_trainable(name: str, kind: str, seed: int = 0, **hyper: Any) -> MetaLoc | MetaLocImages | Analogical:
+    """MetaLoc for RSS (``kind="rss"``) or CSI images (``"csi_image"``); ALLoc/ICLLoc for CSI (``"csi"``)."""
     if name not in TRAINABLE:
         raise DataValidationError(f"unknown trainable method {name!r}; available: {list(TRAINABLE)}")
+    if name in _ANALOGICAL:
+        if kind != "csi":
+            raise DataValidationError(f"{name} needs CSI data (kind 'csi'), got {kind!r}")
+        return Analogical(seed=seed, **_ANALOGICAL[name], **hyper)
+    if kind == "csi":
+        raise DataValidationError(f"{name} is MetaLoc (RSS or CSI images); for CSI use alloc, alloc-random or iclloc")
     if kind == "rss":
         return MetaLoc(name, seed=seed, **hyper)
     if kind == "csi_image":
@@ -54,10 +64,11 @@ _LOADERS = {
     "AdaptedMetaLoc": AdaptedMetaLoc.load,
     "MetaLocImages": MetaLocImages.load,
     "AdaptedMetaLocImages": AdaptedMetaLocImages.load,
+    "Analogical": Analogical.load,
 }
 
 
-def load_model(path: str) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages:
+def load_model(path: str) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages | Analogical:
     """Any saved xloc model folder, by the kind its metadata names."""
     kind = read_model_kind(path)
     if kind not in _LOADERS:

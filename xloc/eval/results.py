@@ -17,7 +17,8 @@ __all__ = ["ROW_KEY", "environment_info", "merge_rows", "write_results", "read_r
            "atomic_write_text"]
 
 #: Fields that identify a row; a new run replaces rows with the same key.
-ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric")
+ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric", "sweep",
+           "sweep_value")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -20,8 +20,10 @@ sixth).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
-from xloc.features.csi import csi_features
+from xloc.features.csi import FEATURES, vector_features
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.learn.references import ReferenceDB
 from xloc.models.icl import ICLTransformer
@@ -63,11 +65,14 @@ class ALLocConfig:
     steps: int = 2000  # [300,000]
     lr: float = 1e-3  # [1e-4]
     coarse_error_m: float = 1.0  # l [1 m]
+    features: str = "angle_delay"  # token of one CSI: "angle_delay" magnitudes or raw "csi" (paper: H)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise DataValidationError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.features not in FEATURES:
+            raise DataValidationError(f"features must be one of {sorted(FEATURES)}, got {self.features!r}")
         if self.sampling not in SAMPLINGS:
             raise DataValidationError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         for name in ("n_neighbors", "d_model", "depth", "n_heads", "d_ff", "batch_size"):
@@ -89,9 +94,20 @@ def _normalise(ref_locations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, spread
 
 
+def _lr_factor(step: int, steps: int) -> float:
+    """Table 2's schedule scaled to ``steps``: x0.2 from one third of training on, then every sixth."""
+    first, period = max(steps // 3, 1), max(steps // 6, 1)
+    return 1.0 if step < first else 0.2 ** (1 + (step - first) // period)
+
+
 class Analogical:
     """ALLoc (``architecture="mateformer"``) or ICLLoc (``"icl"``): ``fit(scenarios)``, then ``predict`` in any
     scenario given its references -- or ``adapt(references)``, which only stores them (0 gradient steps)."""
+
+    model_: torch.nn.Module
+    n_features_: int
+    train_s_: float
+    adapt_s_: float
 
     def __init__(self, *, progress: bool = False, **hyper: Any) -> None:
         self.config = ALLocConfig(**hyper)
@@ -154,7 +170,8 @@ class Analogical:
         """Train on the labelled pairs of one or more scenarios (each environment is a scenario)."""
         if scenarios is None or len(scenarios) == 0:
             raise DataValidationError("ALLoc needs at least one training scenario")
-        return self.fit_references([ReferenceDB.from_fingerprints(fp) for fp in scenarios.values()])
+        return self.fit_references([ReferenceDB.from_fingerprints(fp, self.config.features)
+                                    for fp in scenarios.values()])
 
     def fit_references(self, dbs: list[ReferenceDB]) -> Analogical:
         """Train on reference databases directly (one per scenario), e.g. features other than CSI."""
@@ -168,21 +185,49 @@ class Analogical:
             )
         self.n_features_ = shapes.pop()
         self.model_ = self._new_model(self.n_features_)
-        opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr)
-        first, every = max(cfg.steps // 3, 1), max(cfg.steps // 6, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 1.0 if s < first else 0.2 ** (1 + (s - first) // every))
-        rng = np.random.default_rng([cfg.seed, 707])
         self.loss_history_: list[float] = []
         t0 = time.perf_counter()
+        self._train_steps(dbs, cfg.steps, np.random.default_rng([cfg.seed, 707]))
+        self.train_s_ = time.perf_counter() - t0
+        return self
+
+    def fine_tune(
+        self, scenarios: FingerprintSet, steps: int, *, every: int = 0, lr: float | None = None,
+        callback: Callable[[int, Analogical], None] | None = None,
+    ) -> Analogical:
+        """Transfer learning: a copy trained ``steps`` more on ``scenarios`` at a constant ``lr`` (default: the
+        first decayed rate, 0.2 x ``config.lr``); ``callback(step, model)`` runs at step 0 and every ``every``."""
+        self._check()
+        dbs = [ReferenceDB.from_fingerprints(fp, self.config.features) for fp in scenarios.values()]
+        if {db.features.shape[1] for db in dbs} != {self.n_features_}:
+            raise DataValidationError(f"fine-tuning scenarios must give {self.n_features_} CSI features")
+        tuned = copy.deepcopy(self)
+        t0 = time.perf_counter()
+        tuned._train_steps(dbs, steps, np.random.default_rng([self.config.seed, 708]),
+                           lr=0.2 * self.config.lr if lr is None else lr, every=every, callback=callback)
+        tuned.adapt_s_ = time.perf_counter() - t0
+        return tuned
+
+    def _train_steps(
+        self, dbs: list[ReferenceDB], steps: int, rng: np.random.Generator, *, lr: float | None = None,
+        every: int = 0, callback: Callable[[int, Analogical], None] | None = None,
+    ) -> None:
+        """Adam on the query MSE, with Table 2's decay (or at a constant ``lr``); Ctrl-C stops early and keeps
+        the weights so far."""
+        cfg = self.config
+        opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr if lr is None else lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps) if lr is None else 1.0)
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"),
                    TimeElapsedColumn())
+        if callback is not None:
+            self.model_.eval()
+            callback(0, self)
         self.model_.train()
         with Progress(*columns, disable=not self.progress, transient=True) as bar:
-            task = bar.add_task(f"{cfg.architecture} ({cfg.sampling})", total=cfg.steps, loss="")
+            task = bar.add_task(f"{cfg.architecture} ({cfg.sampling})", total=steps, loss="")
             try:
                 running = None
-                for step in range(cfg.steps):
+                for step in range(steps):
                     csi, loc, is_query, target = self._draw(dbs, rng)
                     pred = self._forward(csi, loc, is_query)
                     t = torch.from_numpy(target.astype(np.float32))
@@ -195,15 +240,17 @@ class Analogical:
                     sched.step()
                     value = float(loss.detach())
                     running = value if running is None else 0.98 * running + 0.02 * value
-                    if step % 50 == 0 or step == cfg.steps - 1:
+                    if step % 50 == 0 or step == steps - 1:
                         self.loss_history_.append(running)
                         bar.update(task, loss=f"loss {running:.4f}")
                     bar.advance(task)
+                    if callback is not None and every and (step + 1) % every == 0:
+                        self.model_.eval()
+                        callback(step + 1, self)
+                        self.model_.train()
             except KeyboardInterrupt:
                 bar.stop()
         self.model_.eval()
-        self.train_s_ = time.perf_counter() - t0
-        return self
 
     # ----------------------------------------------------------------- inference
     def _check(self) -> None:
@@ -228,8 +275,8 @@ class Analogical:
         """
         self._check()
         cfg = self.config
-        db = references if isinstance(references, ReferenceDB) else ReferenceDB.from_fingerprints(references)
-        feats = np.asarray(csi, dtype=np.float32) if np.asarray(csi).ndim == 2 else csi_features(csi)
+        db = self.references(references)
+        feats = np.asarray(csi, dtype=np.float32) if np.asarray(csi).ndim == 2 else vector_features(csi, cfg.features)
         if feats.shape[1] != self.n_features_ or db.features.shape[1] != self.n_features_:
             raise DataValidationError(
                 f"CSI gives {feats.shape[1]} features and the references {db.features.shape[1]}; the model was "
@@ -273,7 +320,16 @@ class Analogical:
     def adapt(self, support: Fingerprints, steps: int | None = None) -> BoundAnalogical:
         """Bind the new scenario's labelled pairs as references; no gradient step is taken."""
         self._check()
-        return BoundAnalogical(self, ReferenceDB.from_fingerprints(support))
+        return BoundAnalogical(self, self.references(support))
+
+    def references(self, data: Fingerprints | ReferenceDB) -> ReferenceDB:
+        """``data`` as a reference database in this model's feature space."""
+        if isinstance(data, ReferenceDB):
+            if data.feature_kind not in (None, self.config.features):
+                raise DataValidationError(f"references {data.name!r} hold {data.feature_kind!r} features; this "
+                                          f"model uses {self.config.features!r}")
+            return data
+        return ReferenceDB.from_fingerprints(data, self.config.features)
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -314,7 +370,9 @@ def iterative_search(
     """ALLoc without GNSS: a random-sampling estimate seeds neighbourhood sampling, ``rounds`` times."""
     if random_model.config.sampling != "random" or neighbourhood_model.config.sampling != "neighbourhood":
         raise DataValidationError("iterative_search needs a random-sampling and a neighbourhood-sampling model")
-    db = references if isinstance(references, ReferenceDB) else ReferenceDB.from_fingerprints(references)
+    if random_model.config.features != neighbourhood_model.config.features:
+        raise DataValidationError("iterative_search: both models must use the same CSI features")
+    db = neighbourhood_model.references(references)
     estimate = random_model.predict(csi, db, seed=seed)
     for _ in range(rounds):
         estimate = neighbourhood_model.predict(csi, db, estimate)

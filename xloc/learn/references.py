@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
-from xloc.features.csi import csi_features
+from xloc.features.csi import vector_features
 
 __all__ = ["ReferenceDB"]
 
@@ -20,7 +20,8 @@ __all__ = ["ReferenceDB"]
 class ReferenceDB:
     """CSI features ``(n, F)`` and positions ``(n, 2)`` [m] of one scenario's labelled pairs."""
 
-    def __init__(self, features: np.ndarray, positions_m: np.ndarray, name: str = "") -> None:
+    def __init__(self, features: np.ndarray, positions_m: np.ndarray, name: str = "",
+                 feature_kind: str | None = None) -> None:
         self.features = np.asarray(features, dtype=np.float32)
         self.positions_m = np.asarray(positions_m, dtype=np.float64)[:, :2]
         if self.features.ndim != 2 or len(self.features) != len(self.positions_m) or len(self.features) < 2:
@@ -29,13 +30,15 @@ class ReferenceDB:
                 f"{self.features.shape} and {self.positions_m.shape}"
             )
         self.name = name
+        self.feature_kind = feature_kind  # how features were made from CSI (None: given directly)
         self._tree = cKDTree(self.positions_m)
 
     @classmethod
-    def from_fingerprints(cls, fp: Fingerprints) -> ReferenceDB:
+    def from_fingerprints(cls, fp: Fingerprints, features: str = "angle_delay") -> ReferenceDB:
+        """Reference pairs of a CSI environment, as ``features`` vectors (see :mod:`xloc.features.csi`)."""
         if fp.environment.kind != "csi":
             raise DataValidationError(f"environment {fp.name!r}: reference pairs need CSI, not {fp.environment.kind}")
-        return cls(csi_features(fp.measurements), fp.positions_m, fp.name)
+        return cls(vector_features(fp.measurements, features), fp.positions_m, fp.name, features)
 
     def __len__(self) -> int:
         return len(self.features)

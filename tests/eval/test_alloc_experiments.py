@@ -1,0 +1,28 @@
+import numpy as np
+
+from xloc.eval.alloc_experiments import QUICK, bar_chart, complexity, multi_scenario, run_p3
+
+
+def test_bar_chart_writes_a_png(tmp_path):
+    rows = [{"method": m, "target": t, "mean_m": 2.0, "p10_m": 1.0, "p90_m": 3.0} for m in "ab" for t in "xy"]
+    path = bar_chart(rows, "target", tmp_path / "bars.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_multi_scenario_rows_and_figures(tmp_path):
+    rows = multi_scenario(QUICK, tmp_path)
+    unseen = [r for r in rows if r["setting"] == "multi-unseen"]
+    assert {r["method"] for r in unseen} >= {"alloc", "cnn", "ad_cnn", "mfcnet", "ad_cnn (scenario-specific)", "gnss"}
+    assert all(r["target"] == "mo1-cell3" and np.isfinite(r["mean_m"]) and r["p10_m"] <= r["p90_m"] for r in unseen)
+    curve = [r for r in rows if r["setting"] == "multi-tuning"]
+    assert sorted({r["epoch"] for r in curve}) == list(range(QUICK.tune_epochs + 1))
+    assert (tmp_path / "p3_multi.png").is_file() and (tmp_path / "p3_multi_tuning.png").is_file()
+
+
+def test_quick_rain_traffic_and_complexity(tmp_path):
+    rows = run_p3(QUICK, tmp_path, ["rain", "traffic"])
+    assert {r["rain_mm_h"] for r in rows if r["setting"] == "rain"} == {0.0, 10.0, 25.0, 50.0, 100.0}
+    assert {r["setting"] for r in rows} >= {"traffic-one", "traffic-many", "traffic-same"}
+    speed = complexity(QUICK, tmp_path, n_values=(8, 16), batch=16, repeats=1)
+    assert [r["n_references"] for r in speed if r["setting"] == "throughput"] == [8, 16]
+    assert all(r["value"] > 0 for r in speed)
