@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xloc.data import load_sodindoorloc
-from xloc.data.sodindoorloc import ENVIRONMENTS
+from xloc.data.sodindoorloc import ENVIRONMENTS, environment_ap_floors
 from xloc.errors import DataValidationError
 
 
@@ -31,6 +31,18 @@ def test_ap_positions_from_access_point_table(sod_root):
     i = meta.ap_ids.index("MAC1")
     assert meta.ap_positions_m[i] == pytest.approx([48.152, 18.698], abs=1e-3)
     assert meta.ap_frequency_hz[i] == pytest.approx(2.412e9)
+
+
+def test_ap_positions_and_floors_belong_to_the_environments_building(sod_root):
+    # MAC column names restart in every building: each building's APs must lie in its own survey area
+    train = load_sodindoorloc(sod_root, "train")
+    for fp in train.values():
+        aps = fp.environment.ap_positions_m
+        assert np.isfinite(aps).all()
+        assert np.abs(aps - fp.positions_m.mean(0)).max() < 150.0, fp.name
+    floors = environment_ap_floors(train, sod_root)
+    assert set(floors["CETC331-F1"].values()) == {1, 2, 3} and set(floors["HCXY"].values()) == {4}
+    assert len(floors["SYL"]) == 46
 
 
 def test_bad_arguments(tmp_path, sod_root):

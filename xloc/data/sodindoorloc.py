@@ -19,7 +19,8 @@ from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 
-__all__ = ["load_sodindoorloc", "DEFAULT_ROOT", "SHEETS", "ENVIRONMENTS"]
+__all__ = ["load_sodindoorloc", "access_point_floors", "environment_ap_floors", "DEFAULT_ROOT", "SHEETS",
+           "ENVIRONMENTS"]
 
 #: Where the data live: ``$XLOC_SODINDOORLOC_ROOT`` if set, else ``../shared/data/sodindoorloc`` beside a checkout.
 DEFAULT_ROOT = Path(
@@ -42,30 +43,53 @@ ENVIRONMENTS = ("CETC331-F1", "CETC331-F2", "CETC331-F3", "HCXY", "SYL")
 _MULTI_FLOOR = {"CETC331"}
 
 
-def _ap_table(root: Path) -> dict[str, tuple[float, float, float]]:
-    """MAC column name -> (east [m], north [m], frequency [Hz]) from ``access_points.csv``."""
+def _ap_table(root: Path) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(building, MAC column name) -> (east [m], north [m], frequency [Hz]) from ``access_points.csv``.
+
+    MAC column names restart in every building (``MAC1`` of CETC331 is not ``MAC1`` of HCXY), hence the key."""
     path = root / "access_points.csv"
     if not path.is_file():
         return {}
     table = read_csv_table(path)
     east, north = table.numeric(["ECoord", "NCoord"]).T
-    out: dict[str, tuple[float, float, float]] = {}
+    buildings = table.text("Building")
+    out: dict[tuple[str, str], tuple[float, float, float]] = {}
     for band in ("2.4", "5"):
         macs = table.text(f"MAC_{band}GHz")
         freq_cells = table.text(f"Frequency_{band}_MHz")
         for i, mac in enumerate(macs):
             if mac:
-                out[mac] = (float(east[i]), float(north[i]), float(freq_cells[i] or "nan") * 1e6)
+                out[(str(buildings[i]), str(mac))] = (float(east[i]), float(north[i]),
+                                                      float(freq_cells[i] or "nan") * 1e6)
     return out
 
 
-def _building(table: CsvTable, building: str, aps: dict[str, tuple[float, float, float]]) -> list[Fingerprints]:
+def access_point_floors(building: str, root: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """MAC column name -> floor of its access point in ``building``, from ``access_points.csv`` (empty if the
+    file is absent)."""
+    path = Path(root or DEFAULT_ROOT) / "access_points.csv"
+    if not path.is_file():
+        return {}
+    table = read_csv_table(path)
+    floors = table.numeric(["FloorID"])[:, 0].astype(int)
+    buildings = table.text("Building")
+    out: dict[str, int] = {}
+    for band in ("2.4", "5"):
+        for mac, floor, b in zip(table.text(f"MAC_{band}GHz"), floors, buildings, strict=True):
+            if mac and b == building:
+                out[str(mac)] = int(floor)
+    return out
+
+
+def _building(
+    table: CsvTable, building: str, aps: dict[tuple[str, str], tuple[float, float, float]]
+) -> list[Fingerprints]:
     macs = [h for h in table.header if h.startswith("MAC")]
     if not macs:
         raise DataValidationError(f"{table.path}: no MAC columns; is this a SODIndoorLoc sheet?")
     rss = rss_from_cells(table, macs, NOT_HEARD)
     coords = table.numeric(["ECoord", "NCoord", "FloorID", "PhoneID", "SampleTimes"])
-    info = np.asarray([aps.get(m, (np.nan, np.nan, np.nan)) for m in macs], dtype=np.float64)
+    info = np.asarray([aps.get((building, m), (np.nan, np.nan, np.nan)) for m in macs], dtype=np.float64)
     freqs = info[:, 2]
     out = []
     floors = np.unique(coords[:, 2]).astype(int)
@@ -127,3 +151,17 @@ def load_sodindoorloc(
             raise DataValidationError(f"{sheet}: missing SODIndoorLoc sheet for building {b} ({split})")
         fps.extend(_building(read_csv_table(sheet), b, aps))
     return FingerprintSet(fps)
+
+
+def environment_ap_floors(
+    environments: FingerprintSet, root: str | os.PathLike[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Environment name -> (AP id -> floor) for loaded SODIndoorLoc environments (what a twin needs)."""
+    cache: dict[str, dict[str, int]] = {}
+    out = {}
+    for name, fp in environments.items():
+        building = str(fp.environment.attrs.get("building", ""))
+        if building not in cache:
+            cache[building] = access_point_floors(building, root)
+        out[name] = cache[building]
+    return out

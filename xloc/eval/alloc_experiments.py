@@ -429,6 +429,21 @@ def traffic(scale: P3Scale, out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def tokens(scale: P3Scale, out: Path) -> list[dict[str, Any]]:
+    """Ablation of our one input choice: Mateformer tokens from raw CSI (real/imaginary) instead of angle-delay
+    magnitudes, trained in 'o1' at the largest size, used in 'o1' and 'o1b'."""
+    seed, big = scale.seed, max(scale.train_sizes)
+    model = _alloc(scale, features="csi").fit(_sim("o1", big, seed, "train"))
+    rows = []
+    for preset, setting in (("o1", "single"), ("o1b", "cross")):
+        train = _sim(preset, big, seed, "train")[preset]
+        test = _sim(preset, scale.test_users, seed, "test")[preset]
+        rows.append(_row("alloc (raw CSI tokens)", "o1", setting, preset, _errors(model, test, train), model,
+                         train_size=big, sweep="train_size" if setting == "single" else None,
+                         sweep_value=big if setting == "single" else None))
+    return rows
+
+
 def complexity(scale: P3Scale, out: Path, n_values: Sequence[int] = (16, 32, 64, 128, 256),
                batch: int = 256, repeats: int = 3) -> list[dict[str, Any]]:
     """Inference latency (one query) and throughput (batched) of a Mateformer versus references n (O(n^2))."""
@@ -482,6 +497,7 @@ EXPERIMENTS: dict[str, Callable[[P3Scale, Path], list[dict[str, Any]]]] = {
     "multi": multi_scenario,
     "rain": rain,
     "traffic": traffic,
+    "tokens": tokens,
     "complexity": complexity,
 }
 
