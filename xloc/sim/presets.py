@@ -10,7 +10,7 @@ from xloc.sim.csi_images import ROOMS, room_points, room_scene, simulate_room_da
 from xloc.sim.geometry import Scene
 from xloc.sim.scenarios import OUTDOOR_PRESETS, build_outdoor, simulate_outdoor
 
-__all__ = ["SCENARIOS", "simulate_scenario", "scenario_scene", "SPLITS"]
+__all__ = ["SCENARIOS", "simulate_scenario", "simulate_drive", "scenario_scene", "SPLITS"]
 
 SPLITS = ("train", "test")
 #: preset name -> description
@@ -54,6 +54,20 @@ def simulate_scenario(
     return FingerprintSet(
         simulate_outdoor(env, n_users, np.random.default_rng([seed, i, split_code]), preset=name, seed=seed,
                          snr_db=snr_db, progress=progress)
+        for i, env in enumerate(envs)
+    )
+
+
+def simulate_drive(name: str, seed: int, *, spacing_m: float = 0.5, lanes: int = 4,
+                   snr_db: float | None = None) -> FingerprintSet:
+    """Unlabelled-collection runs: every environment of outdoor preset ``name`` sampled along ``lanes`` lanes
+    every ``spacing_m`` metres (positions are kept for evaluation; AGML treats them as unlabelled)."""
+    if name in ROOMS:
+        raise DataValidationError(f"simulate_drive needs an outdoor preset, not the room {name!r}")
+    envs = build_outdoor(name, seed)
+    return FingerprintSet(
+        simulate_outdoor(env, 0, np.random.default_rng([seed, i, 7]), preset=name, seed=seed, snr_db=snr_db,
+                         users_m=env.drive(spacing_m, lanes))
         for i, env in enumerate(envs)
     )
 

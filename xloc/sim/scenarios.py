@@ -48,6 +48,17 @@ class ScenarioEnvironment:
     user_area_m: tuple[float, float, float, float]
     user_height_m: float = USER_HEIGHT_M
 
+    def drive(self, spacing_m: float = 0.5, lanes: int = 4) -> np.ndarray:
+        """Positions ``(n, 3)`` [m] of a platform driving every ``spacing_m`` along ``lanes`` straight lanes
+        across the user area (an unlabelled collection run)."""
+        x0, x1, y0, y1 = self.user_area_m
+        if spacing_m <= 0 or lanes < 1:
+            raise DataValidationError(f"spacing_m must be > 0 and lanes >= 1, got {spacing_m}, {lanes}")
+        xs = np.arange(x0, x1 + 1e-9, spacing_m)
+        ys = y0 + (np.arange(lanes) + 0.5) * (y1 - y0) / lanes
+        xy = np.array([(x, y) for y in ys for x in xs])
+        return np.column_stack([xy, np.full(len(xy), self.user_height_m)])
+
     def draw_users(self, n: int, rng: np.random.Generator) -> np.ndarray:
         x0, x1, y0, y1 = self.user_area_m
         xy = rng.uniform([x0, y0], [x1, y1], size=(n, 2))
@@ -213,11 +224,15 @@ def simulate_outdoor(
     seed: int,
     snr_db: float | None = None,
     progress: bool = False,
+    users_m: np.ndarray | None = None,
 ) -> Fingerprints:
-    """``n_users`` random users of one environment as CSI fingerprints with ground-truth labels."""
+    """``n_users`` random users of one environment (or the users at ``users_m`` ``(n, 3)`` [m], e.g. a
+    trajectory) as CSI fingerprints with ground-truth labels."""
+    if users_m is not None:
+        n_users = len(users_m)
     if n_users < 1:
         raise DataValidationError(f"n_users must be >= 1, got {n_users}")
-    users = env.draw_users(n_users, rng)
+    users = env.draw_users(n_users, rng) if users_m is None else np.asarray(users_m, dtype=np.float64)
     data = simulate_channels(env.scene, users, progress=progress)
     csi = data.csi if snr_db is None else add_awgn(data.csi, snr_db, rng)
     scene = env.scene
