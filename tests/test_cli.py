@@ -131,3 +131,23 @@ def test_train_alloc_and_predict_with_references(tmp_path):
     wrong = runner.invoke(app, ["adapt", "--model", str(model), "--data", str(o1b), "--env", "o1b", "-o",
                                 str(tmp_path / "x")])
     assert wrong.exit_code != 0 and "needs no adaptation" in wrong.output
+
+
+def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
+    sod, twins, meta, adapted, preds = (tmp_path / n for n in ("sod.h5", "twins.h5", "agml", "adapted", "p.csv"))
+    assert runner.invoke(app, ["import", "sodindoorloc", "--root", str(sod_root), "--out", str(sod)]).exit_code == 0
+    r = runner.invoke(app, ["twin", "--data", str(sod), "--env", "CETC331-F3", "--copies", "2", "--spacing-m", "3",
+                            "--sodindoorloc-root", str(sod_root), "-o", str(twins)])
+    assert r.exit_code == 0 and "floor loss" in r.output, r.output
+    r = runner.invoke(app, ["train", "--data", str(twins), "--method", "agml", "--iterations", "2", "-o", str(meta)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(sod), "--env", "CETC331-F3", "--points",
+                            "5", "--steps", "2", "--alignment", "moments", "-o", str(adapted)])
+    assert r.exit_code == 0 and "unlabelled nodes" in r.output, r.output
+    r = runner.invoke(app, ["predict", "--model", str(adapted), "--data", str(sod), "--env", "CETC331-F3",
+                            "-o", str(preds)])
+    assert r.exit_code == 0, r.output
+    assert len(preds.read_text().splitlines()) == 1 + len(load_fingerprints(sod, "test")["test"]["CETC331-F3"])
+    wrong = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(sod), "--env", "SYL", "-o",
+                                str(adapted)])
+    assert wrong.exit_code != 0 and "AP list differs" in flat(wrong.output)

@@ -24,6 +24,7 @@ from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import XlocError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.eval.results import atomic_write_text
+from xloc.learn.agml import AGML
 from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
 from xloc.learn.metaloc import MetaLoc
 from xloc.learn.metaloc_images import MetaLocImages
@@ -33,7 +34,7 @@ from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 #: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "p3", "sim-speed", "metaloc", "metaloc-csi")
+BENCHES = ("p1", "p2", "p3", "p5", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -223,11 +224,40 @@ def _environments(path: Path, split: str, envs: list[str] | None, exclude: list[
 
 @app.command()
 @_friendly
+def twin(
+    data: Annotated[Path, typer.Option(help="xloc .h5 file of surveyed RSS environments (e.g. SODIndoorLoc)")],
+    env: Annotated[str, typer.Option(help="The target site: twins are drawn over its footprint")],
+    out: Annotated[Path, typer.Option("--out", "-o", help=".h5 file for the synthetic environments")],
+    copies: Annotated[int, typer.Option(help="Perturbed synthetic copies")] = 8,
+    spacing_m: Annotated[float, typer.Option(help="Grid spacing [m]")] = 1.5,
+    sodindoorloc_root: Annotated[Path | None, typer.Option(help="Folder with access_points.csv (AP floors)")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+) -> None:
+    """Path-loss digital twins of one site, fitted on the file's other environments (AGML's synthetic data)."""
+    from xloc.data.sodindoorloc import environment_ap_floors
+    from xloc.sim.twin import fit_pathloss_twin, simulate_twins
+
+    train_set = load_fingerprints(data, "train")["train"]
+    target = train_set[env]
+    floors = environment_ap_floors(train_set, sodindoorloc_root)
+    model = fit_pathloss_twin(train_set.without(env), floors)
+    lo, hi = target.positions_m[:, :2].min(0), target.positions_m[:, :2].max(0)
+    twins = simulate_twins(target.environment, floors, model, (lo[0], hi[0], lo[1], hi[1]), copies=copies,
+                           spacing_m=spacing_m, seed=seed)
+    save_fingerprints(out, {"train": twins})
+    console.print(f"twin of {env}: exponent {model.exponent[0]:.2f}/{model.exponent[1]:.2f} (2.4/5 GHz), floor loss "
+                  f"{model.floor_loss_db:.1f} dB, residual {model.residual_db:.1f} dB; {copies} copies x "
+                  f"{len(next(iter(twins.values())))} points -> {out}")
+
+
+@app.command()
+@_friendly
 def train(
     data: Annotated[Path, typer.Option(help="xloc .h5 file with the historical environments")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
     method: Annotated[str, typer.Option(help="maml, maml-ts, maml-dg, tl, ri (RSS / CSI images); alloc, "
-                                             "alloc-random, iclloc (CSI)")] = "maml",
+                                             "alloc-random, iclloc (CSI); agml (RSS / CSI twins)")] = "maml",
     split: Annotated[str, typer.Option(help="Split to train on")] = "train",
     env: Annotated[list[str] | None, typer.Option(help="Environment to use (repeat; default all)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Environment to leave out (repeat)")] = None,
@@ -259,16 +289,29 @@ def adapt(
     = None,
     seed: Annotated[int, typer.Option(help="Seed of the draw")] = 0,
     steps: Annotated[int | None, typer.Option(help="Gradient steps Q (default: the model's)")] = None,
+    unlabelled: Annotated[bool, typer.Option(help="AGML: the environment's other fingerprints of the split join "
+                                                  "the graph without their locations")] = True,
+    alignment: Annotated[str | None, typer.Option(help="AGML: none, moments or coral (default: the model's)")]
+    = None,
 ) -> None:
     """Adapt a meta-trained model to a new environment with a few labelled reference points."""
     meta_model = load_model(str(model))
     if isinstance(meta_model, Analogical):
         raise typer.BadParameter(f"{model} is an analogical model: it needs no adaptation; run 'xloc predict "
                                  "--references DB.h5' with the new environment's labelled pairs")
-    if not isinstance(meta_model, MetaLoc | MetaLocImages):
+    if not isinstance(meta_model, MetaLoc | MetaLocImages | AGML):
         raise typer.BadParameter(f"{model} is already adapted; pass the meta-model from 'xloc train'")
     fp = load_fingerprints(data, split)[split][env]
     support = fp if points is None else fp.sample_points(points, np.random.default_rng(seed))
+    if isinstance(meta_model, AGML):
+        rest_idx = np.flatnonzero(~np.isin(fp.point_ids, support.point_ids))
+        rest = fp.subset(rest_idx) if unlabelled and len(rest_idx) else None
+        adapted_agml = meta_model.adapt(support, rest, steps=steps, alignment=alignment)
+        adapted_agml.save(out)
+        console.print(f"adapted AGML to {env} with {support.n_points} labelled points and "
+                      f"{adapted_agml.n_nodes - len(support)} unlabelled nodes, {adapted_agml.adapt_steps_} steps; "
+                      f"wrote {out}")
+        return
     adapted = meta_model.adapt(support, steps=steps)
     adapted.save(out)
     console.print(f"adapted to {env} with {support.n_points} reference points ({len(support)} samples), "
@@ -297,7 +340,7 @@ def predict(
 ) -> None:
     """Predict positions [m] and, where the file has true positions, print the error summary."""
     adapted = load_model(str(model))
-    if isinstance(adapted, MetaLoc | MetaLocImages):
+    if isinstance(adapted, MetaLoc | MetaLocImages | AGML):
         raise typer.BadParameter(f"{model} is a meta-model; adapt it first with 'xloc adapt'")
     fp = load_fingerprints(data, split)[split][env]
     if isinstance(adapted, Analogical):
@@ -353,7 +396,7 @@ def bench(
     out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
     experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, complexity "
                                                               "(repeat; default all)")] = None,
-    quick: Annotated[bool, typer.Option(help="p3: tiny sizes (a smoke run, minutes)")] = False,
+    quick: Annotated[bool, typer.Option(help="p3/p5: tiny sizes (a smoke run, minutes)")] = False,
 ) -> None:
     """Benchmarks: the fixed protocols with every registered method, and simulator throughput."""
     from xloc.eval.protocols import run_p1, run_p2
@@ -392,6 +435,13 @@ def bench(
             rows = ax.run_p3(scale, out, experiment)
             name = "p3-quick.json" if quick else "p3.json"
             write_results(out / name, rows, command=command, seeds=[scale.seed], wall_s=time.perf_counter() - t0)
+        elif p == "p5":
+            from xloc.eval import agml_experiments as gx
+
+            scale5 = gx.QUICK if quick else gx.FULL
+            rows = gx.run_p5(scale5, out)
+            write_results(out / ("p5-quick.json" if quick else "p5.json"), rows, command=command,
+                          seeds=list(scale5.seeds), wall_s=time.perf_counter() - t0)
         elif p == "sim-speed":
             rows = simulator_speed_rows(users)
             write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)

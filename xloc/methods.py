@@ -7,6 +7,7 @@ from typing import Any
 
 from xloc.baselines.knn import KNNLocalizer
 from xloc.errors import DataValidationError
+from xloc.learn.agml import AGML, AdaptedAGML
 from xloc.learn.alloc import Analogical
 from xloc.learn.base import Localizer
 from xloc.learn.checkpoint import read_model_kind
@@ -16,7 +17,7 @@ from xloc.learn.metaloc_images import AdaptedMetaLocImages, MetaLocImages
 __all__ = ["METHODS", "make_method", "load_model", "make_trainable", "TRAINABLE"]
 
 #: Methods ``xloc train`` can fit: MetaLoc (RSS, CSI images) and the analogical models (CSI).
-TRAINABLE = ("maml", "maml-ts", "maml-dg", "tl", "ri", "alloc", "alloc-random", "iclloc")
+TRAINABLE = ("maml", "maml-ts", "maml-dg", "tl", "ri", "alloc", "alloc-random", "iclloc", "agml")
 _ANALOGICAL: dict[str, dict[str, Any]] = {
     "alloc": {}, "alloc-random": {"sampling": "random"}, "iclloc": {"architecture": "icl"},
 }
@@ -42,10 +43,16 @@ def make_method(name: str, seed: int = 0) -> Localizer:
     return factory(seed)
 
 
-def make_trainable(name: str, kind: str, seed: int = 0, **hyper: Any) -> MetaLoc | MetaLocImages | Analogical:
+def make_trainable(
+    name: str, kind: str, seed: int = 0, **hyper: Any
+) -> MetaLoc | MetaLocImages | Analogical | AGML:
     """MetaLoc for RSS (``kind="rss"``) or CSI images (``"csi_image"``); ALLoc/ICLLoc for CSI (``"csi"``)."""
     if name not in TRAINABLE:
         raise DataValidationError(f"unknown trainable method {name!r}; available: {list(TRAINABLE)}")
+    if name == "agml":
+        if kind not in ("rss", "csi"):
+            raise DataValidationError(f"agml needs RSS or CSI fingerprints, got {kind!r}")
+        return AGML(seed=seed, **hyper)
     if name in _ANALOGICAL:
         if kind != "csi":
             raise DataValidationError(f"{name} needs CSI data (kind 'csi'), got {kind!r}")
@@ -65,10 +72,14 @@ _LOADERS = {
     "MetaLocImages": MetaLocImages.load,
     "AdaptedMetaLocImages": AdaptedMetaLocImages.load,
     "Analogical": Analogical.load,
+    "AGML": AGML.load,
+    "AdaptedAGML": AdaptedAGML.load,
 }
 
 
-def load_model(path: str) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages | Analogical:
+def load_model(
+    path: str,
+) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages | Analogical | AGML | AdaptedAGML:
     """Any saved xloc model folder, by the kind its metadata names."""
     kind = read_model_kind(path)
     if kind not in _LOADERS:

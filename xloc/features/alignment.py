@@ -64,3 +64,16 @@ class Alignment:
         centred = r - self.mean_real_
         out = centred * self.scale_ if self.method == "moments" else centred @ self.matrix_
         return (out + self.mean_syn_).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (for saving with safetensors)."""
+        names = {"none": (), "moments": ("mean_real_", "mean_syn_", "scale_"),
+                 "coral": ("mean_real_", "mean_syn_", "matrix_")}[self.method]
+        return {n: np.ascontiguousarray(getattr(self, n)) for n in names if hasattr(self, n)}
+
+    @classmethod
+    def from_arrays(cls, method: str, arrays: dict[str, np.ndarray]) -> Alignment:
+        obj = cls(method)
+        for name, value in arrays.items():
+            setattr(obj, name, np.asarray(value, dtype=np.float64))
+        return obj

@@ -174,7 +174,7 @@ class _GraphModel:
         def snapshot(step: int) -> AdaptedAGML:
             return AdaptedAGML(self.network_, {k: v.detach().clone() for k, v in params.items()}, graph,
                                alignment, self.centre_m_, self.scale_m_, self.kind_, labelled.environment.ap_ids,
-                               step)
+                               step, cfg)
 
         t0 = time.perf_counter()
         if callback is not None:
@@ -320,8 +320,9 @@ class AdaptedAGML:
     """An AGNN adapted to one environment; ``predict(measurements)`` adds them to its graph."""
 
     def __init__(self, network: AGNN, params: Params, graph: torch.Tensor, alignment: Alignment,
-                 centre_m: np.ndarray, scale_m: float, kind: str, ap_ids: tuple[str, ...], steps: int) -> None:
-        self.network, self.params, self.graph = network, params, graph
+                 centre_m: np.ndarray, scale_m: float, kind: str, ap_ids: tuple[str, ...], steps: int,
+                 config: AGMLConfig) -> None:
+        self.network, self.params, self.graph, self.config = network, params, graph, config
         self.alignment, self.centre_m, self.scale_m = alignment, centre_m, scale_m
         self.kind, self.ap_ids = kind, ap_ids
         self.adapt_steps_ = steps
@@ -345,3 +346,24 @@ class AdaptedAGML:
                 pred = functional_call(self.network, self.params, (torch.cat([self.graph, part]),))
                 out.append(pred[self.n_nodes :].numpy())
         return self.centre_m + self.scale_m * np.concatenate(out).astype(np.float64)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        tensors = {f"params/{k}": v for k, v in self.params.items()}
+        tensors["graph"] = self.graph
+        tensors.update({f"alignment/{k}": torch.from_numpy(v) for k, v in self.alignment.arrays().items()})
+        meta = {"kind": "AdaptedAGML", "config": asdict(self.config), "alignment": self.alignment.method,
+                "centre_m": np.asarray(self.centre_m).tolist(), "scale_m": self.scale_m, "data_kind": self.kind,
+                "ap_ids": list(self.ap_ids), "steps": self.adapt_steps_}
+        return save_model_folder(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AdaptedAGML:
+        tensors, meta = load_model_folder(path, "AdaptedAGML")
+        config = AGMLConfig(**meta["config"])
+        graph = tensors["graph"]
+        align = Alignment.from_arrays(meta["alignment"], {k.removeprefix("alignment/"): v.numpy()
+                                                          for k, v in tensors.items() if k.startswith("alignment/")})
+        params = {k.removeprefix("params/"): v for k, v in tensors.items() if k.startswith("params/")}
+        return cls(_network(config, graph.shape[1] - LABEL_CHANNELS), params, graph, align,
+                   np.asarray(meta["centre_m"]), float(meta["scale_m"]), meta["data_kind"], tuple(meta["ap_ids"]),
+                   int(meta["steps"]), config)
