@@ -49,13 +49,13 @@ class P5Scale:
     targets: tuple[str, ...] = ("CETC331-F1", "HCXY", "SYL")
     meta_iterations: int = 200
     adapt_steps: int = 100
-    agnn_steps: int = 300
+    agnn_steps: int = 200
     twin_copies: int = 8
     csi_users: int = 1000
     csi_test: int = 300
     hidden: int = 64
     latent: int = 32
-    max_unlabelled: int = 1500
+    max_unlabelled: int = 500
     drive_spacing_m: float = 0.5
 
 

@@ -513,3 +513,75 @@ def run_p3(scale: P3Scale, out: Path, experiments: Sequence[str] | None = None) 
         if scale.progress:
             _console.print(f"p3: {name} done in {time.perf_counter() - t0:.0f} s")
     return rows
+
+
+def _cell(rows: Sequence[dict[str, Any]], **match: Any) -> str:
+    hit = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    if not hit:
+        return "–"
+    r = hit[0]
+    return f"{r['mean_m']:.2f} ({r['p10_m']:.2f}–{r['p90_m']:.2f})"
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The P3 tables of docs/alloc.md, from result rows: mean error [m] (10th–90th percentile)."""
+    out: list[str] = []
+    methods = ["alloc", "iclloc", "alloc-random", "cnn", "ad_cnn", "mfcnet", "gnss", "neighbourhood-mean",
+               "neighbourhood-wknn"]
+    single = [r for r in rows if r.get("setting") == "single"]
+    sizes = sorted({r["train_size"] for r in single if r.get("train_size")})
+    for preset in ("o1", "o1b"):
+        present = [m for m in methods if any(r["method"] == m and r["dataset"] == preset for r in single)]
+        if not present:
+            continue
+        out += [f"Single scenario '{preset}' (test in '{preset}'):", "",
+                "| method | " + " | ".join(f"{n} pairs" for n in sizes) + " |",
+                "|---|" + "---|" * len(sizes)]
+        out += [f"| {m} | " + " | ".join(_cell(single, method=m, dataset=preset, train_size=n) for n in sizes) + " |"
+                for m in present]
+        out.append("")
+    cross = [r for r in rows if r.get("setting") == "cross"]
+    if cross:
+        big = max(sizes) if sizes else None
+        out += ["Cross-scenario (trained in one road, used in the other with its references):", "",
+                "| method | o1 → o1 | o1 → o1b | o1b → o1b | o1b → o1 |", "|---|---|---|---|---|"]
+        for m in methods:
+            if any(r["method"] == m for r in cross):
+                out.append(f"| {m} | {_cell(single, method=m, dataset='o1', train_size=big)} | "
+                           f"{_cell(cross, method=m, dataset='o1', target='o1b')} | "
+                           f"{_cell(single, method=m, dataset='o1b', train_size=big)} | "
+                           f"{_cell(cross, method=m, dataset='o1b', target='o1')} |")
+        out.append("")
+    multi = [r for r in rows if r.get("setting") in ("multi-seen", "multi-unseen")]
+    if multi:
+        cells = list(dict.fromkeys(r["target"] for r in multi))
+        ms = list(dict.fromkeys(r["method"] for r in multi))
+        out += ["Multi-scenario 'mo1' (trained on four cells; the unseen cell marked *):", "",
+                "| method | " + " | ".join(c + ("*" if any(r["target"] == c and r["setting"] == "multi-unseen"
+                                                         for r in multi) else "") for c in cells) + " |",
+                "|---|" + "---|" * len(cells)]
+        out += [f"| {m} | " + " | ".join(_cell(multi, method=m, target=c) for c in cells) + " |" for m in ms]
+        out.append("")
+    for setting, key, title in (("rain", "rain_mm_h", "Rain (trained dry, 60 GHz)"),):
+        sub = [r for r in rows if r.get("setting") == setting]
+        if sub:
+            vals = sorted({r[key] for r in sub})
+            ms = list(dict.fromkeys(r["method"] for r in sub))
+            out += [f"{title}:", "", "| method | " + " | ".join(f"{v:g} mm/h" for v in vals) + " |",
+                    "|---|" + "---|" * len(vals)]
+            out += [f"| {m} | " + " | ".join(_cell(sub, method=m, **{key: v}) for v in vals) + " |" for m in ms]
+            out.append("")
+    traffic_rows = [r for r in rows if str(r.get("setting", "")).startswith("traffic")]
+    if traffic_rows:
+        ms = list(dict.fromkeys(r["method"] for r in traffic_rows))
+        unseen = list(dict.fromkeys(r["target"] for r in traffic_rows if r["setting"] == "traffic-one"))
+        out += ["Traffic 'o2' (unseen conditions " + ", ".join(unseen) + "; mean over them):", "",
+                "| method | same condition | trained on one | trained on many |", "|---|---|---|---|"]
+        for m in ms:
+            vals = []
+            for setting in ("traffic-same", "traffic-one", "traffic-many"):
+                hit = [r["mean_m"] for r in traffic_rows if r["method"] == m and r["setting"] == setting]
+                vals.append(f"{np.mean(hit):.2f}" if hit else "–")
+            out.append(f"| {m} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
