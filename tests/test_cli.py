@@ -151,3 +151,15 @@ def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
     wrong = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(sod), "--env", "SYL", "-o",
                                 str(adapted)])
     assert wrong.exit_code != 0 and "AP list differs" in flat(wrong.output)
+
+
+def test_bench_p3_quick_writes_after_each_experiment(tmp_path):
+    r = runner.invoke(app, ["bench", "--protocol", "p3", "--quick", "--experiment", "complexity", "--out",
+                            str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    import json
+
+    doc = json.loads((tmp_path / "p3-quick.json").read_text())
+    assert doc["wall_s"] > 0 and {r["setting"] for r in doc["rows"]} == {"latency", "throughput"}
+    bad = runner.invoke(app, ["bench", "--protocol", "p3", "--experiment", "weather", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "unknown experiment" in flat(bad.output)

@@ -432,16 +432,19 @@ def bench(
             if unknown_exp:
                 raise typer.BadParameter(f"unknown experiment(s) {unknown_exp}; expected {', '.join(ax.EXPERIMENTS)}")
             scale = replace(ax.QUICK if quick else ax.FULL, progress=True)
-            rows = ax.run_p3(scale, out, experiment)
             name = "p3-quick.json" if quick else "p3.json"
-            write_results(out / name, rows, command=command, seeds=[scale.seed], wall_s=time.perf_counter() - t0)
+            for exp in experiment or list(ax.EXPERIMENTS):  # write after each: hours of work are not lost
+                rows = ax.run_p3(scale, out, [exp])
+                write_results(out / name, rows, command=command, seeds=[scale.seed],
+                              wall_s=time.perf_counter() - t0)
         elif p == "p5":
             from xloc.eval import agml_experiments as gx
 
             scale5 = gx.QUICK if quick else gx.FULL
-            rows = gx.run_p5(scale5, out)
-            write_results(out / ("p5-quick.json" if quick else "p5.json"), rows, command=command,
-                          seeds=list(scale5.seeds), wall_s=time.perf_counter() - t0)
+            for dataset in ("sodindoorloc", "o1-drive"):
+                rows = gx.run_p5(scale5, out, [dataset])
+                write_results(out / ("p5-quick.json" if quick else "p5.json"), rows, command=command,
+                              seeds=list(scale5.seeds), wall_s=time.perf_counter() - t0)
         elif p == "sim-speed":
             rows = simulator_speed_rows(users)
             write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)

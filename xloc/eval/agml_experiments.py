@@ -46,7 +46,7 @@ __all__ = ["P5Scale", "FULL", "QUICK", "Case", "sodindoorloc_cases", "csi_cases"
 class P5Scale:
     ks: tuple[int, ...] = (5, 10, 20, 50)
     seeds: tuple[int, ...] = (0, 1)
-    targets: tuple[str, ...] = ("CETC331-F1", "HCXY", "SYL")
+    targets: tuple[str, ...] = ("CETC331-F1", "SYL")
     meta_iterations: int = 200
     adapt_steps: int = 100
     agnn_steps: int = 200
