@@ -571,6 +571,32 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                     "|---|" + "---|" * len(vals)]
             out += [f"| {m} | " + " | ".join(_cell(sub, method=m, **{key: v}) for v in vals) + " |" for m in ms]
             out.append("")
+    sweeps = (("n_refs", "n_references", "Error vs references n ('o1', ALLoc trained with p in [16, 64])"),
+              ("robustness", "sigma", "Robustness: query CSI x CN(1, sigma^2) ('o1')"),
+              ("coarse_error", "l_m", "Error vs coarse-location error l ('o1'; rows: ALLoc trained on n pairs)"))
+    for setting, key, title in sweeps:
+        sub = [r for r in rows if r.get("setting") == setting]
+        if sub:
+            vals = sorted({r[key] for r in sub})
+            ms = list(dict.fromkeys(r["method"] for r in sub))
+            out += [f"{title}:", "", "| method | " + " | ".join(f"{key} = {v:g}" for v in vals) + " |",
+                    "|---|" + "---|" * len(vals)]
+            out += [f"| {m} | " + " | ".join(_cell(sub, method=m, **{key: v}) for v in vals) + " |" for m in ms]
+            out.append("")
+    samp = [r for r in rows if r.get("setting") == "sampling"]
+    if samp:
+        out += ["Sampling schemes ('o1'):", "", "| scheme | error |", "|---|---|"]
+        out += [f"| {r['method']} | {_cell(samp, method=r['method'])} |" for r in samp]
+        out.append("")
+    speed = [r for r in rows if r.get("protocol") == "p3-speed"]
+    if speed:
+        ns = sorted({r["n_references"] for r in speed})
+        out += ["Inference cost vs references n (Mateformer d 64, depth 4; 2 cores):", "",
+                "| | " + " | ".join(f"n = {n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+        for setting, unit in (("latency", "single-query latency [ms]"), ("throughput", "batched queries/s")):
+            by_n = {r["n_references"]: r["value"] for r in speed if r["setting"] == setting}
+            out.append(f"| {unit} | " + " | ".join(f"{by_n[n]:.1f}" for n in ns) + " |")
+        out += ["", f"Time per query grows as n^{speed[0]['exponent']:.2f} over this range.", ""]
     traffic_rows = [r for r in rows if str(r.get("setting", "")).startswith("traffic")]
     if traffic_rows:
         ms = list(dict.fromkeys(r["method"] for r in traffic_rows))
