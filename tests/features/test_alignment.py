@@ -37,3 +37,13 @@ def test_none_and_errors():
         Alignment().fit(real, syn[:, :2])
     with pytest.raises(DataValidationError, match="finite"):
         Alignment().fit(np.full((4, 3), np.nan), syn)
+
+
+def test_moments_leave_a_feature_constant_in_the_real_data_unscaled():
+    real, syn = data()
+    real[:, 1] = 0.0  # an AP the real survey never heard
+    align = Alignment("moments").fit(real, syn)
+    probe = real[:5].copy()
+    probe[:, 1] = 0.2  # heard later: shifted like the rest, not multiplied by ~1e9
+    out = align.transform(probe)
+    assert np.all(np.abs(out[:, 1] - (0.2 + syn[:, 1].mean())) < 1e-5)

@@ -29,11 +29,12 @@ def _matrix_power(cov: np.ndarray, power: float) -> np.ndarray:
 class Alignment:
     """``fit(real, synthetic)`` on feature matrices ``(n, F)``; ``transform(real)`` maps them to ``(n, F)``."""
 
-    def __init__(self, method: str = "coral", eps: float = 1.0) -> None:
+    def __init__(self, method: str = "coral", eps: float = 1.0, min_std: float = 1e-3) -> None:
         if method not in ALIGNMENTS:
             raise DataValidationError(f"alignment must be one of {ALIGNMENTS}, got {method!r}")
         self.method = method
         self.eps = eps
+        self.min_std = min_std
 
     @staticmethod
     def _check(x: np.ndarray, name: str) -> np.ndarray:
@@ -48,7 +49,10 @@ class Alignment:
             raise DataValidationError(f"alignment: real has {r.shape[1]} features, synthetic {s.shape[1]}")
         self.mean_real_, self.mean_syn_ = r.mean(0), s.mean(0)
         if self.method == "moments":
-            self.scale_ = (s.std(0) + 1e-9) / (r.std(0) + 1e-9)
+            # A feature constant in the real data (an AP never heard) is only shifted: dividing by its ~0 std
+            # would blow any later variation up by orders of magnitude.
+            real_std = r.std(0)
+            self.scale_ = np.where(real_std > self.min_std, s.std(0) / np.maximum(real_std, self.min_std), 1.0)
         elif self.method == "coral":
             eye = self.eps * np.eye(r.shape[1])
             self.matrix_ = _matrix_power(np.cov(r, rowvar=False) + eye, -0.5) @ _matrix_power(
