@@ -562,16 +562,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 "|---|" + "---|" * len(cells)]
         out += [f"| {m} | " + " | ".join(_cell(multi, method=m, target=c) for c in cells) + " |" for m in ms]
         out.append("")
-    for setting, key, title in (("rain", "rain_mm_h", "Rain (trained dry, 60 GHz)"),):
-        sub = [r for r in rows if r.get("setting") == setting]
-        if sub:
-            vals = sorted({r[key] for r in sub})
-            ms = list(dict.fromkeys(r["method"] for r in sub))
-            out += [f"{title}:", "", "| method | " + " | ".join(f"{v:g} mm/h" for v in vals) + " |",
-                    "|---|" + "---|" * len(vals)]
-            out += [f"| {m} | " + " | ".join(_cell(sub, method=m, **{key: v}) for v in vals) + " |" for m in ms]
-            out.append("")
-    sweeps = (("n_refs", "n_references", "Error vs references n ('o1', ALLoc trained with p in [16, 64])"),
+    sweeps = (("rain", "rain_mm_h", "Rain (trained dry, 60 GHz; columns: rain rate in mm/h)"),
+              ("n_refs", "n_references", "Error vs references n ('o1', ALLoc trained with p in [16, 64])"),
               ("robustness", "sigma", "Robustness: query CSI x CN(1, sigma^2) ('o1')"),
               ("coarse_error", "l_m", "Error vs coarse-location error l ('o1'; rows: ALLoc trained on n pairs)"))
     for setting, key, title in sweeps:
