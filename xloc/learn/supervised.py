@@ -234,9 +234,13 @@ class MultiTaskCsi:
         inputs = csi_inputs(self.config.architecture, fp.measurements)
         hook = None if callback is None else (lambda epoch: callback(epoch, self))
         t0 = time.perf_counter()
-        _train(list(self.heads_[group].parameters()), self._forward, inputs, self._standardise(fp),
-               np.full(len(fp), group, np.int64), self.config, epochs, np.random.default_rng([self.config.seed, 14]),
-               hook)
+        self.network_.backbone.requires_grad_(False)  # frozen: no backward pass through the shared backbone
+        try:
+            _train(list(self.heads_[group].parameters()), self._forward, inputs, self._standardise(fp),
+                   np.full(len(fp), group, np.int64), self.config, epochs,
+                   np.random.default_rng([self.config.seed, 14]), hook)
+        finally:
+            self.network_.backbone.requires_grad_(True)
         self.adapt_s_ = time.perf_counter() - t0
         return self
 
