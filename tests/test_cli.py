@@ -163,3 +163,35 @@ def test_bench_p3_quick_writes_after_each_experiment(tmp_path):
     assert doc["wall_s"] > 0 and {r["setting"] for r in doc["rows"]} == {"latency", "throughput"}
     bad = runner.invoke(app, ["bench", "--protocol", "p3", "--experiment", "weather", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown experiment" in flat(bad.output)
+
+
+def test_pretrain_finetune_predict_lwlm(tmp_path):
+    data = tmp_path / "city.h5"
+    ok = runner.invoke(app, ["simulate", "--scenario", "city", "--users", "24", "--test-users", "10",
+                             "--out", str(data)])
+    assert ok.exit_code == 0, ok.output
+    pre = runner.invoke(app, ["pretrain", "--data", str(data), "--env", "city-A-cond1", "--epochs", "1",
+                              "--out", str(tmp_path / "pre")])
+    assert pre.exit_code == 0 and "pretrained LWLM" in pre.output, pre.output
+    for task in ("toa", "multi-bs"):
+        ft = runner.invoke(app, ["finetune", "--model", str(tmp_path / "pre"), "--data", str(data), "--env",
+                                 "city-A-cond1", "--task", task, "--label-fraction", "0.5", "--steps", "2",
+                                 "--out", str(tmp_path / task)])
+        assert ft.exit_code == 0 and "(pretrained) on 12 labelled users" in ft.output, ft.output
+    toa = runner.invoke(app, ["predict", "--model", str(tmp_path / "toa"), "--data", str(data), "--env",
+                              "city-A-cond1", "--out", str(tmp_path / "toa.csv")])
+    assert toa.exit_code == 0 and "40 toa estimates" in toa.output, toa.output
+    lines = (tmp_path / "toa.csv").read_text().splitlines()
+    assert lines[0] == "user,bs,toa_ns,true_toa_ns" and len(lines) == 41
+    pos = runner.invoke(app, ["predict", "--model", str(tmp_path / "multi-bs"), "--data", str(data), "--env",
+                              "city-A-cond1", "--out", str(tmp_path / "p.csv")])
+    assert pos.exit_code == 0 and "10 positions" in pos.output, pos.output
+    scratch = runner.invoke(app, ["finetune", "--data", str(data), "--env", "city-A-cond1", "--task", "aoa",
+                                  "--steps", "1", "--out", str(tmp_path / "scratch")])
+    assert scratch.exit_code == 0 and "from scratch" in scratch.output
+    bad = runner.invoke(app, ["finetune", "--data", str(data), "--env", "city-A-cond1", "--task", "depth",
+                              "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "task must be one of" in flat(bad.output)
+    wrong = runner.invoke(app, ["predict", "--model", str(tmp_path / "toa"), "--data", str(data), "--env",
+                                "city-A-cond1", "--task", "aoa", "--out", str(tmp_path / "a.csv")])
+    assert wrong.exit_code == 2 and "not fine-tuned" in flat(wrong.output)

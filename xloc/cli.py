@@ -34,7 +34,7 @@ from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 #: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "p3", "p5", "sim-speed", "metaloc", "metaloc-csi")
+BENCHES = ("p1", "p2", "p3", "p4", "p5", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -320,6 +320,65 @@ def adapt(
 
 @app.command()
 @_friendly
+def pretrain(
+    data: Annotated[Path, typer.Option(help="xloc .h5 file of CSI environments (e.g. 'xloc simulate --scenario "
+                                            "city')")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
+    split: Annotated[str, typer.Option(help="Split whose channels to pretrain on (labels are not read)")] = "train",
+    env: Annotated[list[str] | None, typer.Option(help="Environment to use (repeat; default all)")] = None,
+    objective: Annotated[list[str] | None, typer.Option(help="sf-mcm, dti, picl (repeat; default all three)")]
+    = None,
+    epochs: Annotated[int, typer.Option(help="Pretraining epochs")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+) -> None:
+    """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample)."""
+    from xloc.learn.lwlm import LWLM, OBJECTIVES
+
+    sources = _environments(data, split, env, None)
+    model = LWLM(objectives=tuple(objective or OBJECTIVES), epochs=epochs, seed=seed)
+    model.pretrain(sources, progress=True)
+    model.save(out)
+    last = ", ".join(f"{k} {v:.3f}" for k, v in model.pretrain_losses_[-1].items()) if model.pretrain_losses_ else ""
+    console.print(f"pretrained LWLM on {', '.join(sources)} in {model.pretrain_s_:.1f} s (last epoch: {last}); "
+                  f"wrote {out}")
+
+
+@app.command()
+@_friendly
+def finetune(
+    data: Annotated[Path, typer.Option(help="xloc .h5 file holding the labelled environment")],
+    env: Annotated[str, typer.Option(help="The environment to fine-tune on")],
+    task: Annotated[str, typer.Option(help="toa, aoa, single-bs or multi-bs")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
+    model: Annotated[Path | None, typer.Option(help="Pretrained LWLM folder ('xloc pretrain'); omit to train "
+                                                    "the same encoder from scratch")] = None,
+    split: Annotated[str, typer.Option(help="Split with the labelled users")] = "train",
+    label_fraction: Annotated[float, typer.Option(help="Fraction of the users whose labels are used")] = 1.0,
+    bs: Annotated[int, typer.Option(help="single-bs: index of the base station to read")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Adam steps (default: the model's)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the label draw and the head")] = 0,
+) -> None:
+    """Fine-tune an LWLM decoder (and a copy of its encoder) on a fraction of the labelled users."""
+    from xloc.learn.lwlm import LWLM
+
+    if model is None:
+        lwlm = LWLM(seed=seed)
+    else:
+        loaded = load_model(str(model))
+        if not isinstance(loaded, LWLM):
+            raise typer.BadParameter(f"{model} is not an LWLM model (kind {type(loaded).__name__})")
+        lwlm = loaded
+    fp = load_fingerprints(data, split)[split][env]
+    lwlm.finetune(task, fp, label_fraction, bs=bs, steps=steps, seed=seed)
+    lwlm.save(out)
+    rec = lwlm.tasks_[task]
+    console.print(f"fine-tuned {task} ({'pretrained' if lwlm.pretrained_ else 'from scratch'}) on "
+                  f"{rec.n_labelled_users} labelled users of {env}, {rec.steps} steps in {rec.seconds:.1f} s; "
+                  f"wrote {out}")
+
+
+@app.command()
+@_friendly
 def predict(
     model: Annotated[Path, typer.Option(help="Adapted model folder ('xloc adapt') or an ALLoc model ('xloc train')")],
     data: Annotated[Path, typer.Option(help="xloc .h5 file with the measurements")],
@@ -337,17 +396,33 @@ def predict(
                                                            "('xloc train --method alloc-random') seeds an "
                                                            "iterative search")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and simulated coarse positions")] = 0,
+    task: Annotated[str | None, typer.Option(help="LWLM: which fine-tuned task to answer (toa, aoa, single-bs, "
+                                                  "multi-bs; default the only one)")] = None,
 ) -> None:
-    """Predict positions [m] and, where the file has true positions, print the error summary."""
+    """Predict positions [m] (LWLM: or per-BS ToA/AoA) and, where the file has the truth, print the errors."""
+    from xloc.learn.lwlm import LWLM
+
     adapted = load_model(str(model))
     if isinstance(adapted, MetaLoc | MetaLocImages | AGML):
         raise typer.BadParameter(f"{model} is a meta-model; adapt it first with 'xloc adapt'")
     fp = load_fingerprints(data, split)[split][env]
+    if isinstance(adapted, LWLM):
+        task = task or (next(iter(adapted.tasks_)) if len(adapted.tasks_) == 1 else None)
+        if task in ("toa", "aoa"):
+            _predict_channel_parameters(adapted, fp, task, out)
+            return
+        pred = adapted.predict(fp.measurements, task)
+        _write_positions(pred, fp, out)
+        return
     if isinstance(adapted, Analogical):
         pred = _predict_analogical(adapted, fp, references, references_split, coarse, coarse_error_m, random_model,
                                    seed)
     else:
         pred = adapted.predict(fp.measurements)
+    _write_positions(pred, fp, out)
+
+
+def _write_positions(pred: np.ndarray, fp: Fingerprints, out: Path) -> None:
     err = localization_errors_m(pred, fp.positions_m[:, : pred.shape[1]])
     rows = zip(pred, fp.positions_m, err, strict=True)
     lines = ["x_m,y_m,true_x_m,true_y_m,error_m"] + [
@@ -357,6 +432,29 @@ def predict(
     s = summarize_errors(err)
     console.print(f"{len(pred)} positions -> {out}; error mean {s.mean_m:.2f} m, median {s.median_m:.2f} m, "
                   f"p90 {s.p90_m:.2f} m")
+
+
+def _predict_channel_parameters(model: Any, fp: Fingerprints, task: str, out: Path) -> None:
+    """LWLM ToA [s] / AoA [rad] per (user, BS) to CSV, with the error where the file holds the truth."""
+    from xloc.learn.channel_tasks import task_errors
+
+    pred = model.predict(fp.measurements, task)
+    key, scale, unit = ("toa_s", 1e9, "ns") if task == "toa" else ("aoa_rad", np.degrees(1.0), "deg")
+    truth = None if fp.labels is None or key not in fp.labels else fp.labels[key]
+    lines = [f"user,bs,{task}_{unit}" + (f",true_{task}_{unit}" if truth is not None else "")]
+    for i in range(pred.shape[0]):
+        for j in range(pred.shape[1]):
+            row = f"{fp.point_ids[i]},{fp.environment.ap_ids[j]},{pred[i, j] * scale:.4f}"
+            lines.append(row + (f",{truth[i, j] * scale:.4f}" if truth is not None else ""))
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    if truth is None:
+        console.print(f"{pred.size} {task} estimates -> {out}")
+        return
+    ok = np.isfinite(truth)
+    err = task_errors(task, (pred * scale)[ok][:, None], (truth * scale)[ok][:, None])
+    err_unit = "m of range" if task == "toa" else "deg"
+    console.print(f"{pred.size} {task} estimates -> {out}; error mean {err.mean():.2f} {err_unit}, median "
+                  f"{np.median(err):.2f}, p90 {np.percentile(err, 90):.2f}")
 
 
 def _predict_analogical(
@@ -387,6 +485,12 @@ def _predict_analogical(
     return model.predict(fp.measurements, refs, start)
 
 
+def _write_rows(path: Path, rows: list[dict[str, Any]], *, command: str, seeds: list[int], started: float) -> None:
+    from xloc.eval.results import write_results
+
+    write_results(path, rows, command=command, seeds=seeds, wall_s=time.perf_counter() - started)
+
+
 @app.command()
 @_friendly
 def bench(
@@ -394,9 +498,10 @@ def bench(
     seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
-    experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, complexity "
-                                                              "(repeat; default all)")] = None,
-    quick: Annotated[bool, typer.Option(help="p3/p5: tiny sizes (a smoke run, minutes)")] = False,
+    experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, tokens, "
+                                                              "complexity; p4: main, unseen, ablation (repeat; "
+                                                              "default all)")] = None,
+    quick: Annotated[bool, typer.Option(help="p3/p4/p5: tiny sizes (a smoke run, minutes)")] = False,
 ) -> None:
     """Benchmarks: the fixed protocols with every registered method, and simulator throughput."""
     from xloc.eval.protocols import run_p1, run_p2
@@ -437,6 +542,14 @@ def bench(
                 rows = ax.run_p3(scale, out, [exp])
                 write_results(out / name, rows, command=command, seeds=[scale.seed],
                               wall_s=time.perf_counter() - t0)
+        elif p == "p4":
+            from xloc.eval import lwlm_experiments as lx
+
+            scale4 = lx.QUICK if quick else lx.FULL
+            name4 = "p4-quick.json" if quick else "p4.json"
+            parts = experiment or list(lx.PARTS)
+            lx.run_p4(scale4, out, parts, progress=True, checkpoint=functools.partial(
+                _write_rows, out / name4, command=command, seeds=list(scale4.seeds), started=t0))
         elif p == "p5":
             from xloc.eval import agml_experiments as gx
 

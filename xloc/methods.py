@@ -11,6 +11,7 @@ from xloc.learn.agml import AGML, AdaptedAGML
 from xloc.learn.alloc import Analogical
 from xloc.learn.base import Localizer
 from xloc.learn.checkpoint import read_model_kind
+from xloc.learn.lwlm import LWLM
 from xloc.learn.metaloc import AdaptedMetaLoc, MetaLoc
 from xloc.learn.metaloc_images import AdaptedMetaLocImages, MetaLocImages
 
@@ -74,12 +75,13 @@ _LOADERS = {
     "Analogical": Analogical.load,
     "AGML": AGML.load,
     "AdaptedAGML": AdaptedAGML.load,
+    "lwlm": LWLM.load,
 }
 
 
 def load_model(
     path: str,
-) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages | Analogical | AGML | AdaptedAGML:
+) -> MetaLoc | AdaptedMetaLoc | MetaLocImages | AdaptedMetaLocImages | Analogical | AGML | AdaptedAGML | LWLM:
     """Any saved xloc model folder, by the kind its metadata names."""
     kind = read_model_kind(path)
     if kind not in _LOADERS:

@@ -12,7 +12,7 @@ def test_quick_p5_on_the_csi_road(tmp_path):
     assert {r["method"] for r in table} == METHODS and {r["k"] for r in table} == {5, 10}
     assert all(np.isfinite(r["mean_m"]) and r["n_seeds"] == 1 for r in table)
     curve = [r for r in rows if r["protocol"] == "p5-steps"]
-    assert {r["method"] for r in curve} == {"agml + unlabelled (moments)", "agnn + unlabelled"}
+    assert {r["method"] for r in curve} == {"agml + unlabelled (coral)", "agnn + unlabelled"}
     assert (tmp_path / "p5_sparse_o1-drive.png").is_file() and (tmp_path / "p5_convergence_o1-drive.png").is_file()
 
 

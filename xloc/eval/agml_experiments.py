@@ -230,11 +230,11 @@ def plot_sparse(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
 def convergence(case: Case, scale: P5Scale, out: Path, k: int = 10, seed: int = 0,
                 every: int = 10) -> list[dict[str, Any]]:
-    """Mean test error vs adaptation steps: AGML (meta-trained, moment alignment) vs AGNN from scratch."""
+    """Mean test error vs adaptation steps: AGML (meta-trained, its default CORAL alignment) vs AGNN from scratch."""
     lab = _labelled(case, k, seed)
     unl = case.unlabelled_of(lab)
     steps = max(scale.adapt_steps, scale.agnn_steps)
-    curves: dict[str, list[tuple[int, float]]] = {"agml + unlabelled (moments)": [], "agnn + unlabelled": []}
+    curves: dict[str, list[tuple[int, float]]] = {"agml + unlabelled (coral)": [], "agnn + unlabelled": []}
 
     def recorder(name: str) -> Callable[[int, Any], None]:
         def cb(step: int, model: Any) -> None:
@@ -243,10 +243,9 @@ def convergence(case: Case, scale: P5Scale, out: Path, k: int = 10, seed: int = 
                 curves[name].append((step, float(err.mean())))
         return cb
 
-    _agml(case, scale, seed).adapt(lab, unl, steps=steps, alignment="moments",
-                                   callback=recorder("agml + unlabelled (moments)"))
-    AGNNLocalizer(hidden=scale.hidden, latent=scale.latent, max_unlabelled=scale.max_unlabelled,
-                                          seed=seed).fit(
+    _agml(case, scale, seed).adapt(lab, unl, steps=steps, alignment="coral",
+                                   callback=recorder("agml + unlabelled (coral)"))
+    AGNNLocalizer(hidden=scale.hidden, latent=scale.latent, max_unlabelled=scale.max_unlabelled, seed=seed).fit(
         lab, unl, steps=steps, callback=recorder("agnn + unlabelled"))
     fig, ax = plt.subplots(figsize=(6, 4))
     rows = []

@@ -29,7 +29,7 @@ from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.csi import angle_delay, csi_channels
 from xloc.models.csi_nets import CsiCNN, MFCNet
 
-__all__ = ["CsiRegressor", "MultiTaskCsi", "ARCHITECTURES", "csi_inputs"]
+__all__ = ["CsiRegressor", "MultiTaskCsi", "CsiTaskCNN", "ARCHITECTURES", "csi_inputs"]
 
 ARCHITECTURES = ("cnn", "ad_cnn", "mfcnet")
 EpochCallback = Callable[[int, Any], None]
@@ -256,3 +256,52 @@ class MultiTaskCsi:
             out = self._forward(x, torch.full((len(x),), group, dtype=torch.long)).numpy()
         centre, scale = self.norm_[scenario]
         return centre + scale * out.astype(np.float64)
+
+
+class CsiTaskCNN:
+    """Supervised CNN for any CSI regression target (LWLM's "supervised CNN" baseline): raw CSI of ``b`` BSs as
+    ``2b`` real/imaginary channels -> target, trained from scratch for ``steps`` Adam steps on the MSE of
+    standardised targets (the same step budget LWLM's decoders get)."""
+
+    network_: CsiCNN
+    fit_s_: float
+
+    def __init__(self, steps: int = 300, batch_size: int = 64, lr: float = 1e-3, width: int = 16, hidden: int = 64,
+                 seed: int = 0) -> None:
+        if steps < 0 or batch_size < 1 or lr <= 0:
+            raise DataValidationError("steps >= 0, batch_size >= 1 and lr > 0 required")
+        self.steps, self.batch_size, self.lr = steps, batch_size, lr
+        self.width, self.hidden, self.seed = width, hidden, seed
+
+    def fit(self, csi: np.ndarray, targets: np.ndarray) -> CsiTaskCNN:
+        """Train on complex CSI ``(n, b, M, K)`` and targets ``(n, d)``."""
+        y = np.asarray(targets, dtype=np.float64)
+        if y.ndim != 2 or len(y) != len(csi) or not np.isfinite(y).all():
+            raise DataValidationError(f"targets must be finite (n, d) with n = {len(csi)}, got {y.shape}")
+        x = torch.from_numpy(csi_channels(csi))
+        self.centre_, self.scale_ = y.mean(0), y.std(0) + 1e-6
+        torch.manual_seed(self.seed)
+        self.network_ = CsiCNN(x.shape[1], y.shape[1], width=self.width, hidden=self.hidden)
+        target = torch.from_numpy(((y - self.centre_) / self.scale_).astype(np.float32))
+        opt = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
+        rng = np.random.default_rng([self.seed, 15])
+        t0 = time.perf_counter()
+        for _ in range(self.steps):
+            b = torch.from_numpy(rng.choice(len(x), size=min(self.batch_size, len(x)), replace=False))
+            loss = ((self.network_(x[b]) - target[b]) ** 2).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        self.network_.eval()
+        self.fit_s_ = time.perf_counter() - t0
+        return self
+
+    def predict(self, csi: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """Targets ``(n, d)`` of complex CSI ``(n, b, M, K)``."""
+        if not hasattr(self, "network_"):
+            raise NotFittedError("CsiTaskCNN is not fitted: call fit(csi, targets) first")
+        x = csi_channels(csi)
+        with torch.no_grad():
+            out = np.concatenate([self.network_(torch.from_numpy(x[s : s + chunk])).numpy()
+                                  for s in range(0, len(x), chunk)])
+        return self.centre_ + self.scale_ * out.astype(np.float64)

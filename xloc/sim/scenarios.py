@@ -10,6 +10,8 @@ geometry, and users are drawn per environment and split from independent random 
 | ``mo1`` | 5 cells | a 500 m strip; cells differ in scatterers, BS side/offset/height and array orientation ('MO1') |
 | ``o1-rain`` | 1 per rain rate | 'O1' at 60 GHz / 1.6 GHz with ITU-R P.838-3 rain attenuation (0-100 mm/h) |
 | ``o2`` | 1 per traffic condition | a road with parked/moving vehicles as scatterers and blockers ('O2') |
+| ``city`` | 2 layouts x conditions | an 'o1'-like road served by four BSs at once (layout A, or the unseen |
+| | | layout B), vehicles redrawn per condition (LWLM's multi-BS data) |
 
 The indoor WiFi rooms (``hall``, ``lab``) live in :mod:`xloc.sim.csi_images`.
 """
@@ -28,7 +30,8 @@ from xloc.sim.channel import simulate_channels
 from xloc.sim.geometry import BaseStation, Scatterer, Scene, Surface, ground, wall
 from xloc.sim.impairments import add_awgn
 
-__all__ = ["ScenarioEnvironment", "OUTDOOR_PRESETS", "build_outdoor", "simulate_outdoor", "RAIN_RATES_MM_H"]
+__all__ = ["ScenarioEnvironment", "OUTDOOR_PRESETS", "CITY_LAYOUTS", "build_outdoor", "simulate_outdoor",
+           "RAIN_RATES_MM_H"]
 
 RAIN_RATES_MM_H = (0.0, 10.0, 25.0, 50.0, 100.0)
 STREET_HALF_WIDTH_M = 12.0
@@ -198,6 +201,36 @@ def _o2(seed: int, conditions: int = 50, **_options: object) -> list[ScenarioEnv
     return envs
 
 
+#: (x [m], side, height [m], array orientation [deg]) of the four BSs of each ``city`` layout; B shares no site
+#: with A (LWLM's "unseen BS configuration").
+CITY_LAYOUTS = {
+    "A": ((20.0, -1.0, 6.0, 0.0), (100.0, -1.0, 8.0, 0.0), (45.0, 1.0, 7.0, 0.0), (80.0, 1.0, 6.0, 0.0)),
+    "B": ((60.0, -1.0, 10.0, 15.0), (5.0, 1.0, 6.0, -10.0), (115.0, -1.0, 7.0, -20.0), (60.0, 1.0, 9.0, 10.0)),
+}
+
+
+def _city(seed: int, conditions: int = 2, **_options: object) -> list[ScenarioEnvironment]:
+    if conditions < 1:
+        raise DataValidationError(f"city needs conditions >= 1, got {conditions}")
+    length_m = 120.0
+    rng = np.random.default_rng([seed, 8])
+    surfaces = _street_walls(-20.0, length_m + 20.0, rng) + [ground((-40.0, length_m + 40.0), (-15.0, 15.0))]
+    furniture = _street_furniture(0.0, length_m, rng, 10)
+    envs = []
+    for layout, sites in CITY_LAYOUTS.items():
+        stations = tuple(
+            BaseStation([x, side * (STREET_HALF_WIDTH_M - 1.0), height],
+                        orientation_rad=float(np.deg2rad(deg)) + (np.pi if side > 0 else 0.0), n_horizontal=32)
+            for x, side, height, deg in sites)
+        for c in range(conditions):
+            # The same traffic draw for both layouts: a condition is a state of the street, not of the network.
+            cars = _vehicles(np.random.default_rng([seed, 9, c]), 15.0, length_m)
+            scene = Scene(3.5e9, 40e6, 32, stations, tuple(surfaces), tuple(furniture + cars),
+                          attrs={"layout": layout, "condition": c + 1, "vehicles": len(cars)})
+            envs.append(ScenarioEnvironment(f"city-{layout}-cond{c + 1}", scene, (10.0, 110.0, -8.0, 8.0)))
+    return envs
+
+
 #: preset name -> (builder, one-line description)
 OUTDOOR_PRESETS: dict[str, tuple[Callable[..., list[ScenarioEnvironment]], str]] = {
     "o1": (_o1, "LoS urban road, 3.5 GHz, 40 MHz, ULA 32, 32 subcarriers (DeepMIMO 'O1'-like)"),
@@ -205,6 +238,7 @@ OUTDOOR_PRESETS: dict[str, tuple[Callable[..., list[ScenarioEnvironment]], str]]
     "mo1": (_mo1, "five-cell strip; cells differ in scatterers, BS placement and array orientation ('MO1'-like)"),
     "o1-rain": (_o1_rain, "'o1' at 60 GHz / 1.6 GHz with ITU-R P.838-3 rain at 0-100 mm/h"),
     "o2": (_o2, "road with vehicles as scatterers/blockers, one environment per traffic condition ('O2'-like)"),
+    "city": (_city, "an 'o1'-like road served by 4 BSs (layout A, or unseen layout B), vehicles redrawn per condition"),
 }
 
 
