@@ -107,6 +107,11 @@ class KNNLocalizer:
 
     def predict(self, rss_dbm: np.ndarray) -> np.ndarray:
         """Positions [m] ``(n, dims)`` for RSS queries [dBm] ``(n, n_ap)``."""
+        return self.predict_with_spread(rss_dbm)[0]
+
+    def predict_with_spread(self, rss_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [m] ``(n, dims)`` and the (weighted) RMS distance [m] ``(n,)`` of the k neighbours from them,
+        ``sqrt(sum_i w_i ||p_i - p||^2 / sum_i w_i)`` -- a spread the service reports as uncertainty."""
         if not hasattr(self, "radio_map_dbm_"):
             raise NotFittedError("KNNLocalizer is not fitted: call adapt(support) or fit_arrays() first")
         q = np.asarray(rss_dbm, dtype=np.float64)
@@ -119,19 +124,19 @@ class KNNLocalizer:
         ref = self.radio_map_dbm_
         k = min(int(self.k), ref.shape[0])
         out = np.empty((q.shape[0], self.positions_m_.shape[1]))
+        spread = np.empty(q.shape[0])
         for start in range(0, q.shape[0], _CHUNK):
-            d = signal_distances_db(q[start : start + _CHUNK], ref, self.floor_dbm)
+            sl = slice(start, start + _CHUNK)
+            d = signal_distances_db(q[sl], ref, self.floor_dbm)
             if k < ref.shape[0]:
                 idx = np.argpartition(d, k - 1, axis=1)[:, :k]
             else:
                 idx = np.broadcast_to(np.arange(ref.shape[0]), (d.shape[0], k))
             neighbours = self.positions_m_[idx]  # (b, k, dims)
-            if self.weighted:
-                w = 1.0 / (np.take_along_axis(d, idx, axis=1) + self.eps)
-                out[start : start + _CHUNK] = (w[..., None] * neighbours).sum(1) / w.sum(1, keepdims=True)
-            else:
-                out[start : start + _CHUNK] = neighbours.mean(1)
-        return out
+            w = 1.0 / (np.take_along_axis(d, idx, axis=1) + self.eps) if self.weighted else np.ones(idx.shape)
+            out[sl] = (w[..., None] * neighbours).sum(1) / w.sum(1, keepdims=True)
+            spread[sl] = np.sqrt((w * ((neighbours - out[sl, None]) ** 2).sum(-1)).sum(1) / w.sum(1))
+        return out, spread
 
     def __repr__(self) -> str:
         name = "WKNN" if self.weighted else "KNN"

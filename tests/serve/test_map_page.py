@@ -1,0 +1,68 @@
+"""The map page draws in headless Chromium (Debian's chromium, driven by Playwright) and updates live."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.serve.conftest import ADMIN, lab_environment, wait_job
+
+CANVAS_INK = """() => {
+  const c = document.getElementById('map');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let ink = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++;
+  return ink;
+}"""
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("XLOC_REQUIRE_SERVICES"):
+            pytest.fail("XLOC_REQUIRE_SERVICES is set but Chromium is not installed")
+        pytest.skip("Chromium not installed (apt-get install chromium; .ci/run does)")
+    return path
+
+
+def test_map_page_draws_references_aps_and_located_positions(server):
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    body, pos, rss = lab_environment(seed=7, n=40)
+    env = server.client(ADMIN).post("/environments", json=body).json()
+    c, eid = server.client(env["api_key"]), env["id"]
+    c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "m", "positions_m": pos.tolist(),
+                                                       "rss_dbm": rss.tolist()})
+    assert wait_job(c, eid, c.post(f"/environments/{eid}/calibrations", json={}).json()["job_id"])["status"] \
+        == "succeeded"
+    c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:3].tolist()})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.url}/environments/{eid}/map#key={env['api_key']}")
+            page.wait_for_function("Number(document.getElementById('map').dataset.drawn) >= 1", timeout=15000)
+            canvas = page.locator("#map")
+            assert canvas.get_attribute("data-references") == "40"
+            assert canvas.get_attribute("data-located") == "3"
+            assert page.evaluate(CANVAS_INK) > 500  # the area, 40 points, 6 APs and 3 circles were drawn
+            assert "40 reference points" in page.locator("#status").inner_text()
+            # live: a new locate shows up without reloading
+            c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[3:8].tolist()})
+            page.wait_for_function("document.getElementById('map').dataset.located === '8'", timeout=15000)
+            # a wrong key is reported on the page, not drawn
+            page = browser.new_page()  # (a fragment change alone would not reload the page)
+            page.goto(f"{server.url}/environments/{eid}/map#key=wrong")
+            page.wait_for_function("document.getElementById('status').textContent.includes('error 403')",
+                                   timeout=15000)
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert np.isfinite(pos).all()

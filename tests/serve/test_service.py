@@ -1,0 +1,160 @@
+"""The service end to end against a real server process: calibration-and-locate flow, auth, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.serve.conftest import ADMIN, lab_environment, rss_at, wait_job
+
+
+@pytest.fixture(scope="module")
+def lab(server):
+    body, pos, rss = lab_environment()
+    created = server.client(ADMIN).post("/environments", json=body)
+    assert created.status_code == 201, created.text
+    env = created.json()
+    return env, server.client(env["api_key"]), pos, rss, np.array(body["ap_positions_m"])
+
+
+def test_calibrate_and_locate_flow(lab):
+    env, c, pos, rss, aps = lab
+    eid = env["id"]
+    r = c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:1].tolist()})
+    assert r.status_code == 409 and "no model yet" in r.json()["detail"]
+    for i in range(3):  # three batches of 20, the second sent twice (a client retry)
+        sl = slice(20 * i, 20 * (i + 1))
+        r = c.post(f"/environments/{eid}/fingerprints", json={"batch_id": f"b{i}", "positions_m": pos[sl].tolist(),
+                                                               "rss_dbm": rss[sl].tolist()})
+        assert r.status_code == 201 and r.json() == {"batch_id": f"b{i}", "n": 20, "created": True}
+    again = c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "b1", "positions_m": pos[20:40].tolist(),
+                                                               "rss_dbm": rss[20:40].tolist()})
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert c.get(f"/environments/{eid}").json()["fingerprints"] == 60
+
+    job = c.post(f"/environments/{eid}/calibrations", json={"method": "wknn"})
+    assert job.status_code == 202
+    done = wait_job(c, eid, job.json()["job_id"])
+    assert done["status"] == "succeeded" and done["version"] == 1 and done["progress"] == 1.0
+
+    rng = np.random.default_rng(5)
+    test_pos = rng.uniform([1, 1], [19, 11], (40, 2))
+    test_rss = rss_at(test_pos, aps, rng)
+    # Columns in another order: the service maps them onto the environment's APs.
+    order = [3, 1, 0, 2, 5, 4]
+    query = test_rss[:, order].tolist()
+    r = c.post(f"/environments/{eid}/locate", json={"ap_ids": [f"AP{i}" for i in order], "rss_dbm": query})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    err = np.linalg.norm(np.array(out["positions_m"]) - test_pos, axis=1)
+    assert out["version"] == 1 and out["method"] == "wknn" and np.median(err) < 3.0
+    assert len(out["uncertainty_m"]) == 40 and all(u >= 0 for u in out["uncertainty_m"])
+
+    # MetaLoc adapts the registered meta-model: a second, immutable version that becomes the serving one.
+    job = c.post(f"/environments/{eid}/calibrations", json={"method": "metaloc", "base_model": "maml", "steps": 5})
+    assert wait_job(c, eid, job.json()["job_id"])["status"] == "succeeded"
+    r = c.post(f"/environments/{eid}/locate", json={"rss_dbm": test_rss.tolist()}).json()
+    assert r["version"] == 2 and r["method"] == "metaloc" and r["uncertainty_m"] == [None] * 40
+    assert np.median(np.linalg.norm(np.array(r["positions_m"]) - test_pos, axis=1)) < 6.0
+
+    models = c.get(f"/environments/{eid}/models").json()
+    assert [v["version"] for v in models["versions"]] == [1, 2] and models["serving_version"] == 2
+    assert c.put(f"/environments/{eid}/pin", json={"version": 1}).json()["serving_version"] == 1
+    assert c.post(f"/environments/{eid}/locate", json={"rss_dbm": test_rss[:2].tolist()}).json()["version"] == 1
+    assert c.put(f"/environments/{eid}/pin", json={"version": 7}).status_code == 404
+    assert c.put(f"/environments/{eid}/pin", json={"version": None}).json()["serving_version"] == 2
+
+
+def test_failed_calibration_keeps_the_previous_version(server, base_models):
+    body, pos, rss = lab_environment(seed=1, n=30)
+    env = server.client(ADMIN).post("/environments", json=body).json()
+    c, eid = server.client(env["api_key"]), env["id"]
+    c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "a", "positions_m": pos.tolist(),
+                                                       "rss_dbm": rss.tolist()})
+    assert wait_job(c, eid, c.post(f"/environments/{eid}/calibrations", json={})
+                    .json()["job_id"])["status"] == "succeeded"
+    # MetaLoc with more adaptation steps than its radio map allows is refused inside the job.
+    bad = c.post(f"/environments/{eid}/calibrations", json={"method": "metaloc", "base_model": "maml",
+                                                            "steps": 1000})
+    job = wait_job(c, eid, bad.json()["job_id"])
+    if job["status"] == "failed":
+        assert job["message"]
+    served = c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:3].tolist()}).json()
+    assert served["version"] in (1, 2)
+    versions = [v["version"] for v in c.get(f"/environments/{eid}/models").json()["versions"]]
+    assert served["version"] == max(versions)
+    assert (job["status"] == "failed") == (versions == [1])
+
+
+def test_each_auth_rule(server, lab):
+    env, c, pos, rss, _ = lab
+    eid = env["id"]
+    other = server.client(ADMIN).post("/environments", json=lab_environment(seed=2)[0]).json()
+    nobody, stranger = server.client(), server.client("not-a-key")
+    admin, other_key = server.client(ADMIN), server.client(other["api_key"])
+    body = lab_environment(seed=3)[0]
+    assert nobody.post("/environments", json=body).status_code == 401
+    assert stranger.post("/environments", json=body).status_code == 403
+    assert c.post("/environments", json=body).status_code == 403  # an environment key cannot create
+    assert nobody.get("/environments").status_code == 401 and c.get("/environments").status_code == 403
+    assert any(e["id"] == eid for e in admin.get("/environments").json())
+    for client, code in ((nobody, 401), (stranger, 403), (other_key, 403), (admin, 403)):
+        assert client.get(f"/environments/{eid}").status_code == code
+        assert client.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:1].tolist()}).status_code == code
+        assert client.post(f"/environments/{eid}/fingerprints", json={
+            "batch_id": "x", "positions_m": [[1, 1]], "rss_dbm": rss[:1].tolist()}).status_code == code
+        assert client.post(f"/environments/{eid}/calibrations", json={}).status_code == code
+        assert client.get(f"/environments/{eid}/map-data").status_code == code
+    assert other_key.delete(f"/environments/{eid}").status_code == 403
+    assert c.get(f"/environments/{eid}").status_code == 200
+    # the admin may delete any environment; its key then opens nothing
+    assert admin.delete(f"/environments/{other['id']}").status_code == 204
+    assert other_key.get(f"/environments/{other['id']}").status_code == 403
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    ({"batch_id": "v1", "positions_m": [[1, 1]], "ap_ids": ["AP0", "AP9"], "rss_dbm": [[-50, -60]]}, 422,
+     "AP ids ['AP9'] are not in environment"),
+    ({"batch_id": "v2", "positions_m": [[1, 1]], "rss_dbm": [[-50, -60]]}, 422, "rss_dbm row 0 has 2 values"),
+    ({"batch_id": "v3", "positions_m": [[1, 1]], "rss_dbm": [[-50, 100, -60, -61, -62, -63]]}, 422,
+     "is not an RSS in dBm"),
+    ({"batch_id": "v4", "positions_m": [[50, 1]], "rss_dbm": [[-50] * 6]}, 422, "outside the environment's bounds_m"),
+    ({"batch_id": "v5", "positions_m": [[1, 1, 1]], "rss_dbm": [[-50] * 6]}, 422, "must be [x_m, y_m]"),
+    ({"batch_id": "v6", "positions_m": [[1, 1], [2, 2]], "rss_dbm": [[-50] * 6]}, 422, "2 positions for 1"),
+    ({"batch_id": "v7", "positions_m": [[1, 1]], "csi_real": [[[[1.0]]]], "csi_imag": [[[[0.0]]]]}, 422,
+     "holds RSS: send rss_dbm"),
+    ({"batch_id": "v8", "positions_m": [[1, 1]], "rss_dbm": [[-50] * 6], "colour": "red"}, 422, "colour"),
+    ({"positions_m": [[1, 1]], "rss_dbm": [[-50] * 6]}, 422, "batch_id"),
+    ({"batch_id": "b0", "positions_m": [[1, 1]], "rss_dbm": [[-50] * 6]}, 409, "already stored with other content"),
+])
+def test_upload_validation(lab, payload, status, message):
+    env, c, *_ = lab
+    r = c.post(f"/environments/{env['id']}/fingerprints", json=payload)
+    assert r.status_code == status and message in r.json()["detail"], r.text
+
+
+def test_other_bad_requests_get_4xx_with_a_message(server, lab):
+    env, c, _, rss, _ = lab
+    eid = env["id"]
+    admin = server.client(ADMIN)
+    checks = [
+        (admin.post("/environments", json={"name": "x", "kind": "rss", "ap_ids": ["a", "a"]}), 422, "unique"),
+        (admin.post("/environments", json={"name": "x", "kind": "csi", "ap_ids": ["a"]}), 422, "csi_shape"),
+        (admin.post("/environments", json={"name": "x", "kind": "wifi", "ap_ids": ["a"]}), 422, "kind"),
+        (c.post(f"/environments/{eid}/calibrations", json={"method": "alloc", "base_model": "maml"}), 422,
+         "serves csi environments"),
+        (c.post(f"/environments/{eid}/calibrations", json={"method": "metaloc", "base_model": "nope"}), 422,
+         "no base model 'nope'"),
+        (c.post(f"/environments/{eid}/calibrations", json={"method": "metaloc"}), 422, "name one of"),
+        (c.post(f"/environments/{eid}/locate", content=b'{"rss_dbm": [[NaN, -50, -50, -50, -50, -50]]}',
+                headers={"content-type": "application/json"}), 422, "finite number"),
+        (c.post(f"/environments/{eid}/locate", content=b"{not json", headers={"content-type": "application/json"}),
+         422, "not valid JSON"),
+        (c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:1].tolist(), "coarse_positions_m": [[1]]}),
+         422, "coarse_positions_m"),
+        (c.get(f"/environments/{eid}/jobs/nope"), 404, "no job"),
+        (c.post(f"/environments/{eid}/locate", json={"rss_dbm": [[-50.0] * 6] * 30000}), 413, "request body over"),
+    ]
+    for response, status, message in checks:
+        assert response.status_code == status, response.text
+        assert message in response.json()["detail"], response.text

@@ -1,0 +1,455 @@
+"""The localization service: per-environment reference store, few-shot calibration and locate API, map page.
+
+Authorisation (``X-API-Key`` header; keys are random 256-bit tokens stored as SHA-256 hashes):
+
+| caller | may |
+|---|---|
+| admin key (``XLOC_ADMIN_KEY``) | create environments (the reply carries the new key, shown once), list, delete |
+| an environment's key | everything under ``/environments/{its id}``: read, upload, calibrate, locate, pin, delete |
+| anything else | nothing: 401 without a key, 403 with a key that does not fit |
+
+Every bad request gets a 4xx with a message that names the field, row or AP; model files are safetensors.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import json
+import secrets
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from xloc.errors import XlocError
+from xloc.serve.calibration import CALIBRATION_METHODS, EnvironmentInfo, ServedModel, calibrate, load_version
+from xloc.serve.db import Database, array_bytes, bytes_array
+from xloc.serve.map_page import MAP_HTML
+from xloc.serve.schemas import (
+    RSS_RANGE_DBM,
+    CalibrationRequest,
+    EnvironmentCreate,
+    FingerprintBatch,
+    LocateRequest,
+    PinRequest,
+    _Measurements,
+)
+
+__all__ = ["create_app", "hash_key"]
+
+LATEST_LOCATED = 500
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_big = JSONResponse({"detail": f"request body over {self.max_bytes} bytes; split it into batches"},
+                               status_code=413)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Service:
+    """State behind the app: the store, model folders, registered base models and the calibration worker."""
+
+    def __init__(self, db_url: str, models_dir: Path, base_models: dict[str, Path], admin_key: str | None) -> None:
+        self.db = Database(db_url)
+        self.models_dir = Path(models_dir)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.base_models = dict(base_models)
+        self.admin_hash = hash_key(admin_key) if admin_key else None
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xloc-calibration")
+        self._served: dict[tuple[str, int], ServedModel] = {}
+        self._lock = threading.Lock()
+        self.located: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(
+            maxlen=LATEST_LOCATED))
+        now = time.time()
+        with self.db.transaction() as tx:  # a job a crash interrupted will never finish
+            tx.execute("UPDATE jobs SET status = 'failed', message = 'interrupted by a server restart', "
+                       "updated_at = ? WHERE status IN ('queued', 'running')", (now,))
+
+    # --- auth ----------------------------------------------------------------------------------------------------
+    def is_admin(self, key: str | None) -> bool:
+        return bool(key and self.admin_hash and hmac.compare_digest(hash_key(key), self.admin_hash))
+
+    def environment_of_key(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        rows = self.db.query("SELECT id FROM environments WHERE key_hash = ?", (hash_key(key),))
+        return rows[0][0] if rows else None
+
+    # --- environments --------------------------------------------------------------------------------------------
+    def info(self, env_id: str) -> EnvironmentInfo:
+        rows = self.db.query("SELECT id, name, kind, frequency_hz, ap_ids, ap_positions_m, bounds_m, shape "
+                             "FROM environments WHERE id = ?", (env_id,))
+        if not rows:
+            raise HTTPException(404, f"no environment {env_id!r}")
+        i, name, kind, freq, aps, ap_pos, bounds, shape = rows[0]
+        return EnvironmentInfo(i, name, kind, freq, tuple(json.loads(aps)),
+                               None if ap_pos is None else np.array(json.loads(ap_pos), dtype=np.float64),
+                               None if bounds is None else tuple(json.loads(bounds)), tuple(json.loads(shape)))
+
+    def references(self, env_id: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.query("SELECT positions, measurements FROM batches WHERE environment_id = ? "
+                             "ORDER BY created_at, batch_id", (env_id,))
+        if not rows:
+            return np.zeros((0, 2)), np.zeros((0,))
+        return (np.concatenate([bytes_array(p) for p, _ in rows]),
+                np.concatenate([bytes_array(m) for _, m in rows]))
+
+    def measurements(self, env: EnvironmentInfo, body: _Measurements) -> np.ndarray:
+        """The body's fingerprints as the environment's array, or a 422 naming what is wrong."""
+        if env.kind == "rss":
+            if body.rss_dbm is None:
+                raise HTTPException(422, f"environment {env.id!r} holds RSS: send rss_dbm")
+            columns = body.ap_ids or list(env.ap_ids)
+            unknown = [a for a in columns if a not in env.ap_ids]
+            if unknown:
+                raise HTTPException(422, f"AP ids {unknown[:5]} are not in environment {env.id!r} (it has "
+                                         f"{len(env.ap_ids)} APs, e.g. {list(env.ap_ids[:3])})")
+            if len(set(columns)) != len(columns):
+                raise HTTPException(422, "ap_ids holds duplicates")
+            rows = body.rss_dbm
+            bad = next((i for i, r in enumerate(rows) if len(r) != len(columns)), None)
+            if bad is not None:
+                raise HTTPException(422, f"rss_dbm row {bad} has {len(rows[bad])} values; ap_ids has {len(columns)}")
+            given = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
+            lo, hi = RSS_RANGE_DBM
+            outside = np.argwhere(np.isfinite(given) & ((given < lo) | (given > hi)))
+            if len(outside):
+                r, c = outside[0]
+                raise HTTPException(422, f"rss_dbm row {r}, AP {columns[c]!r}: {given[r, c]} is not an RSS in dBm "
+                                         f"({lo:g} to {hi:g}); send null for not heard")
+            if np.isinf(given).any():
+                raise HTTPException(422, "rss_dbm holds infinite values; send null for not heard")
+            out = np.full((len(rows), len(env.ap_ids)), np.nan, dtype=np.float32)
+            out[:, [env.ap_ids.index(a) for a in columns]] = given
+            return out
+        if body.csi_real is None or body.csi_imag is None:
+            raise HTTPException(422, f"environment {env.id!r} holds CSI: send csi_real and csi_imag")
+        try:
+            re, im = np.asarray(body.csi_real, dtype=np.float32), np.asarray(body.csi_imag, dtype=np.float32)
+        except ValueError:
+            raise HTTPException(422, "csi_real / csi_imag must be regular nested number arrays") from None
+        want = (re.shape[0], *env.shape)
+        if re.shape != want or im.shape != want:
+            raise HTTPException(422, f"CSI must be (n, bs, antennas, subcarriers) = {want}, got {re.shape} and "
+                                     f"{im.shape}")
+        if not (np.isfinite(re).all() and np.isfinite(im).all()):
+            raise HTTPException(422, "CSI holds NaN or infinite values")
+        return (re + 1j * im).astype(np.complex64)
+
+    # --- models --------------------------------------------------------------------------------------------------
+    def serving_version(self, env_id: str) -> int | None:
+        pinned = self.db.query("SELECT pinned_version FROM environments WHERE id = ?", (env_id,))
+        if pinned and pinned[0][0] is not None:
+            return int(pinned[0][0])
+        latest = self.db.query("SELECT MAX(version) FROM models WHERE environment_id = ?", (env_id,))
+        return None if not latest or latest[0][0] is None else int(latest[0][0])
+
+    def served(self, env_id: str, version: int) -> ServedModel:
+        key = (env_id, version)
+        with self._lock:
+            if key not in self._served:
+                rows = self.db.query("SELECT path FROM models WHERE environment_id = ? AND version = ?", key)
+                if not rows:
+                    raise HTTPException(404, f"environment {env_id!r} has no model version {version}")
+                if len(self._served) > 64:
+                    self._served.pop(next(iter(self._served)))
+                self._served[key] = load_version(self.models_dir / rows[0][0])
+            return self._served[key]
+
+    def run_job(self, job_id: str, env_id: str, request: CalibrationRequest) -> None:
+        def update(progress: float, message: str, status: str = "running") -> None:
+            with self.db.transaction() as tx:
+                tx.execute("UPDATE jobs SET status = ?, progress = ?, message = ?, updated_at = ? WHERE id = ?",
+                           (status, progress, message, time.time(), job_id))
+
+        folder = f"{env_id}/{job_id}"
+        try:
+            update(0.0, "started")
+            env = self.info(env_id)
+            positions, meas = self.references(env_id)
+            base = None
+            if request.base_model is not None:
+                base = self.base_models[request.base_model]
+            summary = calibrate(request.method, env, positions, meas, self.models_dir / folder, base_model=base,
+                                steps=request.steps, progress=lambda f, m: update(0.9 * f, m))
+            with self.db.transaction() as tx:
+                version = int(tx.fetch("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE environment_id = ?",
+                                       (env_id,))[0][0])
+                tx.execute("INSERT INTO models (environment_id, version, method, path, n_references, info, "
+                           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (env_id, version, request.method, folder, len(positions), json.dumps(summary),
+                            time.time()))
+                tx.execute("UPDATE jobs SET status = 'succeeded', progress = 1.0, message = ?, version = ?, "
+                           "updated_at = ? WHERE id = ?", (f"version {version} ready", version, time.time(), job_id))
+        except Exception as exc:  # the job reports it; the previous version keeps serving
+            shutil.rmtree(self.models_dir / folder, ignore_errors=True)
+            message = str(exc) if isinstance(exc, XlocError | HTTPException) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, HTTPException):
+                message = str(exc.detail)
+            try:
+                update(0.0, message, "failed")
+            except Exception:  # the environment may have been deleted meanwhile
+                pass
+
+
+def _key(request: Request) -> str | None:
+    return request.headers.get("x-api-key")
+
+
+def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Path] | None = None,
+               admin_key: str | None = None, max_request_bytes: int = 16 * 2**20) -> FastAPI:
+    """The FastAPI app over the store at ``db_url`` (SQLite path or ``postgresql://`` URL)."""
+    for name, path in (base_models or {}).items():
+        if not Path(path).is_dir():
+            raise XlocError(f"base model {name!r}: {path} is not a model folder")
+    service = Service(db_url, Path(models_dir), base_models or {}, admin_key)
+    app = FastAPI(title="xloc localization service", version="1",
+                  description="Per-environment reference store, few-shot calibration and locate API.")
+    app.state.service = service
+    app.add_middleware(_BodyLimit, max_bytes=max_request_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            if err.get("type") == "json_invalid":
+                parts.append("the request body is not valid JSON")
+                continue
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(XlocError)
+    async def _xloc_error(_request: Request, exc: XlocError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def admin(request: Request) -> None:
+        key = _key(request)
+        if not key:
+            raise HTTPException(401, "send the admin key in the X-API-Key header")
+        if service.admin_hash is None:
+            raise HTTPException(403, "no admin key is configured (set XLOC_ADMIN_KEY when starting the server)")
+        if not service.is_admin(key):
+            raise HTTPException(403, "this key may not manage environments")
+
+    def owner(env_id: str, request: Request) -> str:
+        key = _key(request)
+        if not key:
+            raise HTTPException(401, "send the environment's key in the X-API-Key header")
+        if service.environment_of_key(key) != env_id:
+            raise HTTPException(403, f"this key may not access environment {env_id!r}")
+        return env_id
+
+    def owner_or_admin(env_id: str, request: Request) -> str:
+        if service.is_admin(_key(request)):
+            service.info(env_id)  # 404 if missing
+            return env_id
+        return owner(env_id, request)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "store": service.db.dialect, "schema_version": service.db.schema_version()}
+
+    @app.post("/environments", status_code=201, dependencies=[Depends(admin)])
+    def create_environment(body: EnvironmentCreate) -> dict[str, Any]:
+        env_id = uuid.uuid4().hex[:12]
+        key = secrets.token_urlsafe(32)
+        shape = list(body.csi_shape) if body.kind == "csi" and body.csi_shape else [len(body.ap_ids)]
+        with service.db.transaction() as tx:
+            tx.execute("INSERT INTO environments (id, name, kind, frequency_hz, ap_ids, ap_positions_m, bounds_m, "
+                       "shape, key_hash, pinned_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                       (env_id, body.name, body.kind, body.frequency_hz, json.dumps(body.ap_ids),
+                        None if body.ap_positions_m is None else json.dumps(body.ap_positions_m),
+                        None if body.bounds_m is None else json.dumps(list(body.bounds_m)), json.dumps(shape),
+                        hash_key(key), time.time()))
+        return {"id": env_id, "api_key": key, "name": body.name, "kind": body.kind}
+
+    @app.get("/environments", dependencies=[Depends(admin)])
+    def list_environments() -> list[dict[str, Any]]:
+        rows = service.db.query("SELECT id, name, kind FROM environments ORDER BY created_at")
+        return [{"id": i, "name": n, "kind": k} for i, n, k in rows]
+
+    @app.get("/environments/{env_id}")
+    def get_environment(env_id: str = Depends(owner)) -> dict[str, Any]:
+        env = service.info(env_id)
+        counts = service.db.query("SELECT COUNT(*), COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ?",
+                                  (env_id,))[0]
+        return {"id": env.id, "name": env.name, "kind": env.kind, "frequency_hz": env.frequency_hz,
+                "ap_ids": list(env.ap_ids), "bounds_m": env.bounds_m, "measurement_shape": list(env.shape),
+                "batches": int(counts[0]), "fingerprints": int(counts[1]),
+                "serving_version": service.serving_version(env_id)}
+
+    @app.delete("/environments/{env_id}", status_code=204)
+    def delete_environment(env_id: str = Depends(owner_or_admin)) -> Response:
+        with service.db.transaction() as tx:
+            for table in ("jobs", "models", "batches"):
+                tx.execute(f"DELETE FROM {table} WHERE environment_id = ?", (env_id,))
+            tx.execute("DELETE FROM environments WHERE id = ?", (env_id,))
+        shutil.rmtree(service.models_dir / env_id, ignore_errors=True)
+        service.located.pop(env_id, None)
+        return Response(status_code=204)
+
+    @app.post("/environments/{env_id}/fingerprints", status_code=201)
+    def upload(body: FingerprintBatch, response: Response, env_id: str = Depends(owner)) -> dict[str, Any]:
+        env = service.info(env_id)
+        meas = service.measurements(env, body)
+        pos = np.asarray(body.positions_m, dtype=np.float64)
+        if len(pos) != len(meas):
+            raise HTTPException(422, f"{len(pos)} positions for {len(meas)} fingerprints")
+        if not np.isfinite(pos).all():
+            raise HTTPException(422, "positions_m holds NaN or infinite values")
+        if env.bounds_m is not None:
+            x0, x1, y0, y1 = env.bounds_m
+            out = np.flatnonzero((pos[:, 0] < x0) | (pos[:, 0] > x1) | (pos[:, 1] < y0) | (pos[:, 1] > y1))
+            if len(out):
+                raise HTTPException(422, f"positions_m row {out[0]} {pos[out[0]].tolist()} lies outside the "
+                                         f"environment's bounds_m {list(env.bounds_m)} (metres)")
+        digest = hashlib.sha256(array_bytes(pos) + array_bytes(meas)).hexdigest()
+        with service.db.transaction() as tx:
+            old = tx.fetch("SELECT digest, n FROM batches WHERE environment_id = ? AND batch_id = ?",
+                           (env_id, body.batch_id))
+            if old:
+                if old[0][0] != digest:
+                    raise HTTPException(409, f"batch {body.batch_id!r} was already stored with other content")
+                response.status_code = 200
+                return {"batch_id": body.batch_id, "n": int(old[0][1]), "created": False}
+            tx.execute("INSERT INTO batches (environment_id, batch_id, n, digest, positions, measurements, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (env_id, body.batch_id, len(pos), digest, array_bytes(pos), array_bytes(meas), time.time()))
+        return {"batch_id": body.batch_id, "n": len(pos), "created": True}
+
+    @app.post("/environments/{env_id}/calibrations", status_code=202)
+    def start_calibration(body: CalibrationRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
+        env = service.info(env_id)
+        if CALIBRATION_METHODS[body.method] != env.kind:
+            raise HTTPException(422, f"method {body.method!r} serves {CALIBRATION_METHODS[body.method]} "
+                                     f"environments; {env_id!r} holds {env.kind}")
+        if body.base_model is not None and body.base_model not in service.base_models:
+            raise HTTPException(422, f"no base model {body.base_model!r}; registered: {sorted(service.base_models)}")
+        if body.method != "wknn" and body.base_model is None:
+            raise HTTPException(422, f"method {body.method!r} adapts a base model: name one of "
+                                     f"{sorted(service.base_models)} in base_model")
+        job_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        with service.db.transaction() as tx:
+            tx.execute("INSERT INTO jobs (id, environment_id, method, request, status, progress, message, version, "
+                       "created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0.0, 'queued', NULL, ?, ?)",
+                       (job_id, env_id, body.method, body.model_dump_json(), now, now))
+        service.worker.submit(service.run_job, job_id, env_id, body)
+        return {"job_id": job_id, "status": "queued"}
+
+    @app.get("/environments/{env_id}/jobs/{job_id}")
+    def job_status(job_id: str, env_id: str = Depends(owner)) -> dict[str, Any]:
+        rows = service.db.query("SELECT method, status, progress, message, version, created_at, updated_at FROM jobs "
+                                "WHERE id = ? AND environment_id = ?", (job_id, env_id))
+        if not rows:
+            raise HTTPException(404, f"environment {env_id!r} has no job {job_id!r}")
+        method, status, progress, message, version, created, updated = rows[0]
+        return {"job_id": job_id, "method": method, "status": status, "progress": progress, "message": message,
+                "version": version, "created_at": created, "updated_at": updated}
+
+    @app.get("/environments/{env_id}/models")
+    def list_models(env_id: str = Depends(owner)) -> dict[str, Any]:
+        rows = service.db.query("SELECT version, method, n_references, info, created_at FROM models "
+                                "WHERE environment_id = ? ORDER BY version", (env_id,))
+        return {"serving_version": service.serving_version(env_id),
+                "versions": [{"version": v, "method": m, "references": n, "info": json.loads(i), "created_at": c}
+                             for v, m, n, i, c in rows]}
+
+    @app.put("/environments/{env_id}/pin")
+    def pin(body: PinRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
+        if body.version is not None and not service.db.query(
+                "SELECT 1 FROM models WHERE environment_id = ? AND version = ?", (env_id, body.version)):
+            raise HTTPException(404, f"environment {env_id!r} has no model version {body.version}")
+        with service.db.transaction() as tx:
+            tx.execute("UPDATE environments SET pinned_version = ? WHERE id = ?", (body.version, env_id))
+        return {"pinned_version": body.version, "serving_version": service.serving_version(env_id)}
+
+    @app.post("/environments/{env_id}/locate")
+    def locate(body: LocateRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
+        env = service.info(env_id)
+        meas = service.measurements(env, body)
+        coarse = None
+        if body.coarse_positions_m is not None:
+            try:
+                coarse = np.asarray(body.coarse_positions_m, dtype=np.float64)
+            except ValueError:
+                raise HTTPException(422, "coarse_positions_m must be an (n, 2) array of metres") from None
+            if coarse.shape != (len(meas), 2) or not np.isfinite(coarse).all():
+                raise HTTPException(422, f"coarse_positions_m must be finite ({len(meas)}, 2) metres, got "
+                                         f"{coarse.shape}")
+        version = service.serving_version(env_id)
+        if version is None:
+            raise HTTPException(409, f"environment {env_id!r} has no model yet: upload fingerprints and start a "
+                                     "calibration")
+        model = service.served(env_id, version)
+        positions, uncertainty = model.locate(meas, coarse)
+        now = time.time()
+        unc = [None] * len(positions) if uncertainty is None else [float(u) for u in uncertainty]
+        service.located[env_id].extend((float(p[0]), float(p[1]), u, now) for p, u in zip(positions, unc,
+                                                                                             strict=True))
+        return {"version": version, "method": model.method, "positions_m": positions.round(4).tolist(),
+                "uncertainty_m": unc}
+
+    @app.get("/environments/{env_id}/map", response_class=HTMLResponse, include_in_schema=False)
+    def map_page(env_id: str) -> HTMLResponse:
+        # The page holds no data; its script reads the key from the URL fragment (never sent to the server).
+        return HTMLResponse(MAP_HTML.replace("__ENV_ID__", env_id))
+
+    @app.get("/environments/{env_id}/map-data")
+    def map_data(env_id: str = Depends(owner)) -> dict[str, Any]:
+        env = service.info(env_id)
+        positions, _ = service.references(env_id)
+        aps = None if env.ap_positions_m is None else env.ap_positions_m[:, :2].tolist()
+        return {"name": env.name, "bounds_m": env.bounds_m, "ap_ids": list(env.ap_ids), "ap_positions_m": aps,
+                "references_m": positions[:, :2].round(3).tolist(),
+                "located": [{"x_m": x, "y_m": y, "uncertainty_m": u, "t": t} for x, y, u, t in
+                            list(service.located.get(env_id, ()))[-200:]],
+                "serving_version": service.serving_version(env_id)}
+
+    return app

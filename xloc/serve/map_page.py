@@ -1,0 +1,76 @@
+"""The live map page: the environment's area, reference points, APs/BSs and the latest located positions with
+error circles, redrawn every second from ``/environments/{id}/map-data``. Open it as
+``/environments/{id}/map#key=ENV_KEY`` (the fragment stays in the browser)."""
+
+from __future__ import annotations
+
+__all__ = ["MAP_HTML"]
+
+MAP_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>xloc map</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 1rem; color: #222; }
+ canvas { border: 1px solid #bbb; background: #fbfbf8; }
+ .legend span { margin-right: 1.2rem; }
+ #status { color: #666; font-size: 0.9rem; }
+</style></head>
+<body>
+<h1 id="title">xloc map</h1>
+<div class="legend"><span style="color:#777">&#9679; reference points</span>
+<span style="color:#c0392b">&#9650; APs / BSs</span>
+<span style="color:#1f6fd1">&#9679; located, circle = uncertainty</span></div>
+<canvas id="map" width="900" height="600" data-drawn="0"></canvas>
+<p id="status">loading...</p>
+<script>
+const envId = "__ENV_ID__";
+const key = new URLSearchParams(location.hash.slice(1)).get("key");
+const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
+const status = document.getElementById("status");
+
+function extent(d) {
+  if (d.bounds_m) return d.bounds_m;
+  const pts = d.references_m.concat(d.ap_positions_m || [], d.located.map(p => [p.x_m, p.y_m]));
+  if (!pts.length) return [0, 1, 0, 1];
+  const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
+  return [Math.min(...xs) - 1, Math.max(...xs) + 1, Math.min(...ys) - 1, Math.max(...ys) + 1];
+}
+
+function draw(d) {
+  const [x0, x1, y0, y1] = extent(d);
+  const pad = 30, s = Math.min((canvas.width - 2 * pad) / (x1 - x0), (canvas.height - 2 * pad) / (y1 - y0));
+  const X = x => pad + (x - x0) * s, Y = y => canvas.height - pad - (y - y0) * s;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.strokeStyle = "#333"; ctx.strokeRect(X(x0), Y(y1), (x1 - x0) * s, (y1 - y0) * s);
+  ctx.fillStyle = "#777";
+  for (const [x, y] of d.references_m) { ctx.beginPath(); ctx.arc(X(x), Y(y), 2.5, 0, 7); ctx.fill(); }
+  ctx.fillStyle = "#c0392b";
+  for (const [x, y] of d.ap_positions_m || []) {
+    ctx.beginPath(); ctx.moveTo(X(x), Y(y) - 7); ctx.lineTo(X(x) - 6, Y(y) + 5); ctx.lineTo(X(x) + 6, Y(y) + 5);
+    ctx.fill();
+  }
+  d.located.forEach((p, i) => {
+    const alpha = 0.25 + 0.75 * (i + 1) / d.located.length;
+    ctx.fillStyle = `rgba(31,111,209,${alpha})`; ctx.strokeStyle = `rgba(31,111,209,${alpha * 0.6})`;
+    if (p.uncertainty_m) { ctx.beginPath(); ctx.arc(X(p.x_m), Y(p.y_m), p.uncertainty_m * s, 0, 7); ctx.stroke(); }
+    ctx.beginPath(); ctx.arc(X(p.x_m), Y(p.y_m), 4, 0, 7); ctx.fill();
+  });
+  canvas.dataset.drawn = String(Number(canvas.dataset.drawn) + 1);
+  canvas.dataset.references = String(d.references_m.length);
+  canvas.dataset.located = String(d.located.length);
+  document.getElementById("title").textContent = `xloc map: ${d.name}`;
+  status.textContent = `${d.references_m.length} reference points, ${d.located.length} located, ` +
+    `serving version ${d.serving_version ?? "none"} (updated ${new Date().toLocaleTimeString()})`;
+}
+
+async function refresh() {
+  try {
+    const r = await fetch(`/environments/${envId}/map-data`, {headers: {"X-API-Key": key || ""}});
+    const body = await r.json();
+    if (!r.ok) { status.textContent = `error ${r.status}: ${body.detail}`; return; }
+    draw(body);
+  } catch (e) { status.textContent = `error: ${e}`; }
+}
+if (!key) status.textContent = "add #key=YOUR_ENVIRONMENT_KEY to the address";
+else { refresh(); setInterval(refresh, 1000); }
+</script></body></html>
+"""
