@@ -83,7 +83,11 @@ def base_models(tmp_path_factory) -> dict[str, Path]:
     r = runner.invoke(cli_app, ["train", "--data", str(data), "--exclude", "log_distance-s0", "--method", "maml",
                                 "--iterations", "10", "-o", str(tmp / "maml")])
     assert r.exit_code == 0, r.output
-    return {"maml": tmp / "maml", "data": data}
+    broken = tmp / "broken"  # a damaged model folder: calibrating from it must fail cleanly
+    broken.mkdir()
+    (broken / "meta.json").write_text('{"format": "xloc-model", "kind": "MetaLoc"')
+    (broken / "weights.safetensors").write_bytes(b"not safetensors")
+    return {"maml": tmp / "maml", "broken": broken, "data": data}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -98,7 +102,7 @@ def server(request, tmp_path_factory, base_models):
         url = fresh_postgres_database(url)
     else:
         url = str(tmp / "store.db")
-    srv = Server(url, tmp / "models", {"maml": base_models["maml"]}).start()
+    srv = Server(url, tmp / "models", {"maml": base_models["maml"], "broken": base_models["broken"]}).start()
     yield srv
     srv.stop()
 
