@@ -577,6 +577,23 @@ def bench(
             result = runner(list(METHODS), seeds=seed_list)
             save_protocol_result(result, out, command=command, wall_s=time.perf_counter() - t0)
         console.print(f"{p}: {time.perf_counter() - t0:.1f} s")
+    if out.resolve() == Path("benchmarks/results").resolve():
+        from xloc.eval.bench_report import write_report
+
+        console.print(f"report: {write_report(out)}")
+
+
+@app.command()
+@_friendly
+def report(
+    results: Annotated[Path, typer.Option(help="Folder of result JSON files")] = Path("benchmarks/results"),
+    out: Annotated[Path | None, typer.Option(help="Report file (default: REPORT.md beside the results folder)")]
+    = None,
+) -> None:
+    """Regenerate benchmarks/REPORT.md from the committed result files."""
+    from xloc.eval.bench_report import write_report
+
+    console.print(f"wrote {write_report(results, out)}")
 
 
 @app.command()

@@ -39,7 +39,7 @@ from xloc.sim.presets import simulate_drive, simulate_scenario
 from xloc.sim.twin import fit_pathloss_twin, simulate_twins
 
 __all__ = ["P5Scale", "FULL", "QUICK", "Case", "sodindoorloc_cases", "csi_cases", "sparse_table",
-           "convergence", "run_p5"]
+           "convergence", "run_p5", "summary_markdown"]
 
 
 @dataclass(frozen=True)
@@ -271,3 +271,25 @@ def run_p5(scale: P5Scale, out: Path, datasets: Sequence[str] = ("sodindoorloc",
         plot_sparse(table, out)
         rows += table + convergence(cases[-1], scale, out)
     return rows
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The P5 tables of docs/agml.md: per dataset and target, mean ± std over seeds by k, with median / p90 and
+    seconds at k = 10."""
+    table = [r for r in rows if r.get("protocol") == "p5"]
+    out: list[str] = []
+    for dataset, target in dict.fromkeys((r["dataset"], r["target"]) for r in table):
+        sub = [r for r in table if r["dataset"] == dataset and r["target"] == target]
+        ks = sorted({r["k"] for r in sub})
+        out += [f"{dataset} / {target} — mean error [m] ± std over seeds (median / p90 at k = 10):", "",
+                "| method | " + " | ".join(f"k = {k}" for k in ks) + " | k = 10 median / p90 | train / adapt [s] |",
+                "|---|" + "---|" * (len(ks) + 2)]
+        for method in dict.fromkeys(r["method"] for r in sub):
+            by_k = {r["k"]: r for r in sub if r["method"] == method}
+            cells = [f"{by_k[k]['mean_m']:.2f} ± {by_k[k]['std_m'] or 0:.2f}" if k in by_k else "–" for k in ks]
+            ref = by_k.get(10) or next(iter(by_k.values()))
+            train = f"{ref['train_s']:.0f}" if ref.get("train_s") else "–"
+            out.append(f"| {method} | " + " | ".join(cells) + f" | {ref['median_m']:.2f} / {ref['p90_m']:.2f} | "
+                       f"{train} / {ref['adapt_s']:.1f} |")
+        out.append("")
+    return "\n".join(out)

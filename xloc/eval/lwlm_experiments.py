@@ -35,7 +35,8 @@ from xloc.learn.supervised import CsiTaskCNN
 from xloc.sim.geometry import Scene
 from xloc.sim.scenarios import ScenarioEnvironment, build_outdoor, simulate_outdoor
 
-__all__ = ["P4Scale", "FULL", "QUICK", "PARTS", "CityData", "city_data", "model_based_predictions", "run_p4"]
+__all__ = ["P4Scale", "FULL", "QUICK", "PARTS", "summary_markdown", "CityData", "city_data", "model_based_predictions",
+           "run_p4"]
 
 
 @dataclass(frozen=True)
@@ -315,3 +316,54 @@ def plot_p4(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.legend(fontsize=6)
         paths.append(save_figure(fig, out / "p4_pretraining.png"))
     return paths
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The P4 tables of docs/lwlm.md: per setting and task, mean ± std over seeds by label fraction, and LWLM's
+    error reduction against the same model from scratch."""
+    table = [r for r in rows if r.get("protocol") == "p4"]
+    out: list[str] = []
+    for setting in ("layout-A", "unseen-layout-B"):
+        sub = [r for r in table if r["setting"] == setting]
+        if not sub:
+            continue
+        fractions = sorted({r["label_fraction"] for r in sub if r["label_fraction"] is not None})
+        out += [f"Setting `{setting}` — mean error ± std over seeds (median / p90 at the largest fraction):", "",
+                "| task | method | " + " | ".join(f"{100 * f:g} % labels" for f in fractions) + " | median / p90 |",
+                "|---|---|" + "---|" * (len(fractions) + 1)]
+        for task in TASKS:
+            unit = TASK_UNITS[task][1]
+            for method in ("lwlm", "lwlm-scratch", "cnn", "model-based"):
+                rs = {r["label_fraction"]: r for r in sub if r["task"] == task and r["method"] == method}
+                if not rs:
+                    continue
+                if None in rs:  # no labels: one value across the row
+                    cells = [f"{rs[None]['mean']:.2f}"] * len(fractions)
+                    ref = rs[None]
+                else:
+                    cells = [f"{rs[f]['mean']:.2f} ± {rs[f]['std'] or 0:.2f}" if f in rs else "–" for f in fractions]
+                    ref = rs[max(rs)]
+                out.append(f"| {task} [{unit}] | {method} | " + " | ".join(cells) +
+                           f" | {ref['median']:.2f} / {ref['p90']:.2f} |")
+            gains = []
+            for f in fractions:
+                a = next((r for r in sub if r["task"] == task and r["method"] == "lwlm" and r["label_fraction"] == f),
+                         None)
+                b = next((r for r in sub if r["task"] == task and r["method"] == "lwlm-scratch"
+                          and r["label_fraction"] == f), None)
+                gains.append(f"{100 * (1 - a['mean'] / b['mean']):+.0f} %" if a and b else "–")
+            out.append(f"| {task} | LWLM vs scratch (error reduction) | " + " | ".join(gains) + " | |")
+        out.append("")
+    abl = [r for r in table if r["setting"] == "ablation"]
+    if abl:
+        names = list(dict.fromkeys(r["method"] for r in abl))
+        frac = abl[0]["label_fraction"]
+        out += [f"Ablation (layout A, {100 * frac:g} % labels, first seed): mean error", "",
+                "| pretraining | " + " | ".join(f"{t} [{TASK_UNITS[t][1]}]" for t in TASKS) + " |",
+                "|---|" + "---|" * len(TASKS)]
+        for name in names:
+            cells = [next((f"{r['mean']:.2f}" for r in abl if r["method"] == name and r["task"] == t), "–")
+                     for t in TASKS]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,22 @@
+import json
+from pathlib import Path
+
+from xloc.eval.bench_report import SECTIONS, write_report
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def test_report_is_rebuilt_from_the_committed_results(tmp_path):
+    out = write_report(RESULTS, tmp_path / "REPORT.md")
+    text = out.read_text()
+    for stem, (title, _) in SECTIONS.items():
+        if (RESULTS / f"{stem}.json").is_file():
+            assert f"## {title}" in text
+            assert json.loads((RESULTS / f"{stem}.json").read_text())["command"] in text
+    assert "| wknn |" in text and "(results/p1_cdf.png)" in text
+
+
+def test_missing_results_are_listed_not_invented(tmp_path):
+    (tmp_path / "results").mkdir()
+    text = write_report(tmp_path / "results").read_text()
+    assert "## Not run yet" in text and "`p4`" in text and "| wknn |" not in text

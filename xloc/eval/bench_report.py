@@ -1,0 +1,120 @@
+"""``benchmarks/REPORT.md``: one generated report over every committed result file.
+
+``xloc report`` (and the end of every ``xloc bench``) rebuilds it from ``benchmarks/results/*.json`` alone, so
+the numbers in it are exactly those files'; each section names the command, seeds, wall time and machine of the
+run behind it, and links the plots that run wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from xloc.eval.results import atomic_write_text, markdown_table, read_results
+
+__all__ = ["write_report", "SECTIONS"]
+
+
+def _provenance(doc: dict[str, Any]) -> str:
+    machine = doc.get("machine", {})
+    versions = doc.get("versions", {})
+    return (f"Command: `{doc.get('command')}` · seeds {doc.get('seeds')} · wall time {doc.get('wall_s', 0):.0f} s "
+            f"(of the last run writing this file) · {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores · "
+            f"torch {versions.get('torch', '?')}")
+
+
+def _images(results: Path, names: list[str]) -> str:
+    return "\n".join(f"![{n}](results/{n})" for n in names if (results / n).is_file())
+
+
+def _p12(protocol: str) -> Callable[[dict[str, Any], Path], str]:
+    def section(doc: dict[str, Any], results: Path) -> str:
+        from xloc.eval.report import summary_table
+
+        label = "R" if protocol == "p2" else "k"
+        return (f"Leaderboard by {label} (errors [m] averaged over the targets; mean ± std over seeds; `adapt [s]` "
+                f"is per target and seed; MetaLoc methods take the steps in `steps`):\n\n"
+                + summary_table(protocol, doc["rows"]) + "\n\n"
+                + _images(results, [f"{protocol}_cdf.png", f"{protocol}_steps.png", f"{protocol}_convergence.png"]))
+    return section
+
+
+def _p3(doc: dict[str, Any], results: Path) -> str:
+    from xloc.eval.alloc_experiments import summary_markdown
+
+    return (summary_markdown(doc["rows"]) + "\n\n" + _images(results, sorted(
+        p.name for p in results.glob("p3_*.png"))))
+
+
+def _p4(doc: dict[str, Any], results: Path) -> str:
+    from xloc.eval.lwlm_experiments import summary_markdown
+
+    return summary_markdown(doc["rows"]) + "\n\n" + _images(
+        results, ["p4_layout-A.png", "p4_unseen-layout-B.png", "p4_ablation.png", "p4_pretraining.png"])
+
+
+def _p5(doc: dict[str, Any], results: Path) -> str:
+    from xloc.eval.agml_experiments import summary_markdown
+
+    return summary_markdown(doc["rows"]) + "\n\n" + _images(results, sorted(
+        p.name for p in results.glob("p5_*.png")))
+
+
+def _metaloc(doc: dict[str, Any], results: Path) -> str:
+    speed = [r for r in doc["rows"] if r.get("metric") == "meta_train_tasks_per_s"]
+    text = ""
+    if speed:
+        text += ("First-order MAML meta-training throughput, tasks batched with `torch.func.vmap` vs a per-task "
+                 "Python loop on the same backbone and tasks:\n\n"
+                 + markdown_table(speed, [("method", "method"), ("tasks/s", "value"), ("setting", "setting"),
+                                          ("ratio", "ratio")]) + "\n\n")
+    return text + _images(results, ["fig8_rmse_vs_steps.png", "p1_convergence.png"])
+
+
+def _speed(doc: dict[str, Any], _results: Path) -> str:
+    return ("CSI simulator throughput (all paths up to second-order reflections):\n\n"
+            + markdown_table(doc["rows"], [("preset", "dataset"), ("environments", "environments"),
+                                           ("users", "n_users"), ("users/s", "value")]))
+
+
+def _service(doc: dict[str, Any], _results: Path) -> str:
+    return ("Locate API on loopback (client threads and server share the machine), WKNN version, 400 requests per "
+            "row:\n\n" + markdown_table(doc["rows"], [
+                ("clients", "clients"), ("fingerprints / request", "batch"), ("requests/s", "requests_per_s"),
+                ("fingerprints/s", "fingerprints_per_s"), ("p50 [ms]", "p50_ms"), ("p99 [ms]", "p99_ms"),
+                ("failed", "failed")]))
+
+
+#: result file stem -> (title, renderer)
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str]]] = {
+    "p1": ("P1 — SODIndoorLoc, leave one environment out (MetaLoc vs KNN/WKNN/TL/RI)", _p12("p1")),
+    "p2": ("P2 — synthetic path-loss families (MetaLoc)", _p12("p2")),
+    "metaloc": ("MetaLoc figures and meta-training speed", _metaloc),
+    "p3": ("P3 — ALLoc on simulated CSI scenarios", _p3),
+    "p4": ("P4 — LWLM pretraining and ToA/AoA/single-/multi-BS fine-tuning", _p4),
+    "p5": ("P5 — AGML with sparse labels, unlabelled data and digital twins", _p5),
+    "speed": ("Simulator speed", _speed),
+    "service": ("Service load", _service),
+}
+
+
+def write_report(results: Path = Path("benchmarks/results"), out: Path | None = None) -> Path:
+    """Rebuild the report from the result files in ``results`` (default output: its parent's REPORT.md)."""
+    out = out or results.parent / "REPORT.md"
+    parts = ["# xloc benchmark report", "",
+             f"Generated by `xloc report` from `{results.as_posix()}/*.json` on "
+             f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}. Every number below is read from those "
+             "files; rerun a protocol with the command shown in its section, then `xloc report`.", ""]
+    missing = []
+    for stem, (title, render) in SECTIONS.items():
+        doc = read_results(results / f"{stem}.json")
+        if not doc:
+            missing.append(stem)
+            continue
+        parts += [f"## {title}", "", _provenance(doc), "", render(doc, results), ""]
+    if missing:
+        parts += ["## Not run yet", "", ", ".join(f"`{m}`" for m in missing), ""]
+    atomic_write_text(out, "\n".join(parts))
+    return out
