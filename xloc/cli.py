@@ -34,7 +34,7 @@ from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 #: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "p3", "p4", "p5", "service", "sim-speed", "metaloc", "metaloc-csi")
+BENCHES = ("p1", "p2", "p3", "p4", "p5", "service", "perf", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -558,6 +558,12 @@ def bench(
                 rows = gx.run_p5(scale5, out, [dataset])
                 write_results(out / ("p5-quick.json" if quick else "p5.json"), rows, command=command,
                               seeds=list(scale5.seeds), wall_s=time.perf_counter() - t0)
+        elif p == "perf":
+            from xloc.eval.performance import run_perf
+
+            rows = run_perf(out, quick)
+            write_results(out / ("perf-quick.json" if quick else "perf.json"), rows, command=command, seeds=[0],
+                          wall_s=time.perf_counter() - t0)
         elif p == "service":
             from xloc.serve.loadtest import run_service_bench
 

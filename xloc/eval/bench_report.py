@@ -87,6 +87,37 @@ def _service(doc: dict[str, Any], _results: Path) -> str:
                 ("failed", "failed")]))
 
 
+def _perf(doc: dict[str, Any], results: Path) -> str:
+    rows = doc["rows"]
+    peak = next((r for r in rows if r.get("metric") == "peak_gflops"), None)
+    out = []
+    if peak:
+        out.append(f"Machine peak: {peak['value']:.1f} GFLOP/s ({peak['setting']}).\n")
+    knn = [r for r in rows if r.get("metric") == "queries_per_s"]
+    if knn:
+        out.append("WKNN prediction, xloc vs scikit-learn on the same data (`ratio` = xloc's speed-up):\n\n"
+                   + markdown_table(knn, [("method", "method"), ("queries/s", "value"), ("setting", "setting"),
+                                          ("ratio", "ratio"), ("max position difference [m]",
+                                                               "max_position_difference_m")]) + "\n")
+    l2l = next((r for r in rows if r.get("method") == "learn2learn"), None)
+    if l2l:
+        out.append(f"learn2learn MAML: {l2l['value']}.\n")
+    train = [r for r in rows if r.get("metric") == "training_gflops"]
+    if train:
+        out.append("Training steps against the peak (FLOPs counted by torch.utils.flop_counter):\n\n"
+                   + markdown_table(train, [("loop", "method"), ("GFLOP/s", "value"),
+                                            ("fraction of peak", "fraction_of_peak"), ("step [ms]", "step_ms"),
+                                            ("what", "setting")]) + "\n")
+    prof = [r for r in rows if r.get("metric") == "profile"]
+    if prof:
+        out.append("Where the time goes (torch.profiler, self CPU time of the top operators):\n\n"
+                   + markdown_table(prof, [("loop", "method"), ("top operators", "value")]) + "\n")
+    scal = [r for r in rows if r.get("metric") == "scaling"]
+    if scal:
+        out.append("Scaling (log-log fits):\n\n" + markdown_table(scal, [("what", "method"), ("fit", "value")]))
+    return "\n".join(out) + "\n\n" + _images(results, ["perf_scaling.png", "p3_complexity.png"])
+
+
 #: result file stem -> (title, renderer)
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str]]] = {
     "p1": ("P1 — SODIndoorLoc, leave one environment out (MetaLoc vs KNN/WKNN/TL/RI)", _p12("p1")),
@@ -97,6 +128,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str]]] = {
     "p5": ("P5 — AGML with sparse labels, unlabelled data and digital twins", _p5),
     "speed": ("Simulator speed", _speed),
     "service": ("Service load", _service),
+    "perf": ("Performance against peers and the machine", _perf),
 }
 
 

@@ -217,15 +217,8 @@ class LWLM:
         h, power, h_view, power_view = self._pretrain_channels(unlabelled, views)
         self.grid_ = (int(h.shape[1]), int(h.shape[2]))
         self.power_stats_ = (float(power.mean()), float(power.std()) + 1e-6)
-        self.encoder_ = self._new_encoder(*self.grid_)
+        heads, params, opt = self._pretraining_state()
         enc = self.encoder_
-        heads = nn.ModuleDict({"recon": PatchReconstruction(c.d_model, enc.patch_dim),
-                               "picl": ProjectionHead(c.d_model, PROJECTION_DIMS),
-                               "dti": ProjectionHead(c.d_model, PROJECTION_DIMS),
-                               "dti_pred": nn.Sequential(nn.Linear(PROJECTION_DIMS, PROJECTION_DIMS), nn.GELU(),
-                                                         nn.Linear(PROJECTION_DIMS, PROJECTION_DIMS))})
-        params = list(enc.parameters()) + list(heads.parameters())
-        opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=1e-4)
         n = len(h)
         steps_per_epoch = max(1, n // c.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, c.lr, total_steps=max(1, c.epochs * steps_per_epoch),
@@ -242,12 +235,8 @@ class LWLM:
                 sums: dict[str, float] = {}
                 for s in range(steps_per_epoch):
                     b = torch.from_numpy(order[s * c.batch_size : (s + 1) * c.batch_size])
-                    parts = self._pretrain_losses(h[b], power[b], h_view[b], power_view[b], heads, rng, gen)
-                    loss = sum(parts.values(), torch.zeros(()))
-                    opt.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(params, 5.0)
-                    opt.step()
+                    parts = self._pretrain_update(h[b], power[b], h_view[b], power_view[b], heads, params, opt,
+                                                  rng, gen)
                     sched.step()
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps_per_epoch
@@ -259,6 +248,45 @@ class LWLM:
         self.pretrain_s_ = time.perf_counter() - t0
         self.pretrained_ = True
         return self
+
+    def _pretraining_state(self) -> tuple[nn.ModuleDict, list[nn.Parameter], torch.optim.Optimizer]:
+        """A fresh encoder (``encoder_``), the pretraining heads, their parameters and the optimiser."""
+        c = self.config
+        assert self.grid_ is not None
+        self.encoder_ = self._new_encoder(*self.grid_)
+        heads = nn.ModuleDict({"recon": PatchReconstruction(c.d_model, self.encoder_.patch_dim),
+                               "picl": ProjectionHead(c.d_model, PROJECTION_DIMS),
+                               "dti": ProjectionHead(c.d_model, PROJECTION_DIMS),
+                               "dti_pred": nn.Sequential(nn.Linear(PROJECTION_DIMS, PROJECTION_DIMS), nn.GELU(),
+                                                         nn.Linear(PROJECTION_DIMS, PROJECTION_DIMS))})
+        params = list(self.encoder_.parameters()) + list(heads.parameters())
+        return heads, params, torch.optim.AdamW(params, lr=c.lr, weight_decay=1e-4)
+
+    def _pretrain_update(self, h: torch.Tensor, power: torch.Tensor, h_view: torch.Tensor, power_view: torch.Tensor,
+                         heads: nn.ModuleDict, params: list[nn.Parameter], opt: torch.optim.Optimizer,
+                         rng: np.random.Generator, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One optimiser step on the sum of the objectives; returns the separate losses."""
+        parts = self._pretrain_losses(h, power, h_view, power_view, heads, rng, gen)
+        loss = sum(parts.values(), torch.zeros(()))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        return parts
+
+    def pretraining_step_for_profiling(self, channels: torch.Tensor) -> Callable[[], None]:
+        """A closure running one pretraining step on unit-power complex ``channels`` ``(n, M, K)`` (for FLOP and
+        time measurements; the model it trains is throw-away)."""
+        self.grid_ = (int(channels.shape[1]), int(channels.shape[2]))
+        self.power_stats_ = (0.0, 1.0)
+        heads, params, opt = self._pretraining_state()
+        power = torch.zeros(len(channels))
+        rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+
+        def step() -> None:
+            self._pretrain_update(channels, power, channels, power, heads, params, opt, rng, gen)
+
+        return step
 
     def _pretrain_channels(self, unlabelled: Fingerprints | FingerprintSet,
                            views: Fingerprints | FingerprintSet | None) -> tuple[torch.Tensor, ...]:

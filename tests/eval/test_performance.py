@@ -1,0 +1,23 @@
+import numpy as np
+
+from xloc.eval.performance import knn_vs_sklearn, peak_flops, run_perf
+
+
+def test_knn_matches_sklearn_and_ratio_is_measured():
+    rows = knn_vs_sklearn(n_ref=300, n_query=100, n_ap=20)
+    ours = rows[0]
+    assert ours["max_position_difference_m"] < 1e-9  # same neighbours, same weights, same positions
+    assert ours["ratio"] > 0 and rows[1]["method"] == "sklearn-wknn"
+
+
+def test_quick_perf_run_reports_peak_fractions_and_scaling(tmp_path):
+    rows = run_perf(tmp_path, quick=True)
+    peak = next(r for r in rows if r["metric"] == "peak_gflops")["value"]
+    assert peak > 1.0
+    train = [r for r in rows if r["metric"] == "training_gflops"]
+    assert {r["method"] for r in train} == {"metaloc-maml", "alloc-mateformer", "lwlm-pretrain"}
+    assert all(0 < r["fraction_of_peak"] < 1.5 and r["flops_per_step"] > 1e6 for r in train)
+    scal = [r for r in rows if r["metric"] == "scaling"]
+    assert len(scal) == 2 and all(np.isfinite(r["time_exponent"]) for r in scal)
+    assert (tmp_path / "perf_scaling.png").is_file()
+    assert peak_flops(256)["unit"] == "GFLOP/s"
