@@ -73,7 +73,9 @@ def knn_vs_sklearn(n_ref: int = 5000, n_query: int = 2000, n_ap: int = 200, seed
 
 
 def learn2learn_status() -> dict[str, Any]:
-    """learn2learn is the usual MAML wrapper; report whether it imports here (it is not a dependency)."""
+    """learn2learn is the usual MAML wrapper; report whether it imports here. It is not a dependency: its 0.2.0
+    release resolves to torch 2.14.1 (a CUDA build), torchvision, numpy < 2 and gsutil, which would replace the
+    pinned CPU torch."""
     try:
         import learn2learn  # noqa: F401
         status = "importable"
