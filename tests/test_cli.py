@@ -159,7 +159,7 @@ def test_bench_p3_quick_writes_after_each_experiment(tmp_path):
     assert r.exit_code == 0, r.output
     import json
 
-    doc = json.loads((tmp_path / "p3-quick.json").read_text())
+    doc = json.loads((tmp_path / "p3.json").read_text())
     assert doc["wall_s"] > 0 and {r["setting"] for r in doc["rows"]} == {"latency", "throughput"}
     bad = runner.invoke(app, ["bench", "--protocol", "p3", "--experiment", "weather", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown experiment" in flat(bad.output)

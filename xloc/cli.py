@@ -491,36 +491,52 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], *, command: str, seeds: 
     write_results(path, rows, command=command, seeds=seeds, wall_s=time.perf_counter() - started)
 
 
+QUICK_RESULTS = Path("benchmarks/results-quick")
+
+
 @app.command()
 @_friendly
 def bench(
     protocol: Annotated[list[str] | None, typer.Option(help=f"{', '.join(BENCHES)} (repeat; default all)")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
-    out: Annotated[Path, typer.Option(help="Results folder")] = Path("benchmarks/results"),
+    out: Annotated[Path | None, typer.Option(help="Results folder (default benchmarks/results, or "
+                                                  "benchmarks/results-quick with --quick)")] = None,
     experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, tokens, "
                                                               "complexity; p4: main, unseen, ablation (repeat; "
                                                               "default all)")] = None,
-    quick: Annotated[bool, typer.Option(help="p3/p4/p5: tiny sizes (a smoke run, minutes)")] = False,
+    methods: Annotated[list[str] | None, typer.Option(help=f"p1/p2: methods to run (repeat; default all of "
+                                                           f"{', '.join(METHODS)})")] = None,
+    quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
+                                             "few minutes); results go to benchmarks/results-quick")] = False,
 ) -> None:
-    """Benchmarks: the fixed protocols with every registered method, and simulator throughput."""
+    """Benchmarks: the fixed protocols with every registered method, speed and load; then the report."""
+    from xloc.eval.bench_report import write_report
     from xloc.eval.protocols import run_p1, run_p2
     from xloc.eval.report import save_protocol_result
     from xloc.eval.results import markdown_table, write_results
     from xloc.eval.speed import simulator_speed_rows
 
-    wanted = protocol or list(BENCHES)
+    out = out or (QUICK_RESULTS if quick else Path("benchmarks/results"))
+    wanted = protocol or [b for b in BENCHES if not (quick and b == "metaloc-csi")]
     unknown = sorted(set(wanted) - set(BENCHES))
     if unknown:
         raise typer.BadParameter(f"unknown protocol(s) {unknown}; expected {', '.join(BENCHES)}")
+    chosen = list(methods or METHODS)
+    bad_methods = sorted(set(chosen) - set(METHODS))
+    if bad_methods:
+        raise typer.BadParameter(f"unknown method(s) {bad_methods}; expected {', '.join(METHODS)}")
     command = "xloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    seed_list = list(range(seeds))
+    seed_list = [0] if quick else list(range(seeds))
+    started = time.perf_counter()
     for p in wanted:
         t0 = time.perf_counter()
         if p in ("metaloc", "metaloc-csi"):
             from xloc.eval import metaloc_experiments as mx
 
-            if p == "metaloc":
+            if p == "metaloc" and quick:
+                rows = mx.maml_speed(repeats=3)
+            elif p == "metaloc":
                 rows = mx.maml_speed() + mx.task_similarity_table()
                 rows += mx.adaptation_curves("p1", out, seeds=seed_list[:3])
                 rows += mx.adaptation_curves("p2", out, seeds=seed_list[:3])
@@ -537,56 +553,57 @@ def bench(
             if unknown_exp:
                 raise typer.BadParameter(f"unknown experiment(s) {unknown_exp}; expected {', '.join(ax.EXPERIMENTS)}")
             scale = replace(ax.QUICK if quick else ax.FULL, progress=True)
-            name = "p3-quick.json" if quick else "p3.json"
             for exp in experiment or list(ax.EXPERIMENTS):  # write after each: hours of work are not lost
                 rows = ax.run_p3(scale, out, [exp])
-                write_results(out / name, rows, command=command, seeds=[scale.seed],
+                write_results(out / "p3.json", rows, command=command, seeds=[scale.seed],
                               wall_s=time.perf_counter() - t0)
         elif p == "p4":
             from xloc.eval import lwlm_experiments as lx
 
             scale4 = lx.QUICK if quick else lx.FULL
-            name4 = "p4-quick.json" if quick else "p4.json"
-            parts = experiment or list(lx.PARTS)
+            parts = [e for e in experiment or lx.PARTS if e in lx.PARTS] or list(lx.PARTS)
             lx.run_p4(scale4, out, parts, progress=True, checkpoint=functools.partial(
-                _write_rows, out / name4, command=command, seeds=list(scale4.seeds), started=t0))
+                _write_rows, out / "p4.json", command=command, seeds=list(scale4.seeds), started=t0))
         elif p == "p5":
             from xloc.eval import agml_experiments as gx
 
             scale5 = gx.QUICK if quick else gx.FULL
             for dataset in ("sodindoorloc", "o1-drive"):
                 rows = gx.run_p5(scale5, out, [dataset])
-                write_results(out / ("p5-quick.json" if quick else "p5.json"), rows, command=command,
-                              seeds=list(scale5.seeds), wall_s=time.perf_counter() - t0)
+                write_results(out / "p5.json", rows, command=command, seeds=list(scale5.seeds),
+                              wall_s=time.perf_counter() - t0)
         elif p == "perf":
             from xloc.eval.performance import run_perf
 
             rows = run_perf(out, quick)
-            write_results(out / ("perf-quick.json" if quick else "perf.json"), rows, command=command, seeds=[0],
-                          wall_s=time.perf_counter() - t0)
+            write_results(out / "perf.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
         elif p == "service":
             from xloc.serve.loadtest import run_service_bench
 
             rows = run_service_bench(requests=40 if quick else 400)
-            write_results(out / ("service-quick.json" if quick else "service.json"), rows, command=command,
-                          seeds=[0], wall_s=time.perf_counter() - t0)
+            write_results(out / "service.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
             console.print(markdown_table(rows, [("clients", "clients"), ("batch", "batch"), ("req/s", "requests_per_s"),
                                                 ("fingerprints/s", "fingerprints_per_s"), ("p50 ms", "p50_ms"),
                                                 ("p99 ms", "p99_ms"), ("failed", "failed")]), markup=False)
         elif p == "sim-speed":
-            rows = simulator_speed_rows(users)
+            rows = simulator_speed_rows(200 if quick else users)
             write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
             console.print(markdown_table(rows, [("preset", "dataset"), ("environments", "environments"),
                                                 ("users", "n_users"), ("users/s", "value")]), markup=False)
         else:
-            runner = run_p1 if p == "p1" else run_p2
-            result = runner(list(METHODS), seeds=seed_list)
+            if p == "p1" and quick:
+                result = run_p1(chosen, seeds=seed_list, ks=(10,), targets=("SYL",))
+            elif p == "p1":
+                result = run_p1(chosen, seeds=seed_list)
+            elif quick:
+                result = run_p2(chosen, seeds=seed_list, rs=(10,))
+            else:
+                result = run_p2(chosen, seeds=seed_list)
             save_protocol_result(result, out, command=command, wall_s=time.perf_counter() - t0)
         console.print(f"{p}: {time.perf_counter() - t0:.1f} s")
-    if out.resolve() == Path("benchmarks/results").resolve():
-        from xloc.eval.bench_report import write_report
-
-        console.print(f"report: {write_report(out)}")
+    report_path = out.parent / "REPORT.md" if out.resolve() == Path("benchmarks/results").resolve() \
+        else out / "REPORT.md"
+    console.print(f"report: {write_report(out, report_path)}; all protocols {time.perf_counter() - started:.0f} s")
 
 
 @app.command()
