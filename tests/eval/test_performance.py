@@ -18,6 +18,6 @@ def test_quick_perf_run_reports_peak_fractions_and_scaling(tmp_path):
     assert {r["method"] for r in train} == {"metaloc-maml", "alloc-mateformer", "lwlm-pretrain"}
     assert all(0 < r["fraction_of_peak"] < 1.5 and r["flops_per_step"] > 1e6 for r in train)
     scal = [r for r in rows if r["metric"] == "scaling"]
-    assert len(scal) == 2 and all(np.isfinite(r["time_exponent"]) for r in scal)
+    assert len(scal) == 3 and all(np.isfinite(r["time_exponent"]) for r in scal)
     assert (tmp_path / "perf_scaling.png").is_file()
     assert peak_flops(256)["unit"] == "GFLOP/s"

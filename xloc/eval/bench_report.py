@@ -114,7 +114,14 @@ def _perf(doc: dict[str, Any], results: Path) -> str:
                    + markdown_table(prof, [("loop", "method"), ("top operators", "value")]) + "\n")
     scal = [r for r in rows if r.get("metric") == "scaling"]
     if scal:
-        out.append("Scaling (log-log fits):\n\n" + markdown_table(scal, [("what", "method"), ("fit", "value")]))
+        lines = ["| what | time | memory | largest n in 24 GiB |", "|---|---|---|---|"]
+        for r in scal:
+            flat = r["memory_exponent"] < 0.1
+            largest = "not memory-bound at the sizes measured" if flat else f"~{r['largest_n_in_24_gib']:.2g}"
+            lines.append(f"| {r['method']} | ~ n^{r['time_exponent']:.2f} | "
+                         f"{'flat' if flat else '~ n^' + format(r['memory_exponent'], '.2f')} | {largest} |")
+        out.append("Scaling (log-log fits, each size in a fresh process; memory = peak resident growth):\n\n"
+                   + "\n".join(lines))
     return "\n".join(out) + "\n\n" + _images(results, ["perf_scaling.png", "p3_complexity.png"])
 
 

@@ -181,6 +181,12 @@ _WORKLOADS = {
         "rng.uniform(-100, -30, ({n}, 100)), rng.uniform(0, 50, ({n}, 2)))\nq = rng.uniform(-100, -30, (1000, 100))\n"
         "knn.predict(q[:10])",
         "knn.predict(q)"),
+    "MetaLoc MAML-TS meta-training (30 iterations) vs environments": (
+        "from xloc.data.fingerprints import FingerprintSet\nfrom xloc.learn.metaloc import MetaLoc\n"
+        "from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment",
+        "envs = FingerprintSet(simulate_pathloss_environment(PathLossConfig(family=sorted(FAMILY_LETTERS)[i % 5]), i, "
+        "name=f'e{{i}}')[0] for i in range({n}))",
+        "MetaLoc('maml-ts', iterations=30).fit(envs)"),
     "CSI simulator (o1) vs users": (
         "from xloc.sim.presets import simulate_scenario\nsimulate_scenario('o1', 10, 0)", "",
         "simulate_scenario('o1', {n}, 0)"),
@@ -222,9 +228,10 @@ def scaling(out: Path, quick: bool = False) -> list[dict[str, Any]]:
         "wknn predict (1000 queries) vs references": [2000, 4000, 8000] if quick else
         [4000, 8000, 16000, 32000, 64000, 128000],
         "CSI simulator (o1) vs users": [500, 1000] if quick else [1000, 2000, 4000, 8000, 16000],
+        "MetaLoc MAML-TS meta-training (30 iterations) vs environments": [2, 4] if quick else [2, 4, 8, 16, 32],
     }
     rows: list[dict[str, Any]] = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, ns in sizes.items():
         measured = [_probe(name, n) for n in ns]
         n_arr = np.array(ns, float)
