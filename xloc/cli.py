@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import sys
 import time
@@ -264,17 +265,41 @@ def train(
     iterations: Annotated[int | None, typer.Option(help="Meta-iterations / ALLoc training steps (default: the "
                                                          "method's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    nproc: Annotated[int, typer.Option(help="MetaLoc MAML / MAML-TS: data-parallel processes (torchrun, gloo on "
+                                            "CPU); each takes a share of every meta-batch")] = 1,
 ) -> None:
     """Train MetaLoc (RSS or CSI images) or ALLoc/ICLLoc (CSI) and save it; Ctrl-C keeps what was learned."""
+    from xloc.learn import distributed
+
+    if nproc < 1:
+        raise typer.BadParameter(f"--nproc must be >= 1, got {nproc}")
+    if nproc > 1 and "RANK" not in os.environ:
+        if method not in ("maml", "maml-ts"):
+            raise typer.BadParameter(f"--nproc > 1 splits MAML / MAML-TS meta-batches; {method!r} is not split")
+        import subprocess
+
+        # The ranks rerun this command (same options, without --nproc) as `python -m xloc.cli train ...`.
+        forwarded = ["train", "--data", str(data), "--out", str(out), "--method", method, "--split", split,
+                     "--seed", str(seed)]
+        forwarded += [a for e in env or [] for a in ("--env", e)] + [a for e in exclude or [] for a in ("--exclude", e)]
+        forwarded += [] if iterations is None else ["--iterations", str(iterations)]
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                  "--module", "xloc.cli", *forwarded]
+        code = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+                              check=False).returncode
+        raise typer.Exit(code)
+    in_group = distributed.init_from_environment()
     sources = _environments(data, split, env, exclude)
     kind = next(iter(sources.values())).environment.kind
     hyper = {} if iterations is None else {"steps" if method in ("alloc", "alloc-random", "iclloc")
                                            else "iterations": iterations}
     model = make_trainable(method, kind, seed, **hyper)
-    model.progress = True
+    model.progress = distributed.is_main()
     model.fit(sources)
-    model.save(out)
-    console.print(f"trained {method} on {', '.join(sources)} in {model.train_s_:.1f} s; wrote {out}")
+    if distributed.is_main():  # every rank holds the same parameters; one writes them
+        model.save(out)
+        ranks = f" on {distributed.world()[1]} processes" if in_group else ""
+        console.print(f"trained {method} on {', '.join(sources)} in {model.train_s_:.1f} s{ranks}; wrote {out}")
 
 
 @app.command()

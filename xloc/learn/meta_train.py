@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xloc.learn import maml
+from xloc.learn import distributed, maml
 
 __all__ = ["History", "LoopSettings", "meta_train"]
 
@@ -90,8 +90,11 @@ def meta_train(
                     assert supervised_batch is not None and supervised_loss is not None
                     grads, loss = _supervised_step(model, supervised_loss, p, *supervised_batch())
                 else:
-                    grads, loss = maml.meta_gradient(model, loss_fn, p, task_batch(None, s.meta_batch),
-                                                     lr=s.inner_lr, steps=s.inner_steps, first_order=s.first_order)
+                    # Data-parallel when a process group exists: this rank's share of the tasks, then all-reduce.
+                    part, weight = distributed.shard(task_batch(None, s.meta_batch))
+                    grads, loss = maml.meta_gradient(model, loss_fn, p, part, lr=s.inner_lr, steps=s.inner_steps,
+                                                     first_order=s.first_order)
+                    grads, loss = distributed.reduce_gradients(grads, loss, weight)
                 for k, v in params.items():
                     v.grad = grads[k].detach()
                 opt.step()

@@ -1,0 +1,34 @@
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from xloc.cli import app
+from xloc.learn import distributed, maml
+
+runner = CliRunner()
+
+
+def test_outside_a_process_group_nothing_is_split():
+    batch = maml.TaskBatch(*(torch.randn(6, 3, 2) for _ in range(4)))
+    part, weight = distributed.shard(batch)
+    assert part is batch and weight == 1.0 and distributed.world() == (0, 1) and distributed.is_main()
+    grads = {"w": torch.ones(3)}
+    assert distributed.reduce_gradients(grads, 0.5, 1.0) == (grads, 0.5)
+
+
+def test_two_gloo_ranks_match_the_single_process_run(tmp_path):
+    data = tmp_path / "pl.h5"
+    assert runner.invoke(app, ["simulate", "-o", str(data), "--family", "a", "--family", "c",
+                               "--test-points", "10"]).exit_code == 0
+    common = ["train", "--data", str(data), "--method", "maml-ts", "--iterations", "12", "--seed", "4"]
+    single = runner.invoke(app, [*common, "-o", str(tmp_path / "single")])
+    assert single.exit_code == 0, single.output
+    ddp = runner.invoke(app, [*common, "--nproc", "2", "-o", str(tmp_path / "ddp")])
+    assert ddp.exit_code == 0, ddp.output
+    a = load_file(str(tmp_path / "single" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 0
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    refused = runner.invoke(app, ["train", "--data", str(data), "--method", "maml-dg", "--nproc", "2", "-o",
+                                  str(tmp_path / "x")])
+    assert refused.exit_code != 0 and "not split" in refused.output

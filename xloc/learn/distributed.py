@@ -1,0 +1,71 @@
+"""Data-parallel meta-training with ``torch.distributed`` (gloo on CPU, NCCL where GPUs exist).
+
+Every rank draws the same meta-batch (same seed, same task sampler), takes its contiguous share of the tasks,
+computes the mean meta-gradient of its share, and the shares are combined by one all-reduce weighted by task
+count — so the update equals the single-process mean over the whole meta-batch up to float round-off, and every
+rank holds identical parameters after each step. ``xloc train --nproc N`` launches it with torchrun.
+
+MAML-DG is not split (its objective needs the full gradient of F before the virtual step, i.e. a second
+all-reduce per step); it runs replicated on every rank.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from xloc.learn import maml
+
+__all__ = ["world", "init_from_environment", "shard", "reduce_gradients", "is_main"]
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)``; ``(0, 1)`` outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def init_from_environment() -> bool:
+    """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...); False if the
+    process was not started by a launcher."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def shard(batch: maml.TaskBatch) -> tuple[maml.TaskBatch, float]:
+    """This rank's contiguous share of the tasks and its weight (share size / meta-batch size)."""
+    rank, size = world()
+    m = batch.x_s.shape[0]
+    if size == 1:
+        return batch, 1.0
+    if m < size:
+        raise ValueError(f"meta-batch of {m} tasks cannot be split over {size} ranks")
+    lo, hi = rank * m // size, (rank + 1) * m // size
+    part = maml.TaskBatch(batch.x_s[lo:hi], batch.y_s[lo:hi], batch.x_q[lo:hi], batch.y_q[lo:hi])
+    return part, (hi - lo) / m
+
+
+def reduce_gradients(grads: maml.Params, loss: float, weight: float) -> tuple[maml.Params, float]:
+    """Weighted sum over ranks of per-rank mean gradients and losses (one all-reduce of a flat buffer)."""
+    if world()[1] == 1:
+        return grads, loss
+    keys = list(grads)
+    flat = torch.cat([grads[k].detach().reshape(-1) * weight for k in keys] +
+                     [torch.tensor([loss * weight], dtype=grads[keys[0]].dtype)])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    out, offset = {}, 0
+    for k in keys:
+        n = grads[k].numel()
+        out[k] = flat[offset : offset + n].reshape(grads[k].shape)
+        offset += n
+    return out, float(flat[-1])
