@@ -265,8 +265,8 @@ def train(
     iterations: Annotated[int | None, typer.Option(help="Meta-iterations / ALLoc training steps (default: the "
                                                          "method's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
-    nproc: Annotated[int, typer.Option(help="MetaLoc MAML / MAML-TS: data-parallel processes (torchrun, gloo on "
-                                            "CPU); each takes a share of every meta-batch")] = 1,
+    nproc: Annotated[int, typer.Option(help="MAML / MAML-TS / ALLoc / ICLLoc: data-parallel processes (torchrun, "
+                                            "gloo on CPU); each takes a share of every batch")] = 1,
 ) -> None:
     """Train MetaLoc (RSS or CSI images) or ALLoc/ICLLoc (CSI) and save it; Ctrl-C keeps what was learned."""
     from xloc.learn import distributed
@@ -274,8 +274,9 @@ def train(
     if nproc < 1:
         raise typer.BadParameter(f"--nproc must be >= 1, got {nproc}")
     if nproc > 1 and "RANK" not in os.environ:
-        if method not in ("maml", "maml-ts"):
-            raise typer.BadParameter(f"--nproc > 1 splits MAML / MAML-TS meta-batches; {method!r} is not split")
+        if method not in ("maml", "maml-ts", "alloc", "alloc-random", "iclloc"):
+            raise typer.BadParameter(f"--nproc > 1 splits MAML / MAML-TS meta-batches and ALLoc / ICLLoc sequence "
+                                     f"batches; {method!r} is not split")
         import subprocess
 
         # The ranks rerun this command (same options, without --nproc) as `python -m xloc.cli train ...`.

@@ -32,3 +32,16 @@ def test_two_gloo_ranks_match_the_single_process_run(tmp_path):
     refused = runner.invoke(app, ["train", "--data", str(data), "--method", "maml-dg", "--nproc", "2", "-o",
                                   str(tmp_path / "x")])
     assert refused.exit_code != 0 and "not split" in refused.output
+
+
+def test_two_gloo_ranks_train_alloc_like_one_process(tmp_path):
+    data = tmp_path / "o1.h5"
+    assert runner.invoke(app, ["simulate", "--scenario", "o1", "--users", "150", "--test-users", "5", "-o",
+                               str(data)]).exit_code == 0
+    common = ["train", "--data", str(data), "--method", "alloc", "--iterations", "4", "--seed", "1"]
+    assert runner.invoke(app, [*common, "-o", str(tmp_path / "one")]).exit_code == 0
+    two = runner.invoke(app, [*common, "--nproc", "2", "-o", str(tmp_path / "two")])
+    assert two.exit_code == 0, two.output
+    a = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "two" / "weights.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5

@@ -35,6 +35,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.csi import FEATURES, vector_features
+from xloc.learn import distributed
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.learn.references import ReferenceDB
 from xloc.models.icl import ICLTransformer
@@ -228,7 +229,8 @@ class Analogical:
             try:
                 running = None
                 for step in range(steps):
-                    csi, loc, is_query, target = self._draw(dbs, rng)
+                    # Data-parallel when a process group exists: every rank draws the same batch, keeps its share.
+                    (csi, loc, is_query, target), weight = distributed.shard_rows(*self._draw(dbs, rng))
                     pred = self._forward(csi, loc, is_query)
                     t = torch.from_numpy(target.astype(np.float32))
                     if cfg.architecture == "icl":
@@ -236,6 +238,7 @@ class Analogical:
                     loss = ((pred - t) ** 2).sum(-1).mean()
                     opt.zero_grad()
                     loss.backward()
+                    distributed.sum_module_gradients(self.model_.parameters(), weight)
                     opt.step()
                     sched.step()
                     value = float(loss.detach())

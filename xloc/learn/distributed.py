@@ -1,9 +1,11 @@
-"""Data-parallel meta-training with ``torch.distributed`` (gloo on CPU, NCCL where GPUs exist).
+"""Data-parallel training with ``torch.distributed`` (gloo on CPU, NCCL where GPUs exist): MetaLoc's meta-batches
+and ALLoc's sequence batches.
 
 Every rank draws the same meta-batch (same seed, same task sampler), takes its contiguous share of the tasks,
 computes the mean meta-gradient of its share, and the shares are combined by one all-reduce weighted by task
 count — so the update equals the single-process mean over the whole meta-batch up to float round-off, and every
-rank holds identical parameters after each step. ``xloc train --nproc N`` launches it with torchrun.
+rank holds identical parameters after each step. ALLoc's batches of sequences are split the same way (per-rank
+mean loss, gradients summed with the share weights). ``xloc train --nproc N`` launches it with torchrun.
 
 MAML-DG is not split (its objective needs the full gradient of F before the virtual step, i.e. a second
 all-reduce per step); it runs replicated on every rank.
@@ -12,13 +14,16 @@ all-reduce per step); it runs replicated on every rank.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from xloc.learn import maml
 
-__all__ = ["world", "init_from_environment", "shard", "reduce_gradients", "is_main"]
+__all__ = ["world", "init_from_environment", "shard", "reduce_gradients", "is_main", "shard_rows",
+           "sum_module_gradients"]
 
 
 def world() -> tuple[int, int]:
@@ -44,15 +49,10 @@ def init_from_environment() -> bool:
 
 def shard(batch: maml.TaskBatch) -> tuple[maml.TaskBatch, float]:
     """This rank's contiguous share of the tasks and its weight (share size / meta-batch size)."""
-    rank, size = world()
-    m = batch.x_s.shape[0]
-    if size == 1:
+    if world()[1] == 1:
         return batch, 1.0
-    if m < size:
-        raise ValueError(f"meta-batch of {m} tasks cannot be split over {size} ranks")
-    lo, hi = rank * m // size, (rank + 1) * m // size
-    part = maml.TaskBatch(batch.x_s[lo:hi], batch.y_s[lo:hi], batch.x_q[lo:hi], batch.y_q[lo:hi])
-    return part, (hi - lo) / m
+    rows, weight = _share(batch.x_s.shape[0])
+    return maml.TaskBatch(batch.x_s[rows], batch.y_s[rows], batch.x_q[rows], batch.y_q[rows]), weight
 
 
 def reduce_gradients(grads: maml.Params, loss: float, weight: float) -> tuple[maml.Params, float]:
@@ -69,3 +69,34 @@ def reduce_gradients(grads: maml.Params, loss: float, weight: float) -> tuple[ma
         out[k] = flat[offset : offset + n].reshape(grads[k].shape)
         offset += n
     return out, float(flat[-1])
+
+
+def _share(m: int) -> tuple[slice, float]:
+    rank, size = world()
+    if m < size:
+        raise ValueError(f"a batch of {m} cannot be split over {size} ranks")
+    lo, hi = rank * m // size, (rank + 1) * m // size
+    return slice(lo, hi), (hi - lo) / m
+
+
+def shard_rows(*arrays: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """This rank's contiguous share of the rows of equally long arrays (e.g. ALLoc's sequences) and its weight."""
+    if world()[1] == 1:
+        return list(arrays), 1.0
+    rows, weight = _share(len(arrays[0]))
+    return [a[rows] for a in arrays], weight
+
+
+def sum_module_gradients(parameters: Iterable[torch.nn.Parameter], weight: float) -> None:
+    """Replace each ``.grad`` (of this rank's mean loss) by the weighted sum over ranks: the gradient of the mean
+    loss over the whole batch. One all-reduce of a flat buffer."""
+    if world()[1] == 1:
+        return
+    params = [p for p in parameters if p.grad is not None]
+    flat = torch.cat([p.grad.reshape(-1) * weight for p in params])  # type: ignore[union-attr]
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].reshape(p.shape).clone()
+        offset += n
