@@ -277,18 +277,12 @@ def train(
         if method not in ("maml", "maml-ts", "alloc", "alloc-random", "iclloc"):
             raise typer.BadParameter(f"--nproc > 1 splits MAML / MAML-TS meta-batches and ALLoc / ICLLoc sequence "
                                      f"batches; {method!r} is not split")
-        import subprocess
-
         # The ranks rerun this command (same options, without --nproc) as `python -m xloc.cli train ...`.
         forwarded = ["train", "--data", str(data), "--out", str(out), "--method", method, "--split", split,
                      "--seed", str(seed)]
         forwarded += [a for e in env or [] for a in ("--env", e)] + [a for e in exclude or [] for a in ("--exclude", e)]
         forwarded += [] if iterations is None else ["--iterations", str(iterations)]
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                  "--module", "xloc.cli", *forwarded]
-        code = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
-                              check=False).returncode
-        raise typer.Exit(code)
+        raise typer.Exit(_torchrun(nproc, forwarded))
     in_group = distributed.init_from_environment()
     sources = _environments(data, split, env, exclude)
     kind = next(iter(sources.values())).environment.kind
@@ -356,17 +350,40 @@ def pretrain(
     = None,
     epochs: Annotated[int, typer.Option(help="Pretraining epochs")] = 10,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes (torchrun, gloo on CPU); each encodes a share "
+                                            "of every batch")] = 1,
 ) -> None:
     """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample)."""
+    from xloc.learn import distributed
     from xloc.learn.lwlm import LWLM, OBJECTIVES
 
+    if nproc > 1 and "RANK" not in os.environ:
+        forwarded = ["pretrain", "--data", str(data), "--out", str(out), "--split", split, "--epochs", str(epochs),
+                     "--seed", str(seed)]
+        forwarded += [a for e in env or [] for a in ("--env", e)]
+        forwarded += [a for o in objective or [] for a in ("--objective", o)]
+        raise typer.Exit(_torchrun(nproc, forwarded))
+    in_group = distributed.init_from_environment()
     sources = _environments(data, split, env, None)
     model = LWLM(objectives=tuple(objective or OBJECTIVES), epochs=epochs, seed=seed)
-    model.pretrain(sources, progress=True)
-    model.save(out)
-    last = ", ".join(f"{k} {v:.3f}" for k, v in model.pretrain_losses_[-1].items()) if model.pretrain_losses_ else ""
-    console.print(f"pretrained LWLM on {', '.join(sources)} in {model.pretrain_s_:.1f} s (last epoch: {last}); "
-                  f"wrote {out}")
+    model.pretrain(sources, progress=distributed.is_main())
+    if distributed.is_main():
+        model.save(out)
+        last = ", ".join(f"{k} {v:.3f}" for k, v in model.pretrain_losses_[-1].items()) if model.pretrain_losses_ \
+            else ""
+        ranks = f" on {distributed.world()[1]} processes" if in_group else ""
+        console.print(f"pretrained LWLM on {', '.join(sources)} in {model.pretrain_s_:.1f} s{ranks} (last epoch: "
+                      f"{last}); wrote {out}")
+
+
+def _torchrun(nproc: int, arguments: list[str]) -> int:
+    """Run ``python -m xloc.cli ARGUMENTS`` as ``nproc`` ranks of one standalone torchrun job; its exit code."""
+    import subprocess
+
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+              "--module", "xloc.cli", *arguments]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run(launch, env=env, check=False).returncode
 
 
 @app.command()

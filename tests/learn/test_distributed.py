@@ -45,3 +45,18 @@ def test_two_gloo_ranks_train_alloc_like_one_process(tmp_path):
     a = load_file(str(tmp_path / "one" / "weights.safetensors"))
     b = load_file(str(tmp_path / "two" / "weights.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_two_gloo_ranks_pretrain_lwlm_like_one_process(tmp_path):
+    data = tmp_path / "city.h5"
+    assert runner.invoke(app, ["simulate", "--scenario", "city", "--users", "64", "--test-users", "4", "-o",
+                               str(data)]).exit_code == 0
+    common = ["pretrain", "--data", str(data), "--env", "city-A-cond1", "--epochs", "2", "--seed", "1"]
+    one = runner.invoke(app, [*common, "-o", str(tmp_path / "one")])
+    two = runner.invoke(app, [*common, "--nproc", "2", "-o", str(tmp_path / "two")])
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    a = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "two" / "weights.safetensors"))
+    # PICL's negatives are gathered from both ranks, masks and augmentations drawn for the whole batch: the same
+    # training up to float round-off (Adam's first steps amplify it a little).
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3

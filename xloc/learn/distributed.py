@@ -23,7 +23,7 @@ import torch.distributed as dist
 from xloc.learn import maml
 
 __all__ = ["world", "init_from_environment", "shard", "reduce_gradients", "is_main", "shard_rows",
-           "sum_module_gradients"]
+           "sum_module_gradients", "share", "gather_rows", "sum_scalar"]
 
 
 def world() -> tuple[int, int]:
@@ -69,6 +69,30 @@ def reduce_gradients(grads: maml.Params, loss: float, weight: float) -> tuple[ma
         out[k] = flat[offset : offset + n].reshape(grads[k].shape)
         offset += n
     return out, float(flat[-1])
+
+
+def share(m: int) -> tuple[slice, float]:
+    """This rank's contiguous slice of ``m`` rows and its weight (``slice(0, m)``, 1.0 in one process)."""
+    return _share(m) if world()[1] > 1 else (slice(0, m), 1.0)
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows in rank order, differentiable (the backward pass sums the gradients of every rank's
+    copy, so a loss on the gathered rows must be divided by the world size)."""
+    if world()[1] == 1:
+        return x
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(x), dim=0)
+
+
+def sum_scalar(value: torch.Tensor) -> float:
+    """A per-rank partial loss summed over ranks (for logging)."""
+    if world()[1] == 1:
+        return float(value.detach())
+    t = value.detach().reshape(1).clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t)
 
 
 def _share(m: int) -> tuple[slice, float]:

@@ -38,6 +38,7 @@ from torch import nn
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.domains import DOMAINS, to_domain
+from xloc.learn import distributed
 from xloc.learn.channel_tasks import labelled_users, task_samples
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.models.lwlm import ChannelEncoder, ChannelHead, MultiBSHead, PatchReconstruction, ProjectionHead
@@ -111,10 +112,12 @@ def block_masks(n: int, grid: tuple[int, int], ratio: float, rng: np.random.Gene
     return masks.reshape(n, ga * gk)
 
 
-def masked_reconstruction_loss(predicted: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE over the masked patches only: ``predicted``, ``patches`` ``(N, T, P)``, ``mask`` ``(N, T)`` bool."""
+def masked_reconstruction_loss(predicted: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor,
+                               total: int | None = None) -> torch.Tensor:
+    """MSE over the masked patches only: ``predicted``, ``patches`` ``(N, T, P)``, ``mask`` ``(N, T)`` bool.
+    ``total`` divides instead of the mask count (a rank's share of a batch whose mask count is ``total``)."""
     err = ((predicted - patches) ** 2).mean(-1)
-    return (err * mask).sum() / mask.sum().clamp(min=1)
+    return (err * mask).sum() / (mask.sum().clamp(min=1) if total is None else max(total, 1))
 
 
 def info_nce(z: torch.Tensor, z_pos: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -239,7 +242,7 @@ class LWLM:
                                                   rng, gen)
                     sched.step()
                     for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps_per_epoch
+                        sums[k] = sums.get(k, 0.0) + distributed.sum_scalar(v) / steps_per_epoch
                     bar.advance(task)
                 self.pretrain_losses_.append(sums)
                 if callback is not None:
@@ -270,6 +273,7 @@ class LWLM:
         loss = sum(parts.values(), torch.zeros(()))
         opt.zero_grad()
         loss.backward()
+        distributed.sum_module_gradients(params, 1.0)  # partial losses: the whole batch's gradient is their sum
         nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         return parts
@@ -330,31 +334,38 @@ class LWLM:
     def _pretrain_losses(self, h: torch.Tensor, power: torch.Tensor, h_view: torch.Tensor, power_view: torch.Tensor,
                          heads: nn.ModuleDict, rng: np.random.Generator,
                          gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The objectives on a batch. Random draws (augmentations, masks, domain) are made for the whole batch on
+        every rank; under data parallelism each rank encodes its share and returns partial losses that sum over
+        ranks to the whole batch's losses (PICL compares against every rank's embeddings)."""
         c, enc = self.config, self.encoder_
         obj = set(c.objectives)
+        mine, weight = distributed.share(len(h))
+        n_ranks = distributed.world()[1]
         h1, p1 = self._augment(h, power, gen)
         x1 = _real(h1)
         losses: dict[str, torch.Tensor] = {}
         mask1 = (torch.from_numpy(block_masks(len(h), enc.grid, c.mask_ratio, rng)) if "sf-mcm" in obj else None)
-        t1 = enc(x1, self._power(p1), 0, mask1)
+        t1 = enc(x1[mine], self._power(p1[mine]), 0, None if mask1 is None else mask1[mine])
         if mask1 is not None:
-            losses["sf-mcm"] = masked_reconstruction_loss(heads["recon"](t1), enc.patchify(x1), mask1)
+            losses["sf-mcm"] = masked_reconstruction_loss(heads["recon"](t1), enc.patchify(x1[mine]), mask1[mine],
+                                                          total=int(mask1.sum()))
         if "picl" in obj:
             h2, p2 = self._augment(h_view, power_view, gen)
             x2 = _real(h2)
             mask2 = (torch.from_numpy(block_masks(len(h), enc.grid, c.mask_ratio, rng)) if mask1 is not None
                      else None)
-            t2 = enc(x2, self._power(p2), 0, mask2)
+            t2 = enc(x2[mine], self._power(p2[mine]), 0, None if mask2 is None else mask2[mine])
             if mask2 is not None:
-                losses["sf-mcm"] = 0.5 * (losses["sf-mcm"]
-                                          + masked_reconstruction_loss(heads["recon"](t2), enc.patchify(x2), mask2))
-            losses["picl"] = info_nce(heads["picl"](t1), heads["picl"](t2), c.temperature)
+                losses["sf-mcm"] = 0.5 * (losses["sf-mcm"] + masked_reconstruction_loss(
+                    heads["recon"](t2), enc.patchify(x2[mine]), mask2[mine], total=int(mask2.sum())))
+            z1, z2 = distributed.gather_rows(heads["picl"](t1)), distributed.gather_rows(heads["picl"](t2))
+            losses["picl"] = info_nce(z1, z2, c.temperature) / n_ranks
         if "dti" in obj:
             d = int(rng.integers(1, len(DOMAINS)))  # angle-delay or delay
-            tt = enc(_real(to_domain(h1, DOMAINS[d])), self._power(p1), d)
+            tt = enc(_real(to_domain(h1[mine], DOMAINS[d])), self._power(p1[mine]), d)
             z, zt = heads["dti"](t1), heads["dti"](tt)
             q = heads["dti_pred"]
-            losses["dti"] = 0.5 * (negative_cosine(q(z), zt) + negative_cosine(q(zt), z))
+            losses["dti"] = weight * 0.5 * (negative_cosine(q(z), zt) + negative_cosine(q(zt), z))
         return losses
 
     # --- fine-tuning -----------------------------------------------------------------------------------------
