@@ -93,18 +93,23 @@ def base_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, tmp_path_factory, base_models):
     tmp = tmp_path_factory.mktemp("srv")
-    if request.param == "postgresql":
-        url = os.environ.get("XLOC_TEST_POSTGRES_URL")
-        if not url:
-            if os.environ.get("XLOC_REQUIRE_SERVICES"):
-                pytest.fail("XLOC_REQUIRE_SERVICES is set but XLOC_TEST_POSTGRES_URL is not")
-            pytest.skip("PostgreSQL not configured (set XLOC_TEST_POSTGRES_URL; .ci/run does)")
-        url = fresh_postgres_database(url)
-    else:
-        url = str(tmp / "store.db")
+    url = store_url(request.param, tmp)
     srv = Server(url, tmp / "models", {"maml": base_models["maml"], "broken": base_models["broken"]}).start()
     yield srv
     srv.stop()
+
+
+def store_url(store: str, tmp: Path) -> str:
+    """A fresh store of kind ``store``: a SQLite file in ``tmp``, or a new PostgreSQL database (skipped when none
+    is configured, failed when XLOC_REQUIRE_SERVICES says it must be)."""
+    if store == "sqlite":
+        return str(tmp / "store.db")
+    url = os.environ.get("XLOC_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("XLOC_REQUIRE_SERVICES"):
+            pytest.fail("XLOC_REQUIRE_SERVICES is set but XLOC_TEST_POSTGRES_URL is not")
+        pytest.skip("PostgreSQL not configured (set XLOC_TEST_POSTGRES_URL; .ci/run does)")
+    return fresh_postgres_database(url)
 
 
 def fresh_postgres_database(url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -10,22 +9,14 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serve.conftest import ADMIN, Server, fresh_postgres_database, lab_environment, wait_job
+from tests.serve.conftest import ADMIN, Server, lab_environment, store_url, wait_job
 
 ROWS = 200
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path, store):
-    if store == "postgresql":
-        url = os.environ.get("XLOC_TEST_POSTGRES_URL")
-        if not url:
-            if os.environ.get("XLOC_REQUIRE_SERVICES"):
-                pytest.fail("XLOC_REQUIRE_SERVICES is set but XLOC_TEST_POSTGRES_URL is not")
-            pytest.skip("PostgreSQL not configured (set XLOC_TEST_POSTGRES_URL; .ci/run does)")
-        db = fresh_postgres_database(url)
-    else:
-        db = str(tmp_path / "store.db")
+    db = store_url(store, tmp_path)
     srv = Server(db, tmp_path / "models").start()
     body, pos, rss = lab_environment(n=ROWS)
     env = srv.client(ADMIN).post("/environments", json=body).json()
