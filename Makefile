@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Extras to install with the package (CI adds raytrace for the Sionna RT tests).
+EXTRAS ?= dev
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -11,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	# torch first and pinned: the pinned release is a local CPU build; a loose spec pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -149,11 +149,31 @@ def simulate(
     grid_spacing_m: Annotated[float, typer.Option(help="Path loss: reference grid spacing [m]")] = 2.0,
     test_points: Annotated[int, typer.Option(help="Path loss: random test points")] = 1000,
     samples_per_point: Annotated[int, typer.Option(help="Path loss: samples per point")] = 1,
+    engine: Annotated[str, typer.Option(help="CSI engine: 'geometric' (presets) or 'sionna' (Sionna RT scene, "
+                                             "extra xloc[raytrace])")] = "geometric",
+    scene: Annotated[str, typer.Option(help="sionna: built-in scene name (e.g. munich, simple_street_canyon) or a "
+                                            "Mitsuba XML file")] = "simple_street_canyon",
+    bs: Annotated[list[str] | None, typer.Option(help="sionna: base station x,y,z[,yaw_deg] in metres (repeat)")]
+    = None,
+    area_m: Annotated[tuple[float, float, float, float], typer.Option(help="sionna: user area x_min x_max y_min "
+                                                                            "y_max [m] (users at 1.5 m)")]
+    = (-50.0, 50.0, -10.0, 10.0),
+    max_depth: Annotated[int, typer.Option(help="sionna: maximum interactions per path")] = 3,
+    antennas: Annotated[int, typer.Option(help="sionna: ULA elements per base station")] = 8,
+    cache: Annotated[Path | None, typer.Option(help="sionna: folder of finished chunks (an interrupted run "
+                                                    "resumes from them)")] = None,
 ) -> None:
-    """Simulate a CSI scenario preset (--scenario) or path-loss RSS environments (--family) into an .h5 file."""
+    """Simulate a CSI scenario preset (--scenario), a Sionna RT scene (--engine sionna) or path-loss RSS
+    environments (--family) into an .h5 file."""
     if scenario is not None and family:
         raise typer.BadParameter("give either --scenario (CSI presets) or --family (path-loss RSS), not both")
+    if engine not in ("geometric", "sionna"):
+        raise typer.BadParameter(f"--engine must be 'geometric' or 'sionna', got {engine!r}")
     t0 = time.perf_counter()
+    if engine == "sionna":
+        _simulate_sionna(out, scene, bs, area_m, users, test_users, max_depth, antennas, cache, seed, snr_db)
+        console.print(f"ray-traced {scene} in {time.perf_counter() - t0:.1f} s -> {out}")
+        return
     if scenario is not None:
         if scenario not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
@@ -180,6 +200,41 @@ def simulate(
     n_total = sum(len(fp) for fset in splits.values() for fp in fset.values())
     console.print(f"wrote {out}: {n_total} samples in {time.perf_counter() - t0:.1f} s")
     console.print(_summary_table(f"{out} [train]", splits["train"]))
+
+
+def _simulate_sionna(out: Path, scene: str, bs: list[str] | None, area_m: tuple[float, float, float, float],
+                     users: int, test_users: int, max_depth: int, antennas: int, cache: Path | None, seed: int,
+                     snr_db: float | None) -> None:
+    from xloc.sim.impairments import add_awgn
+    from xloc.sim.raytrace import RTBaseStation, RTConfig, simulate_raytraced
+
+    stations = []
+    for item in bs or ["0,0,20"]:
+        try:
+            values = [float(v) for v in item.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"--bs wants x,y,z[,yaw_deg] in metres/degrees, got {item!r}") from None
+        if len(values) not in (3, 4):
+            raise typer.BadParameter(f"--bs wants x,y,z[,yaw_deg], got {item!r}")
+        stations.append(RTBaseStation((values[0], values[1], values[2]), values[3] if len(values) == 4 else 0.0,
+                                      antennas))
+    x0, x1, y0, y1 = area_m
+    if not (x0 < x1 and y0 < y1):
+        raise typer.BadParameter(f"--area-m wants x_min < x_max and y_min < y_max, got {area_m}")
+    cfg = RTConfig(scene=scene, max_depth=max_depth)
+    splits = {}
+    for split, n, code in (("train", users, 0), ("test", test_users, 1)):
+        if n <= 0:
+            continue
+        rng = np.random.default_rng([seed, code])
+        positions = np.column_stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n), np.full(n, 1.5)])
+        fp = simulate_raytraced(cfg, stations, positions, name=f"{Path(scene).stem}-rt",
+                                cache_dir=None if cache is None else cache / split, progress=True)
+        if snr_db is not None:
+            fp = Fingerprints(fp.environment, add_awgn(fp.measurements, snr_db, rng), fp.positions_m, fp.point_ids,
+                              labels=fp.labels)
+        splits[split] = FingerprintSet([fp])
+    save_fingerprints(out, splits)
 
 
 @app.command()
