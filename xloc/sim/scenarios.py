@@ -93,12 +93,17 @@ def _street_furniture(x0: float, x1: float, rng: np.random.Generator, count: int
     ]
 
 
+def _street(length_m: float, rng: np.random.Generator, furniture: int) -> tuple[list[Surface], list[Scatterer]]:
+    """A straight street along x over ``[0, length_m]``: building faces, the ground, then street furniture."""
+    surfaces = _street_walls(-20.0, length_m + 20.0, rng) + [ground((-40.0, length_m + 40.0), (-15.0, 15.0))]
+    return surfaces, _street_furniture(0.0, length_m, rng, furniture)
+
+
 def _road(seed: int, carrier_hz: float = 3.5e9, bandwidth_hz: float = 40e6, length_m: float = 120.0) -> Scene:
     rng = np.random.default_rng([seed, 1])
-    surfaces = _street_walls(-20.0, length_m + 20.0, rng) + [ground((-40.0, length_m + 40.0), (-15.0, 15.0))]
+    surfaces, furniture = _street(length_m, rng, 10)
     bs = BaseStation([length_m / 2, -STREET_HALF_WIDTH_M + 1.0, BS_HEIGHT_M], orientation_rad=0.0, n_horizontal=32)
-    return Scene(carrier_hz, bandwidth_hz, 32, (bs,), tuple(surfaces),
-                 tuple(_street_furniture(0.0, length_m, rng, 10)))
+    return Scene(carrier_hz, bandwidth_hz, 32, (bs,), tuple(surfaces), tuple(furniture))
 
 
 def _o1(seed: int, **_options: object) -> list[ScenarioEnvironment]:
@@ -187,8 +192,7 @@ def _o2(seed: int, conditions: int = 50, **_options: object) -> list[ScenarioEnv
         raise DataValidationError(f"o2 needs conditions >= 1, got {conditions}")
     length_m = 80.0
     rng = np.random.default_rng([seed, 5])
-    surfaces = _street_walls(-20.0, length_m + 20.0, rng) + [ground((-40.0, length_m + 40.0), (-15.0, 15.0))]
-    furniture = _street_furniture(0.0, length_m, rng, 6)
+    surfaces, furniture = _street(length_m, rng, 6)
     bs = BaseStation([length_m / 2, -STREET_HALF_WIDTH_M + 1.0, BS_HEIGHT_M], n_horizontal=32)
     envs = []
     for c in range(conditions):
@@ -214,8 +218,7 @@ def _city(seed: int, conditions: int = 2, **_options: object) -> list[ScenarioEn
         raise DataValidationError(f"city needs conditions >= 1, got {conditions}")
     length_m = 120.0
     rng = np.random.default_rng([seed, 8])
-    surfaces = _street_walls(-20.0, length_m + 20.0, rng) + [ground((-40.0, length_m + 40.0), (-15.0, 15.0))]
-    furniture = _street_furniture(0.0, length_m, rng, 10)
+    surfaces, furniture = _street(length_m, rng, 10)
     envs = []
     for layout, sites in CITY_LAYOUTS.items():
         stations = tuple(
