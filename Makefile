@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras to install with the package (CI adds raytrace for the Sionna RT tests).
 EXTRAS ?= dev
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench twins clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/xloc bench
+
+# The Sionna RT twin collection (needs the raytrace extra and LLVM 19); manifest.json records sizes and wall time.
+twins: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,raytrace]'
+	$(BIN)/xloc twins --out twins --plots docs/img/twins
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,7 @@ from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 #: What ``xloc bench`` can run.
-BENCHES = ("p1", "p2", "p3", "p4", "p5", "service", "perf", "sim-speed", "metaloc", "metaloc-csi")
+BENCHES = ("p1", "p2", "p3", "p4", "p5", "twins", "service", "perf", "sim-speed", "metaloc", "metaloc-csi")
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -309,6 +309,40 @@ def twin(
 
 @app.command()
 @_friendly
+def twins(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the collection (one .h5 per preset, "
+                                                          "manifest.json)")] = Path("twins"),
+    preset: Annotated[list[str] | None, typer.Option(help="Only these presets (repeat); default all")] = None,
+    quick: Annotated[bool, typer.Option(help="A few users per preset (smoke test)")] = False,
+    force: Annotated[bool, typer.Option(help="Regenerate presets whose file exists")] = False,
+    plots: Annotated[Path | None, typer.Option(help="Write a top-view picture of each preset here")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the user draws and office furniture")] = 0,
+) -> None:
+    """Ray-trace the Sionna RT twin collection (the raytrace extra): five outdoor scenes, the street canyon
+    with cars, and a procedural office over five furniture days. Interrupted runs resume from finished chunks."""
+    from xloc.sim.rt_presets import FULL_SIZES, QUICK_SIZES, RT_PRESETS, generate_twins, load_twin, plot_twin
+
+    for name in preset or []:
+        if name not in RT_PRESETS:
+            raise typer.BadParameter(f"unknown preset {name!r}; available: {', '.join(RT_PRESETS)}")
+    manifest = generate_twins(preset, out, QUICK_SIZES if quick else FULL_SIZES, seed=seed, progress=True,
+                              force=force)
+    table = Table(title=f"ray-traced twins in {out}")
+    for col in ("preset", "scene", "environments", "users", "no-path users", "LoS share", "seconds", "MB"):
+        table.add_column(col)
+    for name, e in manifest["presets"].items():
+        table.add_row(name, e["scene"], str(e["environments"]), str(e["users"]), str(e["no_path_users"]),
+                      f"{e['los_fraction']:.2f}", f"{e['seconds']:.0f}", f"{e['bytes'] / 1e6:.1f}")
+    console.print(table)
+    console.print(f"this run: {manifest['last_run_s']:.0f} s; collection {manifest['total_bytes'] / 1e6:.1f} MB")
+    if plots is not None:
+        for name in preset or list(RT_PRESETS):
+            fp = next(iter(load_twin(name, "train", out).values()))
+            console.print(f"wrote {plot_twin(name, fp, plots / f'{name}.png', seed=seed, root=out)}")
+
+
+@app.command()
+@_friendly
 def train(
     data: Annotated[Path, typer.Option(help="xloc .h5 file with the historical environments")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
@@ -354,6 +388,50 @@ def train(
 
 @app.command()
 @_friendly
+def federated(
+    data: Annotated[Path, typer.Option(help="xloc .h5 file the clients read their own environment from")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model, result.json, audit and logs")],
+    paradigm: Annotated[str, typer.Option(help="maml-ts or maml-dg")] = "maml-dg",
+    env: Annotated[list[str] | None, typer.Option(help="Client environment (repeat; default all in the split)")]
+    = None,
+    split: Annotated[str, typer.Option(help="Split the clients train on")] = "train",
+    mode: Annotated[str, typer.Option(help="simulation (Flower's Ray runtime) or loopback (a SuperLink and one "
+                                           "SuperNode process per environment on 127.0.0.1)")] = "simulation",
+    iterations: Annotated[int | None, typer.Option(help="Meta-iterations (default: MetaLoc's)")] = None,
+    support: Annotated[Path | None, typer.Option(help="MAML-TS: .h5 file with the new environment's support set "
+                                                      "(its 'train' split) for the MMD query")] = None,
+    support_env: Annotated[str | None, typer.Option(help="MAML-TS: the new environment's name in --support")]
+    = None,
+    port: Annotated[int, typer.Option(help="loopback: the SuperLink's port (SuperNodes use port+10...)")] = 18000,
+    seed: Annotated[int, typer.Option(help="Seed (same seed and schedule = the centralised result)")] = 0,
+) -> None:
+    """MetaLoc's privacy-preserving paradigm on Flower (extra xloc-federated): every environment is a client that
+    keeps its fingerprints; only meta-parameters, their gradients and scalars travel, and every client message
+    is audited into OUT/audit."""
+    from xloc.learn.federated import FederatedRun, read_audit, run_loopback, run_simulation_mode
+
+    if mode not in ("simulation", "loopback"):
+        raise typer.BadParameter(f"--mode must be 'simulation' or 'loopback', got {mode!r}")
+    names = env or list(load_fingerprints(data, split)[split])
+    hyper: dict[str, Any] = {"seed": seed, **({} if iterations is None else {"iterations": iterations})}
+    run = FederatedRun(paradigm, names, str(data.resolve()), str(out.resolve()), hyper, split=split,
+                       support=None if support is None else str(support.resolve()), support_env=support_env,
+                       audit_dir=str((out / "audit").resolve()))
+    result = run_simulation_mode(run) if mode == "simulation" else run_loopback(run, port=port)
+    audit = read_audit(out / "audit")
+    leaks = [leak for e in audit for leak in e["leaks"]]
+    console.print(f"{paradigm} over {len(names)} Flower clients ({mode}): {result['messages']} messages, "
+                  f"{result['bytes_from_clients'] / 1e3:.1f} kB of arrays from clients, {result['train_s']:.1f} s; "
+                  f"audit: {len(audit)} client replies, {len(leaks)} raw-data findings; wrote {out / 'model'}")
+    if "closest" in result:
+        console.print(f"closest environment by MMD: {result['closest']} "
+                      f"({', '.join(f'{k} {v:.4f}' for k, v in result['mmd2'].items())})")
+    if leaks:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
 def adapt(
     model: Annotated[Path, typer.Option(help="Meta-model folder from 'xloc train'")],
     data: Annotated[Path, typer.Option(help="xloc .h5 file holding the new environment")],
@@ -368,6 +446,8 @@ def adapt(
                                                   "the graph without their locations")] = True,
     alignment: Annotated[str | None, typer.Option(help="AGML: none, moments or coral (default: the model's)")]
     = None,
+    group: Annotated[str | None, typer.Option(help="MAML-TS: adapt this environment's parameters instead of the "
+                                                   "MMD choice (federated models: the run's 'closest')")] = None,
 ) -> None:
     """Adapt a meta-trained model to a new environment with a few labelled reference points."""
     meta_model = load_model(str(model))
@@ -387,7 +467,8 @@ def adapt(
                       f"{adapted_agml.n_nodes - len(support)} unlabelled nodes, {adapted_agml.adapt_steps_} steps; "
                       f"wrote {out}")
         return
-    adapted = meta_model.adapt(support, steps=steps)
+    adapted = meta_model.adapt(support, steps=steps, group=group) if isinstance(meta_model, MetaLoc) else \
+        meta_model.adapt(support, steps=steps)
     adapted.save(out)
     console.print(f"adapted to {env} with {support.n_points} reference points ({len(support)} samples), "
                   f"{adapted.adapt_steps_} steps; wrote {out}")
@@ -601,8 +682,8 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Results folder (default benchmarks/results, or "
                                                   "benchmarks/results-quick with --quick)")] = None,
     experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, tokens, "
-                                                              "complexity; p4: main, unseen, ablation (repeat; "
-                                                              "default all)")] = None,
+                                                              "complexity; p4: main, unseen, ablation; twins: p3, "
+                                                              "p4, p5 (repeat; default all)")] = None,
     methods: Annotated[list[str] | None, typer.Option(help=f"p1/p2: methods to run (repeat; default all of "
                                                            f"{', '.join(METHODS)})")] = None,
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
@@ -670,6 +751,19 @@ def bench(
                 rows = gx.run_p5(scale5, out, [dataset])
                 write_results(out / "p5.json", rows, command=command, seeds=list(scale5.seeds),
                               wall_s=time.perf_counter() - t0)
+        elif p == "twins":
+            from xloc.eval import twin_experiments as tx
+            from xloc.sim.rt_presets import twins_dir
+
+            if not (twins_dir() / "manifest.json").is_file():
+                if quick:
+                    console.print(f"twins: skipped, no ray-traced collection in {twins_dir()} (make twins)")
+                    continue
+                raise typer.BadParameter(f"no ray-traced twin collection in {twins_dir()}: run `make twins` first "
+                                         "(or set XLOC_TWINS_DIR)")
+            parts_t = [e for e in experiment or tx.PARTS if e in tx.PARTS] or list(tx.PARTS)
+            rows = tx.collection_rows() + tx.run_twins(tx.QUICK if quick else tx.FULL, out, parts_t, progress=True)
+            write_results(out / "twins.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
         elif p == "perf":
             from xloc.eval.performance import run_perf
 

@@ -47,8 +47,12 @@ def test_free_space_los_link_follows_friis():
     wavelength = C / 3.5e9
     assert np.allclose(amplitude, wavelength / (4 * np.pi * d), rtol=2e-3)  # |h| = lambda / (4 pi d)
     assert np.allclose(fp.labels["toa_s"][:, 0], d / C, atol=1e-11)
-    assert np.allclose(np.degrees(fp.labels["aoa_rad"][:, 0]), [0.0, 90.0, -180.0], atol=1e-3) or np.allclose(
-        np.degrees(fp.labels["aoa_rad"][:, 0]), [0.0, 90.0, 180.0], atol=1e-3)
+    # the CSI keeps the absolute delay: the phase turns by -2 pi df d / c from one subcarrier to the next
+    step = np.angle(fp.measurements[:, 0, 0, 1:] / fp.measurements[:, 0, 0, :-1])
+    expected = np.angle(np.exp(-2j * np.pi * (40e6 / 8) * d / C))
+    assert np.allclose(step, expected[:, None], atol=1e-3)
+    assert np.allclose(np.abs(np.degrees(fp.labels["aoa_rad"][:, 0])), [0.0, 90.0, 180.0], atol=1e-3)
+    assert np.degrees(fp.labels["aoa_rad"][1, 0]) == pytest.approx(-90.0, abs=1e-3)  # +y is left of broadside +x
     assert fp.labels["los"].all() and (fp.labels["path_count"] == 1).all()
     assert np.allclose(fp.labels["power_db"][:, 0], 20 * np.log10(wavelength / (4 * np.pi * d)), atol=0.05)
 
@@ -66,7 +70,7 @@ def test_street_canyon_truth_matches_the_paths_and_resumes(tmp_path, monkeypatch
     geometric = np.linalg.norm(users - np.array(bs.position_m), axis=1)
     # A LoS user's first path is the direct ray: its delay is the distance over c, its azimuth the geometry's.
     assert np.allclose(fp.labels["toa_s"][los, 0], geometric[los] / C, atol=1e-11)
-    azimuth = np.arctan2(users[:, 1] - 0.0, users[:, 0] - 0.0) - np.deg2rad(90.0)
+    azimuth = np.deg2rad(90.0) - np.arctan2(users[:, 1] - 0.0, users[:, 0] - 0.0)  # clockwise from broadside
     wrapped = (fp.labels["aoa_rad"][los, 0] - azimuth[los] + np.pi) % (2 * np.pi) - np.pi
     assert np.abs(wrapped).max() < 1e-4
     assert (fp.labels["path_count"][:, 0] >= los).all()
@@ -88,3 +92,20 @@ def test_bad_input_is_refused():
         simulate_raytraced(RTConfig(), [RTBaseStation((0.0, 0.0, 10.0))], np.zeros((3, 2)), name="x")
     with pytest.raises(DataValidationError, match="max_depth"):
         RTConfig(max_depth=-1)
+
+
+def test_csi_follows_xlocs_array_model():
+    """The phase step between elements and the AoA label obey xloc's ULA (geometry.BaseStation with orientation
+    yaw - 90 deg): a user 30 deg clockwise of the broadside has aoa +30 deg and a step of +pi sin 30 deg."""
+    _need_sionna()
+    from xloc.sim.raytrace import xloc_scene
+
+    user = np.array([[50.0, -50.0 * np.tan(np.radians(30.0)), 1.5]])  # clockwise of broadside +x
+    fp = simulate_raytraced(RTConfig(scene="empty", max_depth=0, n_subcarriers=4),
+                            [RTBaseStation((0.0, 0.0, 1.5), 0.0, 4)], user, name="steer")
+    h = fp.measurements[0, 0, :, 0]
+    assert np.degrees(fp.labels["aoa_rad"][0, 0]) == pytest.approx(30.0, abs=1e-3)
+    assert np.angle(h[1:] / h[:-1]) == pytest.approx(np.full(3, np.pi * np.sin(np.radians(30.0))), abs=1e-4)
+    bs = xloc_scene(fp).base_stations[0]
+    d = (user[0] - bs.position_m) / np.linalg.norm(user[0] - bs.position_m)
+    assert np.degrees(np.arctan2(d @ bs.axis, d @ bs.broadside)) == pytest.approx(30.0, abs=1e-3)

@@ -336,23 +336,27 @@ def _transfer_curves(largest: dict[str, dict[str, Any]], full: dict[str, Fingerp
     return rows
 
 
-def multi_scenario(scale: P3Scale, out: Path, unseen: str = "mo1-cell3") -> list[dict[str, Any]]:
+def multi_scenario(scale: P3Scale, out: Path, unseen: str = "mo1-cell3",
+                   data: tuple[FingerprintSet, FingerprintSet] | None = None,
+                   dataset: str = "mo1") -> list[dict[str, Any]]:
     """Fig. 6: train on four 'mo1' cells, test on all five (the fifth unseen) against scenario-specific
-    AD_CNN and multi-task AD_CNN (new head tuned on the unseen cell, curve over epochs)."""
+    AD_CNN and multi-task AD_CNN (new head tuned on the unseen cell, curve over epochs). ``data`` (train, test)
+    replaces the simulated cells, e.g. ray-traced scenes; plots then carry the ``dataset`` name."""
     seed = scale.seed
-    train = _sim("mo1", scale.cell_users, seed, "train")
-    test = _sim("mo1", scale.test_users, seed, "test")
+    train, test = data if data is not None else (_sim("mo1", scale.cell_users, seed, "train"),
+                                                 _sim("mo1", scale.test_users, seed, "test"))
+    tag = "" if dataset == "mo1" else f"_{dataset}"
     seen = train.without(unseen)
     models = _train_all(seen, scale, ["alloc", *BASELINES])
     rows: list[dict[str, Any]] = []
     for cell in train:
         setting = "multi-unseen" if cell == unseen else "multi-seen"
-        rows += _evaluate(models, "mo1", setting, test[cell], train[cell])
+        rows += _evaluate(models, dataset, setting, test[cell], train[cell])
         specific = _baseline("ad_cnn", scale).fit(train[cell])
-        rows.append(_row("ad_cnn (scenario-specific)", "mo1", setting, cell, _errors(specific, test[cell], train[cell]),
-                         specific))
-    bar_chart(rows, "target", out / "p3_multi.png",
-              f"Trained jointly on four 'mo1' cells; {unseen} unseen (Fig. 6a)", log=True)
+        rows.append(_row("ad_cnn (scenario-specific)", dataset, setting, cell,
+                         _errors(specific, test[cell], train[cell]), specific))
+    bar_chart(rows, "target", out / f"p3_multi{tag}.png",
+              f"Trained jointly on {len(seen)} '{dataset}' scenarios; {unseen} unseen (Fig. 6a)", log=True)
     # Fig. 6b: tuning curves in the unseen cell
     curve: list[dict[str, Any]] = []
 
@@ -361,7 +365,7 @@ def multi_scenario(scale: P3Scale, out: Path, unseen: str = "mo1-cell3") -> list
             pred = model.predict(test[unseen].measurements, unseen) if isinstance(model, MultiTaskCsi) else \
                 model.predict(test[unseen].measurements)
             err = localization_errors_m(pred, test[unseen].positions_m[:, :2])
-            curve.append(_row(method, "mo1", "multi-tuning", unseen, err, sweep="epoch", sweep_value=epoch,
+            curve.append(_row(method, dataset, "multi-tuning", unseen, err, sweep="epoch", sweep_value=epoch,
                               epoch=epoch))
         return cb
 
@@ -380,7 +384,7 @@ def multi_scenario(scale: P3Scale, out: Path, unseen: str = "mo1-cell3") -> list
     ax.set_yscale("log")
     ax.set_title(f"Deploying to unseen {unseen} (Fig. 6b)")
     ax.legend(fontsize=8)
-    save_figure(fig, out / "p3_multi_tuning.png")
+    save_figure(fig, out / f"p3_multi_tuning{tag}.png")
     for r in curve:
         r["train_s"] = multitask.train_s_ if "multi-task" in r["method"] else None
     return rows + curve
@@ -556,7 +560,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
     if multi:
         cells = list(dict.fromkeys(r["target"] for r in multi))
         ms = list(dict.fromkeys(r["method"] for r in multi))
-        out += ["Multi-scenario 'mo1' (trained on four cells; the unseen cell marked *):", "",
+        name = multi[0]["dataset"]
+        out += [f"Multi-scenario '{name}' (trained on all but one; the unseen one marked *):", "",
                 "| method | " + " | ".join(c + ("*" if any(r["target"] == c and r["setting"] == "multi-unseen"
                                                          for r in multi) else "") for c in cells) + " |",
                 "|---|" + "---|" * len(cells)]

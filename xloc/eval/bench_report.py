@@ -102,6 +102,11 @@ def _perf(doc: dict[str, Any], results: Path) -> str:
     l2l = next((r for r in rows if r.get("method") == "learn2learn"), None)
     if l2l:
         out.append(f"learn2learn MAML: {l2l['value']}.\n")
+    sim = [r for r in rows if r.get("metric") == "users_per_s"]
+    if sim:
+        out.append(f"CSI simulator against Sionna RT on the same layout size ({sim[0]['setting']}; `ratio` = "
+                   "xloc's speed-up over warm Sionna):\n\n"
+                   + markdown_table(sim, [("simulator", "method"), ("users/s", "value"), ("ratio", "ratio")]) + "\n")
     train = [r for r in rows if r.get("metric") == "training_gflops"]
     if train:
         out.append("Training steps against the peak (FLOPs counted by torch.utils.flop_counter):\n\n"
@@ -125,6 +130,27 @@ def _perf(doc: dict[str, Any], results: Path) -> str:
     return "\n".join(out) + "\n\n" + _images(results, ["perf_scaling.png", "p3_complexity.png"])
 
 
+def _twins(doc: dict[str, Any], results: Path) -> str:
+    from xloc.eval import agml_experiments, alloc_experiments, lwlm_experiments
+
+    rows = doc["rows"]
+    coll = [r for r in rows if r.get("protocol") == "twins-collection"]
+    text = ""
+    if coll:
+        text += ("The collection (`make twins`; Sionna RT, 2 CPU cores, LLVM back-end; seconds include scene "
+                 "loading and JIT):\n\n" + markdown_table(coll, [
+                     ("preset", "dataset"), ("scene", "scene"), ("radio", "setting"),
+                     ("environments", "environments"),
+                     ("users", "n_users"), ("no-path users", "no_path_users"), ("LoS share", "los_fraction"),
+                     ("seconds", "seconds"), ("users/s", "users_per_s"), ("MB", "mb")]) + "\n\n")
+    for title, module in (("P3 on ray-traced scenes", alloc_experiments),
+                          ("P4 on ray-traced scenes", lwlm_experiments), ("P5 on ray-traced twins", agml_experiments)):
+        body = module.summary_markdown(rows)
+        if body.strip():
+            text += f"### {title}\n\n{body}\n\n"
+    return text + _images(results, sorted(p.name for p in results.glob("*_rt-*.png")))
+
+
 #: result file stem -> (title, renderer)
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str]]] = {
     "p1": ("P1 — SODIndoorLoc, leave one environment out (MetaLoc vs KNN/WKNN/TL/RI)", _p12("p1")),
@@ -133,6 +159,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str]]] = {
     "p3": ("P3 — ALLoc on simulated CSI scenarios", _p3),
     "p4": ("P4 — LWLM pretraining and ToA/AoA/single-/multi-BS fine-tuning", _p4),
     "p5": ("P5 — AGML with sparse labels, unlabelled data and digital twins", _p5),
+    "twins": ("P3, P4 and P5 on the ray-traced twins (Sionna RT)", _twins),
     "speed": ("Simulator speed", _speed),
     "service": ("Service load", _service),
     "perf": ("Performance against peers and the machine", _perf),

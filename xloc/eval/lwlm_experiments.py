@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class CityData:
     pools: dict[str, Fingerprints]
     tests: dict[str, Fingerprints]
     scenes: dict[str, Scene]
+    dataset: str = "city"
+    targets: dict[str, str] = field(default_factory=lambda: {"A": "city-A-cond1", "B": "city-B-cond1"})
 
 
 def _simulate(env: ScenarioEnvironment, n: int, stream: int, snr_db: float,
@@ -171,7 +173,7 @@ def _cnn_runs(setting: str, data: CityData, layout: str, fractions: Sequence[flo
 
 
 def _rows(results: dict[Run, tuple[np.ndarray, float, int]], scale: P4Scale,
-          pretrain_s: dict[str, float]) -> list[dict[str, Any]]:
+          pretrain_s: dict[str, float], data: CityData) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, str, float | None], list[tuple[np.ndarray, float, int]]] = {}
     for (method, setting, task, fraction, _seed), value in results.items():
         groups.setdefault((method, setting, task, fraction), []).append(value)
@@ -180,8 +182,8 @@ def _rows(results: dict[Run, tuple[np.ndarray, float, int]], scale: P4Scale,
         means = np.array([e.mean() for e, _, _ in runs])
         unit = TASK_UNITS[task][1]
         row: dict[str, Any] = {
-            "protocol": "p4", "method": method, "dataset": "city", "setting": setting,
-            "target": "city-" + ("B" if setting.startswith("unseen") else "A") + "-cond1", "task": task,
+            "protocol": "p4", "method": method, "dataset": data.dataset, "setting": setting,
+            "target": data.targets["B" if setting.startswith("unseen") else "A"], "task": task,
             "label_fraction": fraction, "unit": unit, "mean": float(means.mean()),
             "std": float(means.std()) if len(runs) > 1 else None,
             "median": float(np.mean([np.median(e) for e, _, _ in runs])),
@@ -199,13 +201,16 @@ PARTS = ("main", "unseen", "ablation")
 
 
 def run_p4(scale: P4Scale, out: Path, parts: Sequence[str] = PARTS, progress: bool = False,
-           checkpoint: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+           checkpoint: Callable[[list[dict[str, Any]]], None] | None = None,
+           data: CityData | None = None) -> list[dict[str, Any]]:
     """Run the P4 parts and write their plots to ``out``; returns the result rows. ``checkpoint(rows)`` gets
-    the rows so far after each part (so an interrupted run keeps what it measured)."""
+    the rows so far after each part (so an interrupted run keeps what it measured). ``data`` replaces the
+    simulated city (e.g. ray-traced scenes); plots then carry its dataset name."""
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise DataValidationError(f"unknown P4 part(s) {unknown}; expected {PARTS}")
-    data = city_data(scale)
+    data = data or city_data(scale)
+    tag = "" if data.dataset == "city" else f"_{data.dataset}"
     results: dict[Run, tuple[np.ndarray, float, int]] = {}
     pretrain_s: dict[str, float] = {}
     curves: dict[str, list[dict[str, float]]] = {}
@@ -219,12 +224,12 @@ def run_p4(scale: P4Scale, out: Path, parts: Sequence[str] = PARTS, progress: bo
     scratch = {seed: LWLM(**_config(scale, seed)) for seed in scale.seeds}
 
     def rows_so_far() -> list[dict[str, Any]]:
-        rows = _rows(results, scale, pretrain_s)
-        rows += [{"protocol": "p4-pretrain", "method": name, "dataset": "city", "setting": "pretraining",
-                  "target": "city-A", "sweep": "epoch", "sweep_value": e + 1,
+        rows = _rows(results, scale, pretrain_s, data)
+        rows += [{"protocol": "p4-pretrain", "method": name, "dataset": data.dataset, "setting": "pretraining",
+                  "target": data.targets["A"], "sweep": "epoch", "sweep_value": e + 1,
                   **{f"loss_{k}": v for k, v in losses.items()}}
                  for name, history in curves.items() for e, losses in enumerate(history)]
-        plot_p4(rows, out)
+        plot_p4(rows, out, tag)
         if checkpoint is not None:
             checkpoint(rows)
         return rows
@@ -263,7 +268,7 @@ def run_p4(scale: P4Scale, out: Path, parts: Sequence[str] = PARTS, progress: bo
     return rows_so_far()
 
 
-def plot_p4(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+def plot_p4(rows: Sequence[dict[str, Any]], out: Path, tag: str = "") -> list[Path]:
     """Error vs label fraction per task (layout A and unseen layout B), ablation bars, pretraining losses."""
     paths = []
     colours = {"lwlm": "C0", "lwlm-scratch": "C1", "cnn": "C2", "model-based": "C3"}
@@ -289,7 +294,7 @@ def plot_p4(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
             ax.set_title(task)
         axes[0].legend(fontsize=7)
         fig.suptitle(f"P4 {setting}: LWLM vs no pretraining vs CNN vs model-based (mean ± std over seeds)")
-        paths.append(save_figure(fig, out / f"p4_{setting}.png"))
+        paths.append(save_figure(fig, out / f"p4_{setting}{tag}.png"))
     abl = [r for r in rows if r["protocol"] == "p4" and r["setting"] == "ablation"]
     if abl:
         fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 3.6))
@@ -302,7 +307,7 @@ def plot_p4(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
             ax.set_ylabel(f"mean error [{TASK_UNITS[task][1]}]")
             ax.set_title(task)
         fig.suptitle("P4 ablation: pretraining without one objective (layout A)")
-        paths.append(save_figure(fig, out / "p4_ablation.png"))
+        paths.append(save_figure(fig, out / f"p4_ablation{tag}.png"))
     pre = [r for r in rows if r["protocol"] == "p4-pretrain"]
     if pre:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -314,7 +319,7 @@ def plot_p4(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xlabel("pretraining epoch")
         ax.set_ylabel("loss")
         ax.legend(fontsize=6)
-        paths.append(save_figure(fig, out / "p4_pretraining.png"))
+        paths.append(save_figure(fig, out / f"p4_pretraining{tag}.png"))
     return paths
 
 

@@ -259,6 +259,54 @@ def scaling(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def simulator_vs_sionna(n_users: int = 500, seed: int = 0) -> list[dict[str, Any]]:
+    """Users/s of xloc's geometric CSI simulator against Sionna RT receivers/s on the same layout size: three BSs
+    (8-element ULA, 32 subcarriers over 40 MHz at 3.5 GHz) and ``n_users`` users over the 180 x 110 m street
+    canyon -- Sionna on the shipped mesh at depth 3 (its own time and a warm second run), xloc on its city street
+    (walls, blockers, scatterers; up to two bounces) with the same sites and user positions."""
+    from dataclasses import replace as dc_replace
+
+    from xloc.sim.channel import simulate_channels
+    from xloc.sim.geometry import BaseStation
+    from xloc.sim.raytrace import RTBaseStation, RTConfig, require_sionna, simulate_raytraced
+    from xloc.sim.rt_presets import RT_PRESETS, preset_sites, preset_users
+    from xloc.sim.scenarios import build_outdoor
+
+    rows: list[dict[str, Any]] = []
+    preset = RT_PRESETS["canyon"]
+    try:
+        rt = require_sionna()
+    except Exception as exc:
+        return [{"protocol": "perf", "method": "sionna-rt", "metric": "users_per_s", "value": None,
+                 "setting": f"not measured: {exc}"}]
+    sites = preset_sites(rt, preset, preset.scene)
+    users = preset_users(rt, preset, preset.scene, n_users, seed, "test")
+    cfg = RTConfig(scene=preset.scene, carrier_hz=preset.carrier_hz, bandwidth_hz=preset.bandwidth_hz,
+                   n_subcarriers=preset.n_subcarriers, max_depth=preset.max_depth, chunk=n_users)
+    times = []
+    for _ in range(2):  # the first run pays Dr.Jit's compilation
+        t0 = time.perf_counter()
+        simulate_raytraced(cfg, [RTBaseStation(s.position_m, s.yaw_deg, preset.n_antennas) for s in sites], users,
+                           name="speed")
+        times.append(time.perf_counter() - t0)
+    city = build_outdoor("city", 0)[0].scene
+    stations = tuple(BaseStation(s.position_m, np.deg2rad(s.yaw_deg) - np.pi / 2, preset.n_antennas) for s in sites)
+    scene = dc_replace(city, base_stations=stations)
+    centre = np.array([(preset.area_m[0] + preset.area_m[1]) / 2, (preset.area_m[2] + preset.area_m[3]) / 2, 0.0])
+    xs = users - centre  # same offsets from the sites
+    xloc_s = _best_time(lambda: simulate_channels(scene, xs), repeats=3)
+    setting = (f"{n_users} users x 3 BSs x 8 antennas x 32 subcarriers, 180 x 110 m; Sionna depth "
+               f"{preset.max_depth} on the mesh, xloc <= 2 bounces on its street model")
+    rows.append({"protocol": "perf", "method": "sionna-rt (first run, with JIT)", "metric": "users_per_s",
+                 "value": n_users / times[0], "unit": "users/s", "setting": setting})
+    rows.append({"protocol": "perf", "method": "sionna-rt (warm)", "metric": "users_per_s",
+                 "value": n_users / times[1], "unit": "users/s", "setting": setting})
+    rows.append({"protocol": "perf", "method": "xloc geometric simulator", "metric": "users_per_s",
+                 "value": n_users / xloc_s, "unit": "users/s", "setting": setting,
+                 "ratio": times[1] / xloc_s})
+    return rows
+
+
 def run_perf(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     peak = peak_flops(1024 if quick else 2048)
     rows = [peak]
@@ -267,4 +315,5 @@ def run_perf(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     rows += training_flop_fraction(peak["value"], repeats=2 if quick else 5)
     rows += profile_summary(steps=1 if quick else 3)
     rows += scaling(out, quick)
+    rows += simulator_vs_sionna(50 if quick else 500)
     return rows

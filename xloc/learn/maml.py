@@ -176,3 +176,27 @@ def dg_gradient(
 
     g, (f_value, g_value) = grad(objective, has_aux=True)(params)
     return g, float(f_value), float(g_value)
+
+
+def dg_virtual_step(
+    model: nn.Module, loss_fn: LossFn, params: Params, domain_1: TaskBatch, *, lr: float, steps: int, beta: float
+) -> tuple[Params, Params, float]:
+    """Algorithm 3, first domain (first-order): ``theta' = theta - beta grad F(theta)``, ``grad F(theta)`` and
+    ``F(theta)``.
+
+    What MAML-DG's first client computes from its own tasks; with :func:`dg_second_gradient` the server gets
+    :func:`dg_gradient`'s first-order result as ``grad F(theta) + w grad G(theta')``. (``grad F`` travels too:
+    recovering it as ``(theta - theta') / beta`` loses float32 digits when beta is small, enough to flip the sign
+    of Adam's first steps.)
+    """
+    g, value = grad_and_value(lambda q: _sum_meta_loss(model, loss_fn, q, domain_1, lr, steps, True))(params)
+    g = {k: v.detach() for k, v in g.items()}
+    return {k: params[k] - beta * g[k] for k in params}, g, float(value)
+
+
+def dg_second_gradient(
+    model: nn.Module, loss_fn: LossFn, virtual: Params, domain_2: TaskBatch, *, lr: float, steps: int, weight: float
+) -> tuple[Params, float]:
+    """Algorithm 3, second domain (first-order): ``w grad G(theta')`` and ``G(theta')``."""
+    g, value = grad_and_value(lambda q: _sum_meta_loss(model, loss_fn, q, domain_2, lr, steps, True))(virtual)
+    return {k: weight * v.detach() for k, v in g.items()}, float(value)

@@ -67,8 +67,12 @@ def meta_train(
     supervised_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
     supervised_loss: maml.LossFn | None = None,
     progress: bool = False,
+    dg_tasks: Callable[[int, int, int], maml.TaskBatch] | None = None,
 ) -> maml.Params:
-    """Run the outer loop from ``params0``; returns the parameters with the best validation loss."""
+    """Run the outer loop from ``params0``; returns the parameters with the best validation loss.
+
+    ``dg_tasks(domain, iteration, role)``, when given, draws MAML-DG's two task batches (role 0: the virtual
+    step's domain, 1: the second domain) from per-iteration streams instead of ``task_batch``."""
     s = settings
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
     opt = torch.optim.Adam(params.values(), lr=s.outer_lr)
@@ -81,8 +85,10 @@ def meta_train(
                 p = {k: v.detach() for k, v in params.items()}
                 if s.paradigm == "maml-dg":
                     i, j = rng.choice(n_domains, size=2, replace=False)
+                    first, second = ((dg_tasks(int(i), it, 0), dg_tasks(int(j), it, 1)) if dg_tasks is not None else
+                                     (task_batch([int(i)], s.meta_batch), task_batch([int(j)], s.meta_batch)))
                     grads, f_val, g_val = maml.dg_gradient(
-                        model, loss_fn, p, task_batch([int(i)], s.meta_batch), task_batch([int(j)], s.meta_batch),
+                        model, loss_fn, p, first, second,
                         lr=s.inner_lr, steps=s.inner_steps, beta=s.dg_beta, weight=s.dg_weight,
                         first_order=s.first_order)
                     loss = (f_val + g_val) / (2 * s.meta_batch)

@@ -41,7 +41,7 @@ from xloc.learn.meta_train import History, LoopSettings, meta_train
 from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features
 from xloc.models.mlp import MLP
 
-__all__ = ["MetaLoc", "AdaptedMetaLoc", "PARADIGMS", "MetaLocConfig"]
+__all__ = ["MetaLoc", "AdaptedMetaLoc", "PARADIGMS", "MetaLocConfig", "mmd_sample", "mmd_to_reference"]
 
 PARADIGMS = ("maml", "maml-ts", "maml-dg", "tl", "ri")
 #: Candidate adaptation step sizes when ``adapt_lr`` is None.
@@ -50,6 +50,18 @@ ADAPT_LR_GRID = (0.003, 0.01, 0.03, 0.1)
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ((outputs - targets) ** 2).sum(-1).mean()
+
+
+def mmd_sample(support_feats: np.ndarray) -> np.ndarray:
+    """The (at most 256) support fingerprint features MAML-TS compares with each environment."""
+    return support_feats[np.random.default_rng(0).permutation(len(support_feats))[:256]]
+
+
+def mmd_to_reference(x: np.ndarray, reference: np.ndarray, index: int) -> float:
+    """Eq. (16): unbiased MMD^2 between support features ``x`` and (at most 256 of) environment ``index``'s
+    reference features; computed where the reference lives."""
+    y = reference[np.random.default_rng([1, index]).permutation(len(reference))[:256]]
+    return mmd2_unbiased(x, y)
 
 
 @dataclass(frozen=True)
@@ -168,22 +180,18 @@ class MetaLoc:
             return self
         if sources is None or len(sources) == 0:
             raise DataValidationError(f"MetaLoc({cfg.paradigm}) needs historical environments to fit on")
-        samplers = [
-            RSSTaskSampler(fp, k_neighbors=cfg.k_neighbors, floor_dbm=cfg.floor_dbm, db_points=cfg.db_points,
-                           n_support=cfg.n_support, n_query=cfg.n_query)
-            for fp in sources.values()
-        ]
+        samplers = [self.sampler(fp) for fp in sources.values()]
         if cfg.paradigm == "maml-dg" and len(samplers) < 2:
             raise DataValidationError("MAML-DG needs at least two historical environments")
         self.env_names_ = list(sources)
-        rng = np.random.default_rng([cfg.seed, 101])
         if cfg.paradigm == "maml-ts":
-            for name, sampler in zip(self.env_names_, samplers, strict=True):
-                self.params_by_group_[name] = self._train([sampler], rng, group=name)
-                feats = [sampler.sample(rng) for _ in range(16)]
-                self.reference_features_[name] = np.concatenate([np.concatenate([f[0], f[2]]) for f in feats])
+            # every environment's run has its own random streams, so it can run where that environment's data is
+            for index, (name, sampler) in enumerate(zip(self.env_names_, samplers, strict=True)):
+                self.params_by_group_[name], self.reference_features_[name] = self.train_environment(
+                    sampler, index, name)
         else:
-            self.params_by_group_["all"] = self._train(samplers, rng, group="all")
+            self.params_by_group_["all"] = self._train(samplers, np.random.default_rng([cfg.seed, 101]), group="all",
+                                                       index=0)
         self.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else self._select_adapt_lr()
         self.train_s_ = time.perf_counter() - t0
         return self
@@ -203,11 +211,39 @@ class MetaLoc:
         self.adapt_lr_scores_ = scores
         return min(scores, key=lambda k: scores[k])
 
-    def _train(self, samplers: list[RSSTaskSampler], rng: np.random.Generator, group: str) -> maml.Params:
+    def sampler(self, fp: Fingerprints) -> RSSTaskSampler:
+        """The task sampler of one environment (tasks are drawn where its data is)."""
+        cfg = self.config
+        return RSSTaskSampler(fp, k_neighbors=cfg.k_neighbors, floor_dbm=cfg.floor_dbm, db_points=cfg.db_points,
+                              n_support=cfg.n_support, n_query=cfg.n_query)
+
+    def validation_batch(self, samplers: list[RSSTaskSampler], index: int) -> maml.TaskBatch:
+        """Validation tasks of group ``index`` (its own stream)."""
+        return self._batch(samplers, np.random.default_rng([self.config.seed, 202, index]), self.config.val_tasks)
+
+    def dg_tasks(self, sampler: RSSTaskSampler, iteration: int, role: int) -> maml.TaskBatch:
+        """MAML-DG's task batch of ``iteration`` for the first (``role`` 0) or second (1) domain: one stream per
+        (iteration, role), so the domain's holder can draw it without anyone else's state."""
+        return self._batch([sampler], np.random.default_rng([self.config.seed, 404, iteration, role]),
+                           self.config.meta_batch)
+
+    def train_environment(self, sampler: RSSTaskSampler, index: int, name: str) -> tuple[maml.Params, np.ndarray]:
+        """MAML-TS on one environment (position ``index``): its meta-parameters and reference fingerprint
+        features (for the MMD), from streams keyed by ``index`` only."""
+        if not hasattr(self, "history_"):
+            self.history_ = History()
+            self.val_batches_ = {}
+        rng = np.random.default_rng([self.config.seed, 101, index])
+        params = self._train([sampler], rng, group=name, index=index)
+        feats = [sampler.sample(rng) for _ in range(16)]
+        return params, np.concatenate([np.concatenate([f[0], f[2]]) for f in feats])
+
+    def _train(self, samplers: list[RSSTaskSampler], rng: np.random.Generator, group: str,
+               index: int) -> maml.Params:
         cfg = self.config
         self.model_ = self._new_model()
         model = self.model_
-        val = self._batch(samplers, np.random.default_rng([cfg.seed, 202, len(self.history_.group)]), cfg.val_tasks)
+        val = self.validation_batch(samplers, index)
         self.val_batches_[group] = val
 
         def val_loss(params: maml.Params) -> float:
@@ -227,6 +263,7 @@ class MetaLoc:
                 samplers if domains is None else [samplers[i] for i in domains], rng, n),
             n_domains=len(samplers), rng=rng, val_loss=val_loss, val_every=cfg.val_every, history=self.history_,
             group=group, supervised_batch=supervised_batch, supervised_loss=_mse, progress=self.progress,
+            dg_tasks=lambda domain, it, role: self.dg_tasks(samplers[domain], it, role),
         )
 
     def _loop_settings(self) -> LoopSettings:
@@ -247,12 +284,12 @@ class MetaLoc:
         self._check_fitted()
         if self.config.paradigm != "maml-ts":
             return "all", {}
-        rng = np.random.default_rng(0)
-        x = support_feats[rng.permutation(len(support_feats))[:256]]
-        mmds = {}
-        for name, ref in self.reference_features_.items():
-            y = ref[rng.permutation(len(ref))[:256]]
-            mmds[name] = mmd2_unbiased(x, y)
+        if not self.reference_features_:
+            raise NotFittedError("this MAML-TS model has no reference fingerprints (trained federated: they stay "
+                                 "with the clients); pass group=... to adapt()")
+        x = mmd_sample(support_feats)
+        mmds = {name: mmd_to_reference(x, ref, index)
+                for index, (name, ref) in enumerate(self.reference_features_.items())}
         return min(mmds, key=lambda k: mmds[k]), mmds
 
     def adapt(

@@ -1,10 +1,13 @@
 """Ray-traced CSI with Sionna RT (optional extra ``xloc[raytrace]``): real 3-D scenes as digital twins.
 
-Base stations with a horizontal half-wavelength ULA (``n_antennas`` elements along the array's local y axis, the
-broadside along local x, turned by ``yaw_deg``) serve single-antenna users. Paths are solved in chunks of users
+Base stations with a horizontal half-wavelength ULA (broadside along ``yaw_deg``) serve single-antenna users. The
+stored CSI and labels follow xloc's array convention (:class:`~xloc.sim.geometry.BaseStation` with
+``orientation_rad = yaw - pi/2``): elements numbered along broadside - 90 deg, ``aoa_rad`` measured from the
+broadside towards that axis, so model-based estimators and models trained on the geometric simulator read
+ray-traced CSI the same way. Paths are solved in chunks of users
 (``PathSolver``, ``max_depth`` interactions, synthetic arrays), the frequency response is taken at
 ``n_subcarriers`` subcarriers spanning ``bandwidth_hz``, and per user and BS the ground truth is stored: LoS flag,
-first-path delay [s] and azimuth of departure from the array broadside [rad] (xloc's ``aoa_rad`` convention),
+first-path delay [s] and azimuth of departure from the array broadside [rad] (``aoa_rad``),
 elevation [rad], path count and mean power [dB]. Users without any path are kept (zero CSI, ``path_count`` 0).
 
 With ``cache_dir``, every finished chunk is written atomically there and an interrupted run resumes from them.
@@ -27,7 +30,7 @@ from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
 
-__all__ = ["RTBaseStation", "RTConfig", "require_sionna", "simulate_raytraced", "INSTALL_HINT"]
+__all__ = ["RTBaseStation", "RTConfig", "require_sionna", "simulate_raytraced", "xloc_scene", "INSTALL_HINT"]
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 LLVM_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1", "/usr/lib/x86_64-linux-gnu/libLLVM-19.so",
@@ -56,6 +59,15 @@ class RTBaseStation:
     position_m: tuple[float, float, float]
     yaw_deg: float = 0.0
     n_antennas: int = 8
+
+    def __post_init__(self) -> None:
+        position = tuple(float(v) for v in self.position_m)  # numpy scalars would upset Mitsuba
+        if len(position) != 3 or not np.isfinite(position).all():
+            raise DataValidationError(f"RTBaseStation.position_m must be 3 finite metres, got {self.position_m}")
+        if self.n_antennas < 1:
+            raise DataValidationError(f"RTBaseStation.n_antennas must be >= 1, got {self.n_antennas}")
+        object.__setattr__(self, "position_m", position)
+        object.__setattr__(self, "yaw_deg", float(self.yaw_deg))
 
 
 @dataclass(frozen=True)
@@ -103,15 +115,19 @@ def _solve_chunk(rt: Any, cfg: RTConfig, stations: Sequence[RTBaseStation], user
         scene.add(rt.Receiver(f"u{i}", position=[float(v) for v in u]))
     paths = rt.PathSolver()(scene, max_depth=cfg.max_depth, synthetic_array=True)
     freqs = rt.subcarrier_frequencies(cfg.n_subcarriers, cfg.bandwidth_hz / cfg.n_subcarriers)
-    h = paths.cfr(frequencies=freqs, out_type="numpy")  # (rx, rx_ant, tx, tx_ant, time, freq)
-    csi = np.asarray(h)[:, 0, :, :, 0, :].astype(np.complex64)  # (users, bs, antennas, subcarriers)
+    # absolute delays: Sionna's default moves each link's first path to tau = 0, which erases the ToA
+    h = paths.cfr(frequencies=freqs, normalize_delays=False, out_type="numpy")  # (rx, rx_ant, tx, tx_ant, t, f)
+    # (users, bs, antennas, subcarriers); Sionna numbers the elements along broadside + 90 deg, xloc's ULA
+    # (geometry.BaseStation) along broadside - 90 deg: reverse them so xloc's steering model holds
+    csi = np.asarray(h)[:, 0, :, ::-1, 0, :].astype(np.complex64)
     valid = np.asarray(paths.valid).astype(bool)  # (rx, tx, paths)
     tau = np.where(valid, np.asarray(paths.tau), np.inf)
     first = np.argmin(tau, axis=-1)
     has = np.isfinite(np.take_along_axis(tau, first[..., None], -1)[..., 0])
     pick = lambda a: np.take_along_axis(np.asarray(a), first[..., None], -1)[..., 0]  # noqa: E731
     yaw = np.deg2rad(np.array([bs.yaw_deg for bs in stations]))[None, :]
-    aoa = (pick(paths.phi_t) - yaw + np.pi) % (2 * np.pi) - np.pi
+    # xloc's aoa_rad: from the broadside towards the element axis (clockwise seen from above)
+    aoa = (yaw - pick(paths.phi_t) + np.pi) % (2 * np.pi) - np.pi
     interactions = np.asarray(paths.interactions)  # (depth, rx, tx, paths); 0 = none
     los_path = valid & (interactions == 0).all(axis=0) if interactions.size else valid
     power = (np.abs(csi) ** 2).mean(axis=(2, 3))
@@ -134,8 +150,12 @@ def _save_atomic(path: Path, arrays: dict[str, Any]) -> None:
 
 
 def simulate_raytraced(cfg: RTConfig, stations: Sequence[RTBaseStation], users_m: np.ndarray, *, name: str,
-                       cache_dir: str | Path | None = None, progress: bool = False) -> Fingerprints:
-    """CSI ``(n, bs, antennas, subcarriers)`` and ground truth of users at ``users_m`` ``(n, 3)`` [m]."""
+                       cache_dir: str | Path | None = None, progress: bool = False,
+                       origin_m: tuple[float, float] = (0.0, 0.0)) -> Fingerprints:
+    """CSI ``(n, bs, antennas, subcarriers)`` and ground truth of users at ``users_m`` ``(n, 3)`` [m] (scene frame).
+
+    The stored user and BS positions are shifted by ``-origin_m`` in x and y (the dataset's frame; heights kept).
+    """
     users = np.asarray(users_m, dtype=np.float64)
     if users.ndim != 2 or users.shape[1] != 3 or not np.isfinite(users).all() or len(users) == 0:
         raise DataValidationError(f"users_m must be finite (n, 3) metres with n >= 1, got {users.shape}")
@@ -170,9 +190,25 @@ def simulate_raytraced(cfg: RTConfig, stations: Sequence[RTBaseStation], users_m
         "n_antennas": stations[0].n_antennas, "sionna_rt": str(getattr(rt, "__version__", "?")),
         "mitsuba": str(getattr(mitsuba, "__version__", "?")), "drjit": str(getattr(drjit, "__version__", "?")),
         "bs_yaw_deg": ",".join(f"{bs.yaw_deg:g}" for bs in stations),
+        "scene_origin_m": f"{origin_m[0]:g},{origin_m[1]:g}", "array_convention": "xloc", "delays": "absolute",
     }
+    shift = np.array([origin_m[0], origin_m[1], 0.0])
     meta = EnvironmentMeta(name=name, kind="csi", ap_ids=tuple(f"BS{j + 1}" for j in range(len(stations))),
-                           ap_positions_m=np.array([bs.position_m for bs in stations], dtype=np.float64),
+                           ap_positions_m=np.array([bs.position_m for bs in stations], dtype=np.float64) - shift,
                            frequency_hz=cfg.carrier_hz, bandwidth_hz=cfg.bandwidth_hz, attrs=attrs)
     labels = {k: v for k, v in data.items() if k != "csi"}
-    return Fingerprints(meta, data["csi"], users, np.arange(len(users)), labels=labels)
+    return Fingerprints(meta, data["csi"], users - shift, np.arange(len(users)), labels=labels)
+
+
+def xloc_scene(fp: Fingerprints) -> Any:
+    """The base stations of a ray-traced set as an xloc :class:`~xloc.sim.geometry.Scene` (no surfaces): what
+    model-based estimators need (positions in the set's frame, array axis, subcarrier grid)."""
+    from xloc.sim.geometry import BaseStation, Scene
+
+    meta = fp.environment
+    yaws = [float(v) for v in str(meta.attrs["bs_yaw_deg"]).split(",")]
+    n_ant = int(meta.attrs["n_antennas"])
+    assert meta.ap_positions_m is not None and meta.frequency_hz and meta.bandwidth_hz
+    stations = [BaseStation(tuple(p), np.deg2rad(yaw) - np.pi / 2, n_ant) for p, yaw in zip(meta.ap_positions_m, yaws,
+                                                                                        strict=True)]
+    return Scene(meta.frequency_hz, meta.bandwidth_hz, int(meta.attrs["n_subcarriers"]), tuple(stations))

@@ -1,0 +1,131 @@
+"""MetaLoc on Flower (extra xloc[federated]): 3-client simulations of MAML-TS and MAML-DG and a loopback
+multi-process run give the centralised meta-parameters, and no raw fingerprint leaves a client."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from xloc.data.fingerprints import FingerprintSet
+from xloc.data.storage import save_fingerprints
+from xloc.errors import DataValidationError
+from xloc.learn import federated
+from xloc.learn.federated import FederatedRun, read_audit
+from xloc.learn.metaloc import MetaLoc
+from xloc.learn.rss_tasks import RadioMap, support_features
+from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
+
+HYPER = {"iterations": 3, "meta_batch": 2, "hidden": (16, 16), "val_every": 100, "n_support": 8, "n_query": 8,
+         "val_tasks": 4, "seed": 3}
+ENVS = ["env0", "env1", "env2"]
+PARAM_NAMES = {"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"}
+
+
+def _need_flwr() -> None:
+    try:
+        federated.require_flwr()
+    except DataValidationError:
+        if os.environ.get("XLOC_REQUIRE_FEDERATED"):
+            pytest.fail("XLOC_REQUIRE_FEDERATED is set but flwr is not installed")
+        pytest.skip("Flower not installed (pip install 'xloc[federated]'; .ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def rss_file(tmp_path_factory):
+    refs = [simulate_pathloss_environment(PathLossConfig(family=fam, n_aps=8, room_size_m=(10.0, 10.0),
+                                                         grid_spacing_m=2.0, n_test_points=10), seed=i,
+                                          name=f"env{i}")[0] for i, fam in enumerate("abc")]
+    path = tmp_path_factory.mktemp("fed") / "rss.h5"
+    save_fingerprints(path, {"train": FingerprintSet(refs)})
+    return path, FingerprintSet(refs)
+
+
+def _assert_same_params(central: MetaLoc, folder) -> None:
+    fed = MetaLoc.load(folder)
+    assert set(fed.params_by_group_) == set(central.params_by_group_)
+    for group, params in central.params_by_group_.items():
+        for k, v in params.items():
+            torch.testing.assert_close(fed.params_by_group_[group][k], v, rtol=0, atol=1e-6)
+    assert not torch.equal(central.params_by_group_[next(iter(central.params_by_group_))]["net.0.weight"],
+                           MetaLoc(central.config.paradigm, **HYPER)._new_model().net[0].weight), \
+        "training moved nothing: the equality would be vacuous"
+
+
+def _assert_no_raw_data(audit_dir, expected_types: set[str]) -> None:
+    entries = read_audit(audit_dir)
+    assert {e["environment"] for e in entries} == set(ENVS)
+    assert {e["type"] for e in entries} == expected_types
+    for e in entries:
+        assert e["leaks"] == [], e
+        for record in e["out"]:
+            for name, shape in record.get("arrays", {}).items():
+                # only meta-parameters and their gradients leave a client
+                assert name.split("/", 1)[-1] in PARAM_NAMES, (e["type"], name, shape)
+
+
+def test_run_settings_are_validated():
+    with pytest.raises(DataValidationError, match="federated paradigm"):
+        FederatedRun("maml", ENVS, "x.h5", "out")
+    with pytest.raises(DataValidationError, match="two client environments"):
+        FederatedRun("maml-dg", ["env0"], "x.h5", "out")
+    with pytest.raises(DataValidationError, match="first-order"):
+        FederatedRun("maml-dg", ENVS, "x.h5", "out", {"first_order": False})
+
+
+def test_leak_check_finds_a_raw_fingerprint(rss_file):
+    _need_flwr()
+    from flwr.app import RecordDict
+
+    _, fs = rss_file
+    env = fs["env0"]
+    row = torch.from_numpy(np.asarray(env.measurements[3], dtype=np.float32))
+    leaking = RecordDict({"arrays": federated._arrays({"net.0.bias": torch.cat([torch.zeros(2), row])})})
+    assert federated._leaks(leaking, env) == ["arrays/net.0.bias holds raw data (8 values)"]
+    positions = torch.from_numpy(np.asarray(env.positions_m[5:8, :2], dtype=np.float32)).ravel()
+    assert federated._leaks(RecordDict({"arrays": federated._arrays({"x": positions})}), env) == \
+        ["arrays/x holds raw data (6 values)"]
+    assert federated._leaks(RecordDict({"arrays": federated._arrays({"net.0.bias": torch.randn(16)})}), env) == []
+
+
+def test_simulation_maml_ts_equals_centralised_and_sends_only_scalars_back(rss_file, tmp_path):
+    _need_flwr()
+    path, fs = rss_file
+    run = FederatedRun("maml-ts", ENVS, str(path), str(tmp_path / "ts"), HYPER, support=str(path),
+                       support_env="env1", audit_dir=str(tmp_path / "ts" / "audit"))
+    result = federated.run_simulation_mode(run)
+    central = MetaLoc("maml-ts", **HYPER).fit(fs)
+    _assert_same_params(central, tmp_path / "ts" / "model")
+    radio_map = RadioMap.from_fingerprints(fs["env1"], central.config.floor_dbm)
+    feats, _ = support_features(fs["env1"], radio_map, central.config.k_neighbors, central.config.floor_dbm)
+    closest, mmds = central.select_group(feats.features)
+    assert result["closest"] == closest
+    assert result["mmd2"] == pytest.approx(mmds, abs=1e-9)
+    _assert_no_raw_data(run.audit_dir, {"query.hello", "train.ts", "evaluate.val", "query.mmd"})
+    mmd_replies = [e for e in read_audit(run.audit_dir) if e["type"] == "query.mmd"]
+    assert all(e["out"] == [{"record": "metrics", "type": "MetricRecord", "keys": ["mmd2"]}] for e in mmd_replies)
+
+
+def test_simulation_maml_dg_equals_centralised(rss_file, tmp_path):
+    _need_flwr()
+    path, fs = rss_file
+    run = FederatedRun("maml-dg", ENVS, str(path), str(tmp_path / "dg"), HYPER, audit_dir=str(tmp_path / "audit"))
+    result = federated.run_simulation_mode(run)
+    _assert_same_params(MetaLoc("maml-dg", **HYPER).fit(fs), tmp_path / "dg" / "model")
+    # per round: theta to client I, theta' (+ grad F) back, theta' to client II, its gradient back
+    assert result["messages"] >= 4 * HYPER["iterations"]
+    _assert_no_raw_data(run.audit_dir, {"query.hello", "train.dg_inner", "train.dg_outer", "evaluate.val"})
+
+
+def test_loopback_processes_maml_dg_equal_centralised(rss_file, tmp_path):
+    """A SuperLink and three SuperNodes as real processes on 127.0.0.1, each node told only its environment."""
+    _need_flwr()
+    path, fs = rss_file
+    run = FederatedRun("maml-dg", ENVS, str(path), str(tmp_path / "loop"), HYPER, audit_dir=str(tmp_path / "audit"))
+    federated.run_loopback(run, port=18700)
+    _assert_same_params(MetaLoc("maml-dg", **HYPER).fit(fs), tmp_path / "loop" / "model")
+    entries = read_audit(run.audit_dir)
+    assert len({e["pid"] for e in entries}) > 1  # the clients ran in processes of their own
+    _assert_no_raw_data(run.audit_dir, {"query.hello", "train.dg_inner", "train.dg_outer", "evaluate.val"})
