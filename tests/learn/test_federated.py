@@ -11,7 +11,7 @@ import torch
 
 from xloc.data.fingerprints import FingerprintSet
 from xloc.data.storage import save_fingerprints
-from xloc.errors import DataValidationError
+from xloc.errors import DataValidationError, NotFittedError
 from xloc.learn import federated
 from xloc.learn.federated import FederatedRun, read_audit
 from xloc.learn.metaloc import MetaLoc
@@ -106,6 +106,13 @@ def test_simulation_maml_ts_equals_centralised_and_sends_only_scalars_back(rss_f
     _assert_no_raw_data(run.audit_dir, {"query.hello", "train.ts", "evaluate.val", "query.mmd"})
     mmd_replies = [e for e in read_audit(run.audit_dir) if e["type"] == "query.mmd"]
     assert all(e["out"] == [{"record": "metrics", "type": "MetricRecord", "keys": ["mmd2"]}] for e in mmd_replies)
+    # the references stayed with the clients: the server's model adapts the set the clients' MMDs chose
+    fed_model = MetaLoc.load(tmp_path / "ts" / "model")
+    with pytest.raises(NotFittedError, match="pass group"):
+        fed_model.adapt(fs["env1"])
+    adapted = fed_model.adapt(fs["env1"], group=result["closest"])
+    assert adapted.group == closest
+    assert adapted.predict(fs["env1"].measurements).shape == (len(fs["env1"]), 2)
 
 
 def test_simulation_maml_dg_equals_centralised(rss_file, tmp_path):

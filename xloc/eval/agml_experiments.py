@@ -286,7 +286,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 "|---|" + "---|" * (len(ks) + 2)]
         for method in dict.fromkeys(r["method"] for r in sub):
             by_k = {r["k"]: r for r in sub if r["method"] == method}
-            cells = [f"{by_k[k]['mean_m']:.2f} ± {by_k[k]['std_m'] or 0:.2f}" if k in by_k else "–" for k in ks]
+            cells = [("–" if k not in by_k else f"{by_k[k]['mean_m']:.2f}" if by_k[k]["std_m"] is None
+                      else f"{by_k[k]['mean_m']:.2f} ± {by_k[k]['std_m']:.2f}") for k in ks]
             ref = by_k.get(10) or next(iter(by_k.values()))
             train = f"{ref['train_s']:.0f}" if ref.get("train_s") else "–"
             out.append(f"| {method} | " + " | ".join(cells) + f" | {ref['median_m']:.2f} / {ref['p90_m']:.2f} | "

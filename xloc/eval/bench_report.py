@@ -101,7 +101,11 @@ def _perf(doc: dict[str, Any], results: Path) -> str:
                                                                "max_position_difference_m")]) + "\n")
     l2l = next((r for r in rows if r.get("method") == "learn2learn"), None)
     if l2l:
-        out.append(f"learn2learn MAML: {l2l['value']}.\n")
+        why = ("" if l2l["value"] == "importable" else
+               " It is deliberately not installed: `pip install --dry-run learn2learn` (0.2.0) resolves to torch "
+               "2.14.1 as a multi-GB CUDA build, torchvision, numpy 1.26 and gsutil, replacing the pinned CPU torch; "
+               "the vmapped-vs-loop ratio in the MetaLoc section is the meta-training speed comparison instead.")
+        out.append(f"learn2learn MAML: {l2l['value']}.{why}\n")
     sim = [r for r in rows if r.get("metric") == "users_per_s"]
     if sim:
         out.append(f"CSI simulator against Sionna RT on the same layout size ({sim[0]['setting']}; `ratio` = "

@@ -346,7 +346,9 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                     cells = [f"{rs[None]['mean']:.2f}"] * len(fractions)
                     ref = rs[None]
                 else:
-                    cells = [f"{rs[f]['mean']:.2f} ± {rs[f]['std'] or 0:.2f}" if f in rs else "–" for f in fractions]
+                    # one seed has no spread: print the mean alone rather than a misleading "± 0.00"
+                    cells = [("–" if f not in rs else f"{rs[f]['mean']:.2f}" if rs[f]["std"] is None
+                              else f"{rs[f]['mean']:.2f} ± {rs[f]['std']:.2f}") for f in fractions]
                     ref = rs[max(rs)]
                 out.append(f"| {task} [{unit}] | {method} | " + " | ".join(cells) +
                            f" | {ref['median']:.2f} / {ref['p90']:.2f} |")

@@ -42,7 +42,7 @@ class TwinScale:
     max_users: int | None = None  # subsample every set (quick runs)
 
 
-FULL = TwinScale(ax.FULL, replace(lx.FULL, seeds=(0,), unseen_fractions=(0.01, 0.1)), gx.FULL)
+FULL = TwinScale(ax.FULL, replace(lx.FULL, unseen_fractions=(0.01, 0.1)), gx.FULL)
 QUICK = TwinScale(ax.QUICK, lx.QUICK, replace(gx.QUICK, ks=(5,)), max_users=24)
 
 

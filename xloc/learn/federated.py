@@ -360,7 +360,8 @@ class _Federation:
 def _validate_all(fed: _Federation, params: maml.Params, adapt_lr: bool = False) -> dict[str, float]:
     replies = fed.ask([(fed.node_of[e], "evaluate.val", {"index": i, "adapt_lr": adapt_lr}, params)
                        for i, e in enumerate(fed.run.environments)])
-    metrics = [dict(r.content["metrics"]) for r in replies.values()]
+    # environment order, not arrival order: the float sum must not depend on which client answered first
+    metrics = [dict(replies[fed.node_of[e]].content["metrics"]) for e in fed.run.environments]
     weights = np.array([m["tasks"] for m in metrics])
     return {k: float(np.average([m[k] for m in metrics], weights=weights)) for k in metrics[0] if k != "tasks"}
 

@@ -312,9 +312,11 @@ class MetaLoc:
             raise DataValidationError(f"steps must be >= 0, got {q}")
         radio_map = RadioMap.from_fingerprints(support, cfg.floor_dbm)
         feats, targets = support_features(support, radio_map, cfg.k_neighbors, cfg.floor_dbm)
-        chosen, mmds = self.select_group(feats.features)
         if group is not None and group not in self.params_by_group_:
             raise DataValidationError(f"no parameter set {group!r}; available: {list(self.params_by_group_)}")
+        # a forced group needs no MMD (a federated MAML-TS model has no reference fingerprints to compare with)
+        chosen, mmds = (group, {}) if group is not None and not self.reference_features_ \
+            else self.select_group(feats.features)
         group = group or chosen
         params = {k: v.clone() for k, v in self.params_by_group_[group].items()}
         x = torch.from_numpy(feats.features)
