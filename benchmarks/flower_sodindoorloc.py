@@ -20,6 +20,7 @@ import numpy as np
 from xloc.data.fingerprints import FingerprintSet
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.eval.metrics import localization_errors_m, summarize_errors
+from xloc.eval.results import atomic_write_text
 from xloc.learn import federated
 from xloc.learn.federated import FederatedRun, read_audit
 from xloc.learn.metaloc import MetaLoc
@@ -63,7 +64,7 @@ def main(data: str, out_root: str, mode: str, iterations: int, paradigm: str) ->
         result["max_param_diff_vs_central"] = max(
             float((ref.params_by_group_[g][k] - model.params_by_group_[g][k]).abs().max())
             for g in ref.params_by_group_ for k in ref.params_by_group_[g])
-    (root / f"{out.name}.json").write_text(json.dumps(result, indent=1, default=str))
+    atomic_write_text(root / f"{out.name}.json", json.dumps(result, indent=1, default=str))
     return result
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import torch
 from xloc.data.fingerprints import Fingerprints
 from xloc.data.storage import load_fingerprints
 from xloc.errors import DataValidationError
+from xloc.eval.results import atomic_write_text
 from xloc.learn import maml
 from xloc.learn.meta_train import History
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, _mse, mmd_sample, mmd_to_reference
@@ -448,11 +448,7 @@ def federated_fit(grid: Any, run: FederatedRun) -> dict[str, Any]:
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def make_server_app(run: FederatedRun | None = None) -> Any:
@@ -523,10 +519,7 @@ clientapp = "xloc.learn.flower_apps:client_app"
 xloc_run = {json.dumps(json.dumps(asdict(run)))}
 """
     path = folder / "pyproject.toml"
-    fd, tmp = tempfile.mkstemp(prefix=".pyproject.", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import DataValidationError
+from xloc.eval.results import atomic_write_text
 
 __all__ = ["RTPreset", "RT_PRESETS", "TwinSizes", "FULL_SIZES", "QUICK_SIZES", "generate_twin", "generate_twins",
            "load_twin", "twins_dir", "plot_twin", "preset_sites", "preset_users"]
@@ -209,10 +209,7 @@ def generate_twins(names: list[str] | None = None, root: str | os.PathLike[str] 
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def load_twin(name: str, split: str = "train", root: str | os.PathLike[str] | None = None) -> FingerprintSet:

@@ -189,14 +189,10 @@ def office_xml(layout: OfficeLayout, day: int, seed: int = 0) -> str:
 
 def write_office_xml(folder: str | Path, layout: OfficeLayout, day: int, seed: int = 0) -> Path:
     """Write (atomically) and return ``folder/office-day{day}.xml``."""
-    import os
-    import tempfile
+    from xloc.eval.results import atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"office-s{seed}-day{day}.xml"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        f.write(office_xml(layout, day, seed))
-    os.replace(tmp, path)
+    atomic_write_text(path, office_xml(layout, day, seed))
     return path
