@@ -24,7 +24,7 @@ from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import XlocError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
-from xloc.eval.results import atomic_write_text
+from xloc.io import atomic_write_text
 from xloc.learn.agml import AGML
 from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
 from xloc.learn.metaloc import MetaLoc
@@ -664,10 +664,11 @@ def _predict_analogical(
     return model.predict(fp.measurements, refs, start)
 
 
-def _write_rows(path: Path, rows: list[dict[str, Any]], *, command: str, seeds: list[int], started: float) -> None:
+def _write_rows(path: Path, rows: list[dict[str, Any]], *, command: str, seeds: list[int], started: float,
+                append: bool = False) -> None:
     from xloc.eval.results import write_results
 
-    write_results(path, rows, command=command, seeds=seeds, wall_s=time.perf_counter() - started)
+    write_results(path, rows, command=command, seeds=seeds, wall_s=time.perf_counter() - started, append=append)
 
 
 QUICK_RESULTS = Path("benchmarks/results-quick")
@@ -686,6 +687,8 @@ def bench(
                                                               "p4, p5 (repeat; default all)")] = None,
     methods: Annotated[list[str] | None, typer.Option(help=f"p1/p2: methods to run (repeat; default all of "
                                                            f"{', '.join(METHODS)})")] = None,
+    append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
+                                              "ones (the report then shows per-row provenance)")] = False,
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
                                              "few minutes); results go to benchmarks/results-quick")] = False,
 ) -> None:
@@ -723,7 +726,7 @@ def bench(
                 rows += mx.parameter_distance_and_data_curves(out)
             else:
                 rows = mx.csi_image_table("hall", seeds=seed_list[:2]) + mx.csi_image_table("lab", seeds=seed_list[:2])
-            write_results(out / f"{p}.json", rows, command=command, seeds=seed_list,
+            write_results(out / f"{p}.json", rows, command=command, append=append, seeds=seed_list,
                           wall_s=time.perf_counter() - t0)
         elif p == "p3":
             from xloc.eval import alloc_experiments as ax
@@ -734,7 +737,7 @@ def bench(
             scale = replace(ax.QUICK if quick else ax.FULL, progress=True)
             for exp in experiment or list(ax.EXPERIMENTS):  # write after each: hours of work are not lost
                 rows = ax.run_p3(scale, out, [exp])
-                write_results(out / "p3.json", rows, command=command, seeds=[scale.seed],
+                write_results(out / "p3.json", rows, command=command, append=append, seeds=[scale.seed],
                               wall_s=time.perf_counter() - t0)
         elif p == "p4":
             from xloc.eval import lwlm_experiments as lx
@@ -742,14 +745,14 @@ def bench(
             scale4 = lx.QUICK if quick else lx.FULL
             parts = [e for e in experiment or lx.PARTS if e in lx.PARTS] or list(lx.PARTS)
             lx.run_p4(scale4, out, parts, progress=True, checkpoint=functools.partial(
-                _write_rows, out / "p4.json", command=command, seeds=list(scale4.seeds), started=t0))
+                _write_rows, out / "p4.json", command=command, append=append, seeds=list(scale4.seeds), started=t0))
         elif p == "p5":
             from xloc.eval import agml_experiments as gx
 
             scale5 = gx.QUICK if quick else gx.FULL
             for dataset in ("sodindoorloc", "o1-drive"):
                 rows = gx.run_p5(scale5, out, [dataset])
-                write_results(out / "p5.json", rows, command=command, seeds=list(scale5.seeds),
+                write_results(out / "p5.json", rows, command=command, append=append, seeds=list(scale5.seeds),
                               wall_s=time.perf_counter() - t0)
         elif p == "twins":
             from xloc.eval import twin_experiments as tx
@@ -763,23 +766,27 @@ def bench(
                                          "(or set XLOC_TWINS_DIR)")
             parts_t = [e for e in experiment or tx.PARTS if e in tx.PARTS] or list(tx.PARTS)
             rows = tx.collection_rows() + tx.run_twins(tx.QUICK if quick else tx.FULL, out, parts_t, progress=True)
-            write_results(out / "twins.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
+            write_results(out / "twins.json", rows, command=command, append=append, seeds=[0],
+                          wall_s=time.perf_counter() - t0)
         elif p == "perf":
             from xloc.eval.performance import run_perf
 
             rows = run_perf(out, quick)
-            write_results(out / "perf.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
+            write_results(out / "perf.json", rows, command=command, append=append, seeds=[0],
+                          wall_s=time.perf_counter() - t0)
         elif p == "service":
             from xloc.serve.loadtest import run_service_bench
 
             rows = run_service_bench(requests=40 if quick else 400)
-            write_results(out / "service.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
+            write_results(out / "service.json", rows, command=command, append=append, seeds=[0],
+                          wall_s=time.perf_counter() - t0)
             console.print(markdown_table(rows, [("clients", "clients"), ("batch", "batch"), ("req/s", "requests_per_s"),
                                                 ("fingerprints/s", "fingerprints_per_s"), ("p50 ms", "p50_ms"),
                                                 ("p99 ms", "p99_ms"), ("failed", "failed")]), markup=False)
         elif p == "sim-speed":
             rows = simulator_speed_rows(200 if quick else users)
-            write_results(out / "speed.json", rows, command=command, seeds=[0], wall_s=time.perf_counter() - t0)
+            write_results(out / "speed.json", rows, command=command, append=append, seeds=[0],
+                          wall_s=time.perf_counter() - t0)
             console.print(markdown_table(rows, [("preset", "dataset"), ("environments", "environments"),
                                                 ("users", "n_users"), ("users/s", "value")]), markup=False)
         else:
@@ -791,7 +798,7 @@ def bench(
                 result = run_p2(chosen, seeds=seed_list, rs=(10,))
             else:
                 result = run_p2(chosen, seeds=seed_list)
-            save_protocol_result(result, out, command=command, wall_s=time.perf_counter() - t0)
+            save_protocol_result(result, out, command=command, append=append, wall_s=time.perf_counter() - t0)
         console.print(f"{p}: {time.perf_counter() - t0:.1f} s")
     report_path = out.parent / "REPORT.md" if out.resolve() == Path("benchmarks/results").resolve() \
         else out / "REPORT.md"

@@ -31,6 +31,7 @@ from xloc.baselines.knn import KNNLocalizer
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import environment_ap_floors, load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m
+from xloc.eval.results import sample_std
 from xloc.figures import plt, save_figure
 from xloc.learn.agml import AGML, AGNNLocalizer, node_features
 from xloc.models.mlp import MLP
@@ -198,7 +199,7 @@ def sparse_table(cases: Sequence[Case], scale: P5Scale) -> list[dict[str, Any]]:
         rows.append({
             "protocol": "p5", "method": method, "dataset": dataset, "setting": "sparse", "target": target, "k": k,
             "steps": int(arr[0, 4]), "mean_m": float(arr[:, 0].mean()),
-            "std_m": float(arr[:, 0].std()) if len(arr) > 1 else None, "median_m": float(arr[:, 1].mean()),
+            "std_m": sample_std(arr[:, 0]), "median_m": float(arr[:, 1].mean()),
             "p90_m": float(arr[:, 2].mean()), "n_seeds": len(arr),
             "train_s": float(np.mean(meta_times)) if method.startswith("agml") else None,
             "adapt_s": float(arr[:, 3].mean()),

@@ -12,17 +12,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xloc.eval.results import atomic_write_text, markdown_table, read_results
+from xloc.eval.results import markdown_table, read_results
+from xloc.io import atomic_write_text
 
 __all__ = ["write_report", "SECTIONS"]
 
 
 def _provenance(doc: dict[str, Any]) -> str:
+    """The file's last command and machine, and where its rows came from: one line when every row shares one
+    command and commit, otherwise a table of the (command, commit, date, version) groups and their row counts."""
     machine = doc.get("machine", {})
     versions = doc.get("versions", {})
-    return (f"Command: `{doc.get('command')}` · seeds {doc.get('seeds')} · wall time {doc.get('wall_s', 0):.0f} s "
-            f"(of the last run writing this file) · {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores · "
-            f"torch {versions.get('torch', '?')}")
+    head = (f"Last run: `{doc.get('command')}` · seeds {doc.get('seeds')} · wall time {doc.get('wall_s', 0):.0f} s"
+            f" · {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores · torch {versions.get('torch', '?')}")
+    groups: dict[tuple[str, ...], int] = {}
+    for row in doc.get("rows", []):
+        key = tuple(str(row.get(k, "not recorded")) for k in ("command", "commit", "date", "xloc_version"))
+        groups[key] = groups.get(key, 0) + 1
+    if len(groups) == 1:
+        command, commit, date, version = next(iter(groups))
+        return head + f"  \nEvery row: commit `{commit}`, {date}, xloc {version}, `{command}`"
+    lines = ["| rows | commit | date | xloc | command |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | `{c}` | {d} | {v} | `{cmd}` |" for (cmd, c, d, v), n in sorted(groups.items(),
+                                                                                      key=lambda kv: kv[0][2])]
+    return head + "\n\nRows of this file come from several runs (merged with `--append`):\n\n" + "\n".join(lines)
 
 
 def _images(results: Path, names: list[str]) -> str:

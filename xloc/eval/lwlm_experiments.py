@@ -28,6 +28,7 @@ import numpy as np
 from xloc.baselines.model_based import aoa_beam_scan, multi_bs_position, single_bs_position, toa_first_peak
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
+from xloc.eval.results import sample_std
 from xloc.figures import plt, save_figure
 from xloc.learn.channel_tasks import SPEED_OF_LIGHT_M_S, TASK_UNITS, TASKS, labelled_users, task_errors, task_samples
 from xloc.learn.lwlm import LWLM, OBJECTIVES
@@ -185,7 +186,7 @@ def _rows(results: dict[Run, tuple[np.ndarray, float, int]], scale: P4Scale,
             "protocol": "p4", "method": method, "dataset": data.dataset, "setting": setting,
             "target": data.targets["B" if setting.startswith("unseen") else "A"], "task": task,
             "label_fraction": fraction, "unit": unit, "mean": float(means.mean()),
-            "std": float(means.std()) if len(runs) > 1 else None,
+            "std": sample_std(means),
             "median": float(np.mean([np.median(e) for e, _, _ in runs])),
             "p90": float(np.mean([np.percentile(e, 90) for e, _, _ in runs])), "n_seeds": len(runs),
             "labelled_users": runs[0][2], "steps": 0 if method == "model-based" else scale.finetune_steps,

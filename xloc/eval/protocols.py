@@ -22,6 +22,7 @@ from xloc.data.sodindoorloc import ENVIRONMENTS as SOD_ENVIRONMENTS
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.errors import DataValidationError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
+from xloc.eval.results import sample_std
 from xloc.learn.base import Localizer
 from xloc.methods import make_method
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
@@ -64,7 +65,7 @@ def _aggregate(
         "mean_m": float(means.mean()),
         "median_m": float(np.mean([s["median_m"] for s in per_seed])),
         "p90_m": float(np.mean([s["p90_m"] for s in per_seed])),
-        "std_m": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
+        "std_m": sample_std(means),
         "p_within_5m": float(np.mean([s["p_within_5m"] for s in per_seed])),
         "n_seeds": len(per_seed),
         "train_s": float(np.mean([s["train_s"] for s in per_seed])),

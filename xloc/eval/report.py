@@ -8,7 +8,8 @@ from typing import Any
 
 from xloc.eval.plots import plot_error_cdfs
 from xloc.eval.protocols import ProtocolResult
-from xloc.eval.results import atomic_write_text, markdown_table, write_results
+from xloc.eval.results import markdown_table, write_results
+from xloc.io import atomic_write_text
 
 __all__ = ["save_protocol_result", "summary_table"]
 
@@ -47,11 +48,12 @@ def summary_table(protocol: str, rows: Sequence[dict[str, Any]], *, per_target: 
 
 
 def save_protocol_result(
-    result: ProtocolResult, out_dir: Path, *, command: str, wall_s: float
+    result: ProtocolResult, out_dir: Path, *, command: str, wall_s: float, append: bool = False
 ) -> dict[str, Path]:
     """Write ``<protocol>.json`` (merged with earlier runs), ``<protocol>.md`` and ``<protocol>_cdf.png``."""
     p = result.protocol
-    doc = write_results(out_dir / f"{p}.json", result.rows, command=command, seeds=result.seeds, wall_s=wall_s)
+    doc = write_results(out_dir / f"{p}.json", result.rows, command=command, seeds=result.seeds, wall_s=wall_s,
+                        append=append)
     label = "R" if p == "p2" else "k"
     md = (
         f"# {p.upper()} results\n\nCommand: `{doc['command']}`  \nSeeds: {doc['seeds']}  \n"

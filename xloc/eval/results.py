@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import sys
-import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_KEY", "environment_info", "merge_rows", "write_results", "read_results", "markdown_table",
-           "atomic_write_text"]
+from xloc.io import atomic_write_text
+
+__all__ = ["ROW_KEY", "PROVENANCE_KEYS", "environment_info", "provenance", "merge_rows", "write_results",
+           "read_results", "markdown_table", "sample_std"]
 
 #: Fields that identify a row; a new run replaces rows with the same key.
 ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric", "sweep",
            "sweep_value")
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def environment_info() -> tuple[dict[str, str], dict[str, Any]]:
@@ -63,15 +54,54 @@ def environment_info() -> tuple[dict[str, str], dict[str, Any]]:
     return versions, machine
 
 
+#: Every row records what produced it (DESIGN.md, "Results format").
+PROVENANCE_KEYS = ("command", "commit", "date", "xloc_version")
+
+
+def sample_std(values: Sequence[float] | np.ndarray) -> float | None:
+    """The sample standard deviation (ddof = 1) of per-seed values; None for fewer than two."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.std(ddof=1)) if arr.size > 1 else None
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The checked-out commit of the source tree (``+dirty`` when it has uncommitted changes), or "unknown"."""
+    where = cwd or Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "xloc"], cwd=where,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(command: str) -> dict[str, str]:
+    """The provenance fields of a row produced now by ``command``."""
+    from xloc import __version__
+
+    return {"command": command, "commit": git_commit(), "date": dt.date.today().isoformat(),
+            "xloc_version": __version__}
+
+
 def _key(row: dict[str, Any]) -> tuple:
     return tuple(row.get(k) for k in ROW_KEY)
 
 
-def merge_rows(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``old`` whose key no new row has, followed by ``new``."""
+def merge_rows(
+    old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]], *, append: bool = False
+) -> list[dict[str, Any]]:
+    """Rows of ``old`` whose key no new row has, followed by ``new``.
+
+    Old rows from another commit than the new rows are dropped unless ``append`` is true: a result file never
+    silently mixes what different versions of the code produced.
+    """
     new = list(new)
     keys = {_key(r) for r in new}
-    return [r for r in old if _key(r) not in keys] + new
+    commits = {r.get("commit") for r in new}
+    kept = [r for r in old if _key(r) not in keys and (append or r.get("commit") in commits)]
+    return kept + new
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -81,18 +111,33 @@ def read_results(path: Path) -> dict[str, Any]:
 
 
 def write_results(
-    path: Path, rows: Sequence[dict[str, Any]], *, command: str, seeds: Sequence[int], wall_s: float
+    path: Path, rows: Sequence[dict[str, Any]], *, command: str, seeds: Sequence[int], wall_s: float,
+    append: bool = False,
 ) -> dict[str, Any]:
-    """Merge ``rows`` into the JSON file at ``path`` (replacing rows with the same key) and write it atomically."""
+    """Merge ``rows`` into the JSON file at ``path`` (replacing rows with the same key) and write it atomically.
+
+    Every new row is stamped with its provenance (command, commit, date, xloc version). Rows already in the file
+    that another commit produced are dropped, with a warning, unless ``append`` is true.
+    """
     old = read_results(path)
     versions, machine = environment_info()
+    stamp = provenance(command)
+    new = [{**row, **{k: v for k, v in stamp.items() if k not in row}} for row in rows]
+    merged = merge_rows(old.get("rows", []), new, append=append)
+    keys, commits = {_key(r) for r in new}, {r["commit"] for r in new}
+    stale = 0 if append else sum(1 for r in old.get("rows", []) if _key(r) not in keys and r.get("commit")
+                                 not in commits)
+    if stale:
+        warnings.warn(f"{path}: dropped {stale} row(s) produced by another commit (pass append=True / --append "
+                      "to keep them beside the new ones)", stacklevel=2)
     doc = {
         "command": command,
         "seeds": list(seeds),
         "versions": versions,
         "machine": machine,
         "wall_s": round(float(wall_s), 2),
-        "rows": merge_rows(old.get("rows", []), rows),
+        "commits": sorted({str(r.get("commit")) for r in merged}),
+        "rows": merged,
     }
     atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
     return doc

@@ -37,7 +37,7 @@ import torch
 from xloc.data.fingerprints import Fingerprints
 from xloc.data.storage import load_fingerprints
 from xloc.errors import DataValidationError
-from xloc.eval.results import atomic_write_text
+from xloc.io import atomic_write_text
 from xloc.learn import maml
 from xloc.learn.meta_train import History
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, _mse, mmd_sample, mmd_to_reference

@@ -24,7 +24,7 @@ import numpy as np
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import DataValidationError
-from xloc.eval.results import atomic_write_text
+from xloc.io import atomic_write_text
 
 __all__ = ["RTPreset", "RT_PRESETS", "TwinSizes", "FULL_SIZES", "QUICK_SIZES", "generate_twin", "generate_twins",
            "load_twin", "twins_dir", "plot_twin", "preset_sites", "preset_users"]

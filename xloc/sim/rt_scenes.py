@@ -189,7 +189,7 @@ def office_xml(layout: OfficeLayout, day: int, seed: int = 0) -> str:
 
 def write_office_xml(folder: str | Path, layout: OfficeLayout, day: int, seed: int = 0) -> Path:
     """Write (atomically) and return ``folder/office-day{day}.xml``."""
-    from xloc.eval.results import atomic_write_text
+    from xloc.io import atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

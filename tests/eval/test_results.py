@@ -1,0 +1,63 @@
+import json
+import os
+import stat
+
+import pytest
+
+from xloc.eval.bench_report import write_report
+from xloc.eval.results import read_results, sample_std, write_results
+
+
+def _row(method, commit=None, **extra):
+    row = {"protocol": "p1", "method": method, "dataset": "d", "setting": "loeo", "target": "all", "k": 5,
+           "mean_m": 1.0, **extra}
+    if commit is not None:
+        row["commit"] = commit
+    return row
+
+
+def test_every_row_is_stamped_with_its_provenance(tmp_path):
+    doc = write_results(tmp_path / "p1.json", [_row("wknn")], command="xloc bench --protocol p1", seeds=[0],
+                        wall_s=1.0)
+    row = doc["rows"][0]
+    assert row["command"] == "xloc bench --protocol p1"
+    assert row["commit"] and row["commit"] != "unknown"
+    assert len(row["date"]) == 10 and row["xloc_version"]
+    assert read_results(tmp_path / "p1.json") == json.loads((tmp_path / "p1.json").read_text())
+
+
+def test_rows_of_another_commit_are_dropped_unless_appended(tmp_path):
+    path = tmp_path / "p1.json"
+    write_results(path, [_row("knn", commit="old"), _row("tl", commit="old")], command="a", seeds=[0], wall_s=1)
+    with pytest.warns(UserWarning, match="dropped 2 row"):
+        doc = write_results(path, [_row("wknn")], command="b", seeds=[0], wall_s=1)
+    assert [r["method"] for r in doc["rows"]] == ["wknn"]
+    write_results(path, [_row("knn", commit="old")], command="a", seeds=[0], wall_s=1, append=True)
+    doc = write_results(path, [_row("tl")], command="c", seeds=[0], wall_s=1, append=True)
+    assert sorted(r["method"] for r in doc["rows"]) == ["knn", "tl", "wknn"]
+    assert len(doc["commits"]) == 2
+    report = write_report(tmp_path, tmp_path / "REPORT.md").read_text()
+    assert "from several runs" in report and "`old`" in report
+
+
+def test_same_commit_rows_merge_by_key(tmp_path):
+    path = tmp_path / "p1.json"
+    write_results(path, [_row("knn"), _row("wknn")], command="a", seeds=[0], wall_s=1)
+    doc = write_results(path, [_row("knn", mean_m=2.0)], command="b", seeds=[0], wall_s=1)
+    assert {(r["method"], r["mean_m"]) for r in doc["rows"]} == {("knn", 2.0), ("wknn", 1.0)}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_result_files_follow_the_umask(tmp_path, umask):
+    path = tmp_path / "p1.json"
+    old = os.umask(umask)
+    try:
+        write_results(path, [_row("knn")], command="a", seeds=[0], wall_s=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_sample_std_uses_ddof_one():
+    assert sample_std([1.0, 3.0]) == pytest.approx(2 ** 0.5)
+    assert sample_std([1.0]) is None
