@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,41 @@ def make_rss_env(name: str = "lab", n_points: int = 6, reps: int = 2, n_ap: int 
     )
 
 
+#: Optional test groups: the variable that makes their absence a failure, and what runs them.
+OPTIONAL_GROUPS = {
+    "data": ("XLOC_REQUIRE_DATA", "the SODIndoorLoc CSVs at ../shared/data/sodindoorloc (beside the checkout)"),
+    "services": ("XLOC_REQUIRE_SERVICES", "PostgreSQL (XLOC_TEST_POSTGRES_URL) and Chromium: bash .ci/run"),
+    "raytrace": ("XLOC_REQUIRE_RAYTRACE", "EXTRAS=dev,raytrace make test with Debian's libllvm19 (bash .ci/run)"),
+    "federated": ("XLOC_REQUIRE_FEDERATED", "EXTRAS=dev,federated make test (bash .ci/run)"),
+}
+
+
+def skip_or_fail(group: str, reason: str) -> None:
+    """Skip a test of an optional ``group`` whose requirement is missing, or fail it when the group's
+    XLOC_REQUIRE_* variable says it must run (CI sets them all). Skips are listed at the end of the run."""
+    variable, _ = OPTIONAL_GROUPS[group]
+    if os.environ.get(variable):
+        pytest.fail(f"{variable} is set but {reason}")
+    pytest.skip(f"[{group}] {reason}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001 -- pytest's hook signature
+    """End every run with the optional groups that were skipped and what would run them."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        group = reason.split("[", 1)[1].split("]", 1)[0] if "[" in reason else "other"
+        counts[group] = counts.get(group, 0) + 1
+    if not counts:
+        terminalreporter.write_line("optional test groups: none skipped")
+        return
+    terminalreporter.section("skipped optional test groups")
+    for group, n in sorted(counts.items()):
+        variable, runs = OPTIONAL_GROUPS.get(group, ("", "see the skip reasons (pytest -rs)"))
+        terminalreporter.write_line(f"{group}: {n} test(s) skipped; they run with {runs}"
+                                    + (f"; {variable}=1 makes them fail instead" if variable else ""))
+
+
 @pytest.fixture
 def rss_env() -> Fingerprints:
     return make_rss_env()
@@ -46,5 +82,5 @@ def rss_set() -> FingerprintSet:
 @pytest.fixture(scope="session")
 def sod_root() -> Path:
     if not (DEFAULT_ROOT / "CETC331").is_dir():
-        pytest.skip(f"SODIndoorLoc not found at {DEFAULT_ROOT}")
+        skip_or_fail("data", f"SODIndoorLoc is not found at {DEFAULT_ROOT}")
     return DEFAULT_ROOT

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -41,6 +43,45 @@ def test_import_csv_and_bad_input(tmp_path):
     assert bad.exit_code == 2 and "row 2" in bad.output and "Traceback" not in bad.output
 
 
+def _survey_csv(path, split_code: int) -> None:
+    """Three floors of one building (six shared APs) as a survey CSV, one row per sample."""
+    from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
+
+    lines = ["floor,x,y," + ",".join(f"AP{i}" for i in range(6))]
+    for floor, family in enumerate("abc"):
+        ref, test = simulate_pathloss_environment(PathLossConfig(family=family, n_aps=6, n_test_points=30,
+                                                                 grid_spacing_m=4.0), seed=floor, name=family)
+        fp = ref if split_code == 0 else test
+        for (x, y), rss in zip(fp.positions_m[:, :2], fp.measurements, strict=True):
+            cells = ["100" if np.isnan(v) else f"{v:.1f}" for v in rss]  # SODIndoorLoc's "not heard" sentinel
+            lines.append(f"F{floor},{x:.2f},{y:.2f}," + ",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_evaluate_any_method_on_an_imported_survey(tmp_path):
+    train_csv, test_csv, data = tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "survey.h5"
+    _survey_csv(train_csv, 0)
+    _survey_csv(test_csv, 1)
+    common = ["--out", str(data), "--rss-prefix", "AP", "--env-column", "floor", "--not-heard", "100"]
+    assert runner.invoke(app, ["import", "csv", str(train_csv), *common]).exit_code == 0
+    r = runner.invoke(app, ["import", "csv", str(test_csv), *common, "--split", "test"])
+    assert r.exit_code == 0 and "splits: train, test" in r.output, r.output  # the test split does not replace train
+    out = tmp_path / "results"
+    r = runner.invoke(app, ["evaluate", "--data", str(data), "--method", "knn", "--method", "wknn", "--method",
+                            "agnn", "--param", "agnn.adapt_steps=20", "--k", "5", "--seeds", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((out / "loeo.json").read_text())["rows"]
+    methods = {row["method"] for row in rows if row["target"] == "all"}
+    assert methods == {"knn", "wknn", "agnn", "support-centroid"} and (out / "loeo_cdf.png").is_file()
+    assert all(row["commit"] and row["command"].startswith("xloc ") and row["date"] for row in rows)
+    assert "| knn |" in r.output
+    bad = runner.invoke(app, ["evaluate", "--data", str(data), "--method", "alloc", "--out", str(out)])
+    assert bad.exit_code == 2 and "accepts csi data" in flat(bad.output)
+    typo = runner.invoke(app, ["evaluate", "--data", str(data), "--method", "knn", "--param", "knn.kk=3",
+                               "--out", str(out)])
+    assert typo.exit_code == 2 and "valid: k, weighted" in flat(typo.output)
+
+
 def test_import_sodindoorloc(tmp_path, sod_root):
     out = tmp_path / "sod.h5"
     result = runner.invoke(app, ["import", "sodindoorloc", "--root", str(sod_root), "--out", str(out)])
@@ -49,7 +90,8 @@ def test_import_sodindoorloc(tmp_path, sod_root):
 
 
 def test_evaluate_p2(tmp_path):
-    result = runner.invoke(app, ["evaluate", "--protocol", "p2", "--seeds", "1", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["evaluate", "--protocol", "p2", "--seeds", "1", "--method", "knn", "--method", "wknn",
+                                 "--k", "10", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p2.json").is_file() and (tmp_path / "p2_cdf.png").is_file()
     bad = runner.invoke(app, ["evaluate", "--protocol", "p2", "--method", "magic", "--out", str(tmp_path)])
@@ -98,7 +140,7 @@ def test_train_adapt_predict(tmp_path):
     assert bad.exit_code == 2 and "no environment 'nope'" in bad.output and "Traceback" not in bad.output
     wrong = runner.invoke(app, ["predict", "--model", str(meta), "--data", str(data), "--env", "log_distance-s0",
                                 "-o", str(preds)])
-    assert wrong.exit_code != 0 and "adapt it first" in wrong.output
+    assert wrong.exit_code != 0 and "adapt(support)" in wrong.output
 
 
 def test_train_alloc_and_predict_with_references(tmp_path):
@@ -121,16 +163,20 @@ def test_train_alloc_and_predict_with_references(tmp_path):
     assert runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)]).exit_code == 0
     r = runner.invoke(app, [*base, "--references", str(o1b), "--random-model", str(rnd)])
     assert r.exit_code == 0, r.output
-    missing = runner.invoke(app, base)
-    assert missing.exit_code != 0 and "--references" in missing.output
+    missing = runner.invoke(app, [*base, "--coarse-error-m", "1"])
+    assert missing.exit_code != 0 and "references" in missing.output
     no_coarse = runner.invoke(app, [*base, "--references", str(o1b)])
     assert no_coarse.exit_code != 0 and "exactly one of" in no_coarse.output
     coarse.write_text("x_m,y_m\n1,2\n")
     short = runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)])
     assert short.exit_code != 0 and "1 rows" in flat(short.output) and "Traceback" not in short.output
-    wrong = runner.invoke(app, ["adapt", "--model", str(model), "--data", str(o1b), "--env", "o1b", "-o",
-                                str(tmp_path / "x")])
-    assert wrong.exit_code != 0 and "needs no adaptation" in wrong.output
+    # adapting an analogical model binds the references (0 steps); it then needs only the coarse fix
+    bound = runner.invoke(app, ["adapt", "--model", str(model), "--data", str(o1b), "--env", "o1b", "-o",
+                                str(tmp_path / "bound")])
+    assert bound.exit_code == 0 and "0 steps" in bound.output, bound.output
+    r = runner.invoke(app, ["predict", "--model", str(tmp_path / "bound"), "--data", str(o1b), "--env", "o1b",
+                            "--coarse-error-m", "1", "-o", str(preds)])
+    assert r.exit_code == 0 and "error mean" in r.output, r.output
 
 
 def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
@@ -142,8 +188,8 @@ def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
     r = runner.invoke(app, ["train", "--data", str(twins), "--method", "agml", "--iterations", "2", "-o", str(meta)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["adapt", "--model", str(meta), "--data", str(sod), "--env", "CETC331-F3", "--points",
-                            "5", "--steps", "2", "--alignment", "moments", "-o", str(adapted)])
-    assert r.exit_code == 0 and "unlabelled nodes" in r.output, r.output
+                            "5", "--steps", "2", "--param", "alignment=moments", "-o", str(adapted)])
+    assert r.exit_code == 0 and "unlabelled fingerprints" in r.output, r.output
     r = runner.invoke(app, ["predict", "--model", str(adapted), "--data", str(sod), "--env", "CETC331-F3",
                             "-o", str(preds)])
     assert r.exit_code == 0, r.output
@@ -192,6 +238,3 @@ def test_pretrain_finetune_predict_lwlm(tmp_path):
     bad = runner.invoke(app, ["finetune", "--data", str(data), "--env", "city-A-cond1", "--task", "depth",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "task must be one of" in flat(bad.output)
-    wrong = runner.invoke(app, ["predict", "--model", str(tmp_path / "toa"), "--data", str(data), "--env",
-                                "city-A-cond1", "--task", "aoa", "--out", str(tmp_path / "a.csv")])
-    assert wrong.exit_code == 2 and "not fine-tuned" in flat(wrong.output)

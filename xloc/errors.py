@@ -6,15 +6,24 @@ a user never has to read a stack trace from deep inside the library.
 
 from __future__ import annotations
 
-__all__ = ["XlocError", "DataValidationError", "FileFormatError", "NotFittedError", "UnknownEnvironmentError"]
+__all__ = ["XlocError", "ConfigError", "DataValidationError", "DataKindError", "FileFormatError", "NotFittedError",
+           "UnknownEnvironmentError"]
 
 
 class XlocError(Exception):
     """Base class of every error xloc raises on purpose."""
 
 
+class ConfigError(XlocError, ValueError):
+    """A hyper-parameter or method name that does not exist or has an invalid value (names the valid ones)."""
+
+
 class DataValidationError(XlocError, ValueError):
     """Measurements, positions or metadata that break the data model (shape, units, NaN, emptiness)."""
+
+
+class DataKindError(DataValidationError):
+    """Data of a kind (``rss``, ``csi``, ``csi_image``) the method does not accept; names method and kind."""
 
 
 class FileFormatError(XlocError, ValueError):

@@ -48,22 +48,24 @@ def test_same_support_for_every_method():
         def fit(self, sources):
             return self
 
-        def adapt(self, support, steps=0):
+        def adapt(self, support, *, steps=None, unlabelled=None):
             seen.setdefault((support.name, len(support)), set()).add(tuple(np.sort(support.point_ids)))
             return self
 
-        def predict(self, x):
+        def predict(self, x, *, references=None, coarse_positions_m=None):
             return np.zeros((len(x), 2))
 
-    run_leave_one_out("t", "tiny", tiny_data, ["m1", "m2"], [4], seeds=[0], all_data_reference=False,
+    run_leave_one_out("t", "tiny", tiny_data, ["knn", "mlp"], [4], seeds=[0], all_data_reference=False,
                       progress=False, factory=Spy)
     assert all(len(v) == 1 for v in seen.values())
 
 
 def test_p1_runs_on_real_data(sod_root):
     res = run_p1(["wknn"], root=str(sod_root), ks=[50], seeds=[0], targets=["CETC331-F3"], progress=False)
-    row = next(r for r in res.rows if r["target"] == "CETC331-F3" and r["k"] == 50)
-    assert 0.5 < row["mean_m"] < 15.0
+    row = next(r for r in res.rows if r["target"] == "CETC331-F3" and r["k"] == 50 and r["method"] == "wknn")
+    centroid = next(r for r in res.rows if r["target"] == "CETC331-F3" and r["k"] == 50
+                    and r["method"] == "support-centroid")
+    assert row["mean_m"] < 0.8 * centroid["mean_m"]  # WKNN must beat the trivial answer of the setting clearly
 
 
 def test_p2_default_families():
@@ -78,3 +80,37 @@ def test_unknown_target_is_rejected():
 
     with pytest.raises(DataValidationError, match="unknown target"):
         run_leave_one_out("t", "tiny", tiny_data, ["knn"], [3], seeds=[0], targets=["zz"], progress=False)
+
+
+def test_unlabelled_and_trivial_rows(tmp_path):
+    res = run_leave_one_out("t", "tiny", tiny_data, ["agnn"], [6], seeds=[0], targets=["a"], progress=False,
+                            params={"agnn": {"adapt_steps": 5, "hidden": 16, "latent": 8}})
+    methods = {r["method"] for r in res.rows}
+    assert methods == {"agnn", "support-centroid", "wknn"}
+    with pytest.raises(Exception, match="coarse"):
+        run_leave_one_out("t", "tiny", tiny_data, ["alloc"], [6], seeds=[0], progress=False)
+
+
+def test_kind_mismatch_and_unknown_params_are_refused():
+    from xloc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="accepts csi data"):
+        run_leave_one_out("t", "tiny", tiny_data, ["alloc-random"], [3], seeds=[0], progress=False)
+    with pytest.raises(ConfigError, match="not among the methods"):
+        run_leave_one_out("t", "tiny", tiny_data, ["knn"], [3], seeds=[0], progress=False, params={"tl": {}})
+
+
+def test_run_on_file_with_a_test_split(tmp_path):
+    from xloc.data.storage import save_fingerprints
+    from xloc.errors import DataValidationError
+    from xloc.eval.protocols import run_on_file
+
+    train, test = tiny_data(0)
+    path = tmp_path / "survey.h5"
+    save_fingerprints(path, {"train": train, "test": test})
+    res = run_on_file(str(path), ["wknn"], [5, None], [0, 1], progress=False)
+    assert {(r["dataset"], r["protocol"]) for r in res.rows} == {("survey", "loeo")}
+    assert {r["k"] for r in res.rows} == {5, None}
+    save_fingerprints(path, {"train": train})
+    with pytest.raises(DataValidationError, match="no split 'test'"):
+        run_on_file(str(path), ["wknn"], [5], [0], progress=False)

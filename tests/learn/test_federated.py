@@ -3,12 +3,11 @@ multi-process run give the centralised meta-parameters, and no raw fingerprint l
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import skip_or_fail
 from xloc.data.fingerprints import FingerprintSet
 from xloc.data.storage import save_fingerprints
 from xloc.errors import DataValidationError, NotFittedError
@@ -28,9 +27,7 @@ def _need_flwr() -> None:
     try:
         federated.require_flwr()
     except DataValidationError:
-        if os.environ.get("XLOC_REQUIRE_FEDERATED"):
-            pytest.fail("XLOC_REQUIRE_FEDERATED is set but flwr is not installed")
-        pytest.skip("Flower not installed (pip install 'xloc[federated]'; .ci/run does)")
+        skip_or_fail("federated", "Flower is not installed (pip install 'xloc[federated]')")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import skip_or_fail
 from xloc.cli import app as cli_app
 
 ADMIN = "admin-secret-for-tests"
@@ -106,9 +107,7 @@ def store_url(store: str, tmp: Path) -> str:
         return str(tmp / "store.db")
     url = os.environ.get("XLOC_TEST_POSTGRES_URL")
     if not url:
-        if os.environ.get("XLOC_REQUIRE_SERVICES"):
-            pytest.fail("XLOC_REQUIRE_SERVICES is set but XLOC_TEST_POSTGRES_URL is not")
-        pytest.skip("PostgreSQL not configured (set XLOC_TEST_POSTGRES_URL; .ci/run does)")
+        skip_or_fail("services", "PostgreSQL is not configured (XLOC_TEST_POSTGRES_URL)")
     return fresh_postgres_database(url)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.serve.conftest import ADMIN, lab_environment, wait_job
 
 CANVAS_INK = """() => {
@@ -22,9 +22,7 @@ CANVAS_INK = """() => {
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        if os.environ.get("XLOC_REQUIRE_SERVICES"):
-            pytest.fail("XLOC_REQUIRE_SERVICES is set but Chromium is not installed")
-        pytest.skip("Chromium not installed (apt-get install chromium; .ci/run does)")
+        skip_or_fail("services", "Chromium is not installed (apt-get install chromium)")
     return path
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import builtins
-import os
 
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
 from xloc.errors import DataValidationError
 from xloc.sim import raytrace
 from xloc.sim.raytrace import RTBaseStation, RTConfig, simulate_raytraced
@@ -19,9 +19,7 @@ def _need_sionna() -> None:
     try:
         raytrace.require_sionna()
     except DataValidationError as exc:
-        if os.environ.get("XLOC_REQUIRE_RAYTRACE"):
-            pytest.fail(f"XLOC_REQUIRE_RAYTRACE is set but Sionna RT is not usable: {exc}")
-        pytest.skip("Sionna RT not installed (pip install 'xloc[raytrace]'; .ci/run does)")
+        skip_or_fail("raytrace", f"Sionna RT is not usable: {exc}")
 
 
 def test_missing_sionna_explains_how_to_install(monkeypatch):

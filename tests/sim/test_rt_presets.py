@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
 from xloc.errors import DataValidationError
 from xloc.sim import raytrace
 from xloc.sim.rt_presets import QUICK_SIZES, RT_PRESETS, generate_twin, load_twin
@@ -18,9 +18,7 @@ def _rt():
     try:
         return raytrace.require_sionna()
     except DataValidationError as exc:
-        if os.environ.get("XLOC_REQUIRE_RAYTRACE"):
-            pytest.fail(f"XLOC_REQUIRE_RAYTRACE is set but Sionna RT is not usable: {exc}")
-        pytest.skip("Sionna RT not installed (pip install 'xloc[raytrace]')")
+        skip_or_fail("raytrace", f"Sionna RT is not usable: {exc}")
 
 
 def test_office_walls_stay_and_furniture_moves_between_days():

@@ -21,7 +21,8 @@ import numpy as np
 from xloc.errors import DataValidationError
 from xloc.learn.channel_tasks import SPEED_OF_LIGHT_M_S
 
-__all__ = ["toa_first_peak", "aoa_beam_scan", "single_bs_position", "multi_bs_position", "bs_axes"]
+__all__ = ["toa_first_peak", "aoa_beam_scan", "single_bs_position", "multi_bs_position", "bs_axes",
+           "model_based_positions"]
 
 
 def _channels(csi: np.ndarray) -> np.ndarray:
@@ -127,3 +128,21 @@ def multi_bs_position(toa_s: np.ndarray, aoa_rad: np.ndarray, bs_positions_m: np
         step = np.linalg.solve(normal, -(jtw @ r[..., None]))[..., 0]
         p = p + step
     return p
+
+
+def model_based_positions(csi: np.ndarray, bs_positions_m: np.ndarray, bs_orientations_rad: np.ndarray,
+                          subcarrier_spacing_hz: float, user_height_m: float, *,
+                          spacing_wavelengths: float = 0.5) -> np.ndarray:
+    """Positions ``(n, 2)`` [m] of complex CSI ``(n, B, M, K)`` with no learning: first-peak ToA and beam-scan AoA
+    per BS (elevation from the known heights and the estimated range), fused by :func:`multi_bs_position`
+    (:func:`single_bs_position` for one BS)."""
+    csi = np.asarray(csi)
+    bs = np.asarray(bs_positions_m, dtype=np.float64)
+    toa = np.stack([toa_first_peak(csi[:, j], subcarrier_spacing_hz) for j in range(len(bs))], axis=1)
+    slant = np.maximum(SPEED_OF_LIGHT_M_S * toa, 1e-3)
+    elevation = np.arcsin(np.clip((bs[None, :, 2] - user_height_m) / slant, -1, 1))
+    aoa = np.stack([aoa_beam_scan(csi[:, j], toa[:, j], subcarrier_spacing_hz, spacing_wavelengths=spacing_wavelengths,
+                                  elevation_rad=elevation[:, j]) for j in range(len(bs))], axis=1)
+    if len(bs) == 1:
+        return single_bs_position(toa[:, 0], aoa[:, 0], bs[0], float(bs_orientations_rad[0]), user_height_m)
+    return multi_bs_position(toa, aoa, bs, np.asarray(bs_orientations_rad, dtype=np.float64), user_height_m)

@@ -31,6 +31,7 @@ from xloc.figures import plt, save_figure
 from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
 from xloc.learn.references import ReferenceDB
 from xloc.learn.supervised import CsiRegressor, MultiTaskCsi
+from xloc.methods import get
 from xloc.sim.impairments import multiplicative_disturbance
 from xloc.sim.presets import simulate_scenario
 
@@ -87,14 +88,11 @@ def _baseline(name: str, scale: P3Scale) -> CsiRegressor:
 def _train_all(scenarios: FingerprintSet, scale: P3Scale, methods: Sequence[str]) -> dict[str, Any]:
     models: dict[str, Any] = {}
     for m in methods:
-        if m == "alloc":
-            models[m] = _alloc(scale).fit(scenarios)
-        elif m == "alloc-random":
-            models[m] = _alloc(scale, sampling="random").fit(scenarios)
-        elif m == "iclloc":
-            models[m] = _alloc(scale, architecture="icl").fit(scenarios)
+        spec = get(m)  # the registry's preset says which analogical variant or which architecture
+        if spec.capabilities.zero_shot_references:
+            models[m] = _alloc(scale, **spec.preset).fit(scenarios)
         else:
-            models[m] = _baseline(m, scale).fit(scenarios)
+            models[m] = _baseline(spec.preset["architecture"], scale).fit(scenarios)
     return models
 
 

@@ -33,6 +33,7 @@ from xloc.figures import plt, save_figure
 from xloc.learn.channel_tasks import SPEED_OF_LIGHT_M_S, TASK_UNITS, TASKS, labelled_users, task_errors, task_samples
 from xloc.learn.lwlm import LWLM, OBJECTIVES
 from xloc.learn.supervised import CsiTaskCNN
+from xloc.methods import get
 from xloc.sim.geometry import Scene
 from xloc.sim.scenarios import ScenarioEnvironment, build_outdoor, simulate_outdoor
 
@@ -189,7 +190,8 @@ def _rows(results: dict[Run, tuple[np.ndarray, float, int]], scale: P4Scale,
             "std": sample_std(means),
             "median": float(np.mean([np.median(e) for e, _, _ in runs])),
             "p90": float(np.mean([np.percentile(e, 90) for e, _, _ in runs])), "n_seeds": len(runs),
-            "labelled_users": runs[0][2], "steps": 0 if method == "model-based" else scale.finetune_steps,
+            "labelled_users": runs[0][2],
+            "steps": scale.finetune_steps if get(method).capabilities.adapts_with_labels else 0,
             "adapt_s": float(np.mean([s for _, s, _ in runs])), "train_s": pretrain_s.get(method),
         }
         if unit == "m":

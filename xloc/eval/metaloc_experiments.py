@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from xloc.baselines.histogram_knn import HistogramKNN
 from xloc.baselines.knn import KNNLocalizer
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
@@ -24,8 +23,8 @@ from xloc.features.knn_fingerprint import knn_rp_features
 from xloc.figures import plt, save_figure
 from xloc.learn import maml
 from xloc.learn.metaloc import MetaLoc, _mse
-from xloc.learn.metaloc_images import MetaLocImages
 from xloc.learn.rss_tasks import RadioMap, RSSTaskSampler, support_features
+from xloc.methods import create, get
 from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
 from xloc.sim.presets import simulate_scenario
 
@@ -244,14 +243,12 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
         keep = np.concatenate([np.flatnonzero(day5.point_ids == p)[:3] for p in np.unique(day5.point_ids)])
         support = day5.subset(keep)
         q = test[target]
-        for method in list(methods) + ["knn"]:
+        for method in list(methods) + ["histogram-knn"]:
             t0 = time.perf_counter()
-            if method == "knn":
-                model: Any = HistogramKNN(5).fit()
-                steps = 0
-            else:
-                model = MetaLocImages(method, seed=seed, iterations=iterations).fit(train.without(target))
-                steps = model.config.iterations
+            trains = get(method).capabilities.trains_on_sources
+            model = create(method, seed, **({"iterations": iterations} if trains else {}))
+            model.fit(train.without(target) if trains else None)
+            steps = iterations if trains else 0
             train_s = time.perf_counter() - t0
             adapted = model.adapt(support)
             t1 = time.perf_counter()
@@ -260,7 +257,7 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
             rows.append({"protocol": "metaloc-csi", "method": method, "dataset": room, "target": target,
                          "setting": "days1-4 -> day5", "k": 3, "seed": seed, "mean_m": s.mean_m,
                          "median_m": s.median_m, "p90_m": s.p90_m, "std_m": s.std_m,
-                         "data": "3 x 90" if method != "knn" else "3 x 90", "training_steps": steps,
+                         "data": "3 x 90", "training_steps": steps,
                          "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
                          "adapt_s": time.perf_counter() - t1})
     return rows

@@ -1,10 +1,18 @@
-"""The fixed evaluation protocols P1 (real RSS, SODIndoorLoc) and P2 (synthetic path-loss families).
+"""The leave-one-environment-out runner and the fixed protocols P1 (real RSS, SODIndoorLoc) and P2 (synthetic
+path-loss families) built on it.
 
-Both are leave-one-environment-out: for each target environment a method is ``fit`` on the other
-environments' reference (training) data, then for each support size ``k`` and seed it is ``adapt``-ed on all
-samples of ``k`` reference points drawn from the target's reference data and tested on the target's whole
-test data. The draw depends only on (seed, k, target), so every method sees the same support sets; nothing
-is ever tuned on the test part. "All data" rows adapt WKNN on the target's whole reference data.
+For each target environment a method is ``fit`` on the other environments' reference (training) data, then for
+each support size ``k`` and seed it is ``adapt``-ed on all samples of ``k`` reference points drawn from the
+target's reference data and tested on the target's whole test data. The draw depends only on (seed, k, target),
+so every method sees the same support sets; nothing is ever tuned on the test part. What else a method gets
+follows its registered capabilities, and every method with that capability gets the same thing:
+
+* ``uses_unlabelled``: the rest of the target's reference data, without its positions being read;
+* ``needs_coarse_fix``: a coarse position per test measurement, the truth plus U[-l, l] per axis (ALLoc's eq. 11)
+  with ``l = coarse_error_m``, drawn once per (seed, target) -- and a ``coarse-fix`` row scores that fix itself.
+
+Every run also scores the trivial answer of the setting, ``support-centroid`` (the mean position of the support
+set), and "all data" rows adapt WKNN (histogram KNN for CSI images) on the target's whole reference data.
 """
 
 from __future__ import annotations
@@ -17,22 +25,29 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from xloc.data.fingerprints import FingerprintSet
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import ENVIRONMENTS as SOD_ENVIRONMENTS
 from xloc.data.sodindoorloc import load_sodindoorloc
-from xloc.errors import DataValidationError
+from xloc.errors import ConfigError, DataValidationError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.eval.results import sample_std
+from xloc.learn.alloc import coarse_from_truth
 from xloc.learn.base import Localizer
-from xloc.methods import make_method
+from xloc.methods import create, get
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 
-__all__ = ["ProtocolResult", "run_leave_one_out", "run_p1", "run_p2", "P1_KS", "P2_RS", "DEFAULT_SEEDS"]
+__all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "P1_KS", "P2_RS", "DEFAULT_SEEDS",
+           "TRIVIAL_METHODS", "P1_METHODS"]
 
 P1_KS = (5, 10, 20, 50)
+#: The methods P1 and P2 compare (MetaLoc's Fig. 9 / Table II set).
+P1_METHODS = ("knn", "wknn", "maml", "maml-ts", "maml-dg", "tl", "ri")
 P2_RS = (10, 20, 30, 40, 54)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-ALL_DATA_METHOD = "wknn"
+#: "All data" reference per data kind.
+ALL_DATA_METHOD = {"rss": "wknn", "csi": "wknn", "csi_image": "histogram-knn"}
+#: Rows that score a trivial answer, not a method.
+TRIVIAL_METHODS = ("support-centroid", "coarse-fix")
 WITHIN_RADIUS_M = 5.0
 
 
@@ -74,35 +89,83 @@ def _aggregate(
     return row
 
 
+def _registry_factory(params: dict[str, dict[str, Any]]) -> Callable[[str, int], Localizer]:
+    return lambda name, seed: create(name, seed, **params.get(name, {}))
+
+
+def _rest_of(fp: Fingerprints, support: Fingerprints) -> Fingerprints | None:
+    """The target's reference samples outside the support's points (its unlabelled fingerprints)."""
+    rest = np.flatnonzero(~np.isin(fp.point_ids, np.unique(support.point_ids)))
+    return fp.subset(rest) if rest.size else None
+
+
 def run_leave_one_out(
     protocol: str,
     dataset: str,
     data_for_seed: Callable[[int], tuple[FingerprintSet, FingerprintSet]],
     methods: Sequence[str],
-    ks: Sequence[int],
+    ks: Sequence[int | None],
     seeds: Sequence[int] = DEFAULT_SEEDS,
     *,
     targets: Sequence[str] | None = None,
     steps: int | None = None,
     all_data_reference: bool = True,
     progress: bool = True,
-    factory: Callable[[str, int], Localizer] = make_method,
+    params: dict[str, dict[str, Any]] | None = None,
+    coarse_error_m: float | None = None,
+    factory: Callable[[str, int], Localizer] | None = None,
 ) -> ProtocolResult:
-    """Run a leave-one-environment-out protocol (see module docstring) and aggregate over seeds."""
+    """Run a leave-one-environment-out protocol (see module docstring) and aggregate over seeds.
+
+    ``methods`` are registered names; ``params`` maps a name to hyper-parameters; ``ks`` may hold None for "the
+    whole reference set of the target" as support.
+    """
     if not methods:
-        raise DataValidationError("no methods given")
+        raise ConfigError("no methods given")
     if not seeds:
-        raise DataValidationError("no seeds given")
+        raise ConfigError("no seeds given")
+    specs = {m: get(m) for m in dict.fromkeys(methods)}
+    for name, values in (params or {}).items():
+        if name not in specs:
+            raise ConfigError(f"hyper-parameters given for {name!r}, which is not among the methods run")
+        specs[name].create(0, **values)  # a misspelled or invalid hyper-parameter fails now, not hours in
+    make = factory or _registry_factory(params or {})
     first_train, _ = data_for_seed(seeds[0])
     names = list(first_train)
+    kinds = {fp.environment.kind for fp in first_train.values()}
+    if len(kinds) != 1:
+        raise DataValidationError(f"{dataset}: environments mix data kinds {sorted(kinds)}")
+    kind = kinds.pop()
+    for name, spec in specs.items():
+        if kind not in spec.kinds:
+            raise ConfigError(f"method {name!r} accepts {', '.join(spec.kinds)} data; {dataset} holds {kind!r}")
+        if spec.capabilities.needs_coarse_fix and coarse_error_m is None:
+            raise ConfigError(f"method {name!r} needs a coarse position per measurement: give coarse_error_m "
+                              "(--coarse-error-m L: the truth plus U[-L, L] m per axis, ALLoc's eq. 11)")
     targets = list(targets) if targets is not None else names
     unknown = [t for t in targets if t not in names]
     if unknown:
         raise DataValidationError(f"unknown target environments {unknown}; available: {names}")
+    if len(names) < 2 and any(s.capabilities.trains_on_sources for s in specs.values()):
+        raise DataValidationError(f"{dataset}: leave-one-environment-out needs at least two environments")
+    uses_coarse = any(s.capabilities.needs_coarse_fix for s in specs.values())
     # per (method, target, k) -> list of per-seed stats; per (method, k) -> pooled errors
     stats: dict[tuple[str, str, int | None], list[dict[str, float]]] = {}
     pooled: dict[tuple[str, int | None], list[np.ndarray]] = {}
-    run_methods = list(methods) + ([f"{ALL_DATA_METHOD}:all"] if all_data_reference else [])
+
+    def record(method: str, target: str, k: int | None, pred: np.ndarray, truth: np.ndarray, train_s: float,
+               adapt_s: float, n_steps: int) -> None:
+        err = localization_errors_m(pred, truth[:, : pred.shape[1]])
+        s = summarize_errors(err)
+        stats.setdefault((method, target, k), []).append(
+            {"mean_m": s.mean_m, "median_m": s.median_m, "p90_m": s.p90_m,
+             "p_within_5m": prob_within(err, WITHIN_RADIUS_M), "train_s": train_s, "adapt_s": adapt_s,
+             "steps": n_steps})
+        pooled.setdefault((method, k), []).append(err)
+
+    # k = None already adapts every method on the whole reference set: the "all data" row would repeat it
+    all_data_reference = all_data_reference and None not in ks
+    run_methods = list(specs) + ([f"{ALL_DATA_METHOD[kind]}:all"] if all_data_reference else [])
     total = len(seeds) * len(targets) * len(run_methods)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{protocol}", total=total)
@@ -111,36 +174,34 @@ def run_leave_one_out(
             for target in targets:
                 t_index = names.index(target)
                 sources = train.without(target) if len(train) > 1 else None
+                truth = test[target].positions_m
+                coarse = coarse_from_truth(truth, coarse_error_m, seed) if uses_coarse and coarse_error_m is not None \
+                    else None
+                supports: dict[int | None, Fingerprints] = {
+                    k: train[target] if k is None else train[target].sample_points(k, _support_rng(seed, k, t_index))
+                    for k in ks}
+                for k, support in supports.items():
+                    centroid = np.repeat(support.positions_m[:, :2].mean(0, keepdims=True), len(truth), 0)
+                    record("support-centroid", target, k, centroid, truth, 0.0, 0.0, 0)
+                    if coarse is not None:
+                        record("coarse-fix", target, k, coarse, truth, 0.0, 0.0, 0)
                 for entry in run_methods:
                     method, _, mode = entry.partition(":")
+                    caps = get(method).capabilities
                     bar.update(task, description=f"{protocol} seed {seed} {target} {entry}")
                     t0 = time.perf_counter()
-                    model = factory(method, seed).fit(sources)
+                    model = make(method, seed).fit(sources)
                     train_s = time.perf_counter() - t0
-                    k_list: list[int | None] = [None] if mode == "all" else list(ks)
-                    for k in k_list:
-                        if k is None:
-                            support = train[target]
-                        else:
-                            support = train[target].sample_points(k, _support_rng(seed, k, t_index))
+                    for k in ([None] if mode == "all" else list(ks)):
+                        support = train[target] if k is None else supports[k]
+                        unlabelled = _rest_of(train[target], support) if caps.uses_unlabelled else None
                         t1 = time.perf_counter()
-                        adapted = model.adapt(support) if steps is None else model.adapt(support, steps=steps)
+                        adapted = model.adapt(support, steps=steps, unlabelled=unlabelled)
                         adapt_s = time.perf_counter() - t1
-                        pred = adapted.predict(test[target].measurements)
-                        err = localization_errors_m(pred, test[target].positions_m)
-                        s = summarize_errors(err)
-                        stats.setdefault((method, target, k), []).append(
-                            {
-                                "mean_m": s.mean_m,
-                                "median_m": s.median_m,
-                                "p90_m": s.p90_m,
-                                "p_within_5m": prob_within(err, WITHIN_RADIUS_M),
-                                "train_s": train_s,
-                                "adapt_s": adapt_s,
-                                "steps": int(getattr(adapted, "adapt_steps_", 0)),
-                            }
-                        )
-                        pooled.setdefault((method, k), []).append(err)
+                        pred = adapted.predict(test[target].measurements,
+                                               coarse_positions_m=coarse if caps.needs_coarse_fix else None)
+                        record(method, target, k, pred, truth, train_s, adapt_s,
+                               int(getattr(adapted, "adapt_steps_", 0)))
                     bar.advance(task)
     rows = [_aggregate(protocol, dataset, m, t, k, v) for (m, t, k), v in stats.items()]
     # Average over targets, per seed, so the std is over seeds of the target-averaged mean error.
@@ -153,6 +214,9 @@ def run_leave_one_out(
             )
         rows.append(_aggregate(protocol, dataset, method, "all", k, per_seed))
     rows.sort(key=lambda r: (r["target"] != "all", r["target"], r["k"] is None, r["k"] or 0, r["method"]))
+    for row in rows:
+        if uses_coarse:
+            row["coarse_error_m"] = coarse_error_m
     return ProtocolResult(
         protocol, rows, {key: np.concatenate(v) for key, v in pooled.items()}, tuple(seeds)
     )
@@ -162,10 +226,11 @@ def run_p1(
     methods: Sequence[str],
     *,
     root: str | None = None,
-    ks: Sequence[int] = P1_KS,
+    ks: Sequence[int | None] = P1_KS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     targets: Sequence[str] | None = None,
     steps: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """P1: leave-one-environment-out on SODIndoorLoc (CETC331 floors 1-3, HCXY, SYL)."""
@@ -176,7 +241,7 @@ def run_p1(
         raise DataValidationError(f"SODIndoorLoc is missing environments {missing}")
     return run_leave_one_out(
         "p1", "sodindoorloc", lambda seed: (train, test), methods, ks, seeds,
-        targets=targets, steps=steps, progress=progress,
+        targets=targets, steps=steps, params=params, progress=progress,
     )
 
 
@@ -196,11 +261,14 @@ def p2_environments(seed: int, config: PathLossConfig | None = None) -> tuple[Fi
 def run_p2(
     methods: Sequence[str],
     *,
-    rs: Sequence[int] = P2_RS,
+    rs: Sequence[int | None] = P2_RS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     config: PathLossConfig | None = None,
     steps: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    targets: Sequence[str] | None = None,
     progress: bool = True,
+    ks: Sequence[int | None] | None = None,
 ) -> ProtocolResult:
     """P2: the five path-loss families (24 APs, 2440 MHz), R reference points, leave-one-family-out.
 
@@ -208,6 +276,43 @@ def run_p2(
     and draws the R reference points from its 2 m survey grid.
     """
     return run_leave_one_out(
-        "p2", "pathloss", lambda seed: p2_environments(seed, config), methods, rs, seeds,
-        steps=steps, progress=progress,
+        "p2", "pathloss", lambda seed: p2_environments(seed, config), methods, ks or rs, seeds,
+        steps=steps, params=params, targets=targets, progress=progress,
     )
+
+
+def run_on_file(
+    data: str,
+    methods: Sequence[str],
+    ks: Sequence[int | None],
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    *,
+    split: str = "train",
+    test_data: str | None = None,
+    test_split: str | None = None,
+    targets: Sequence[str] | None = None,
+    steps: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    coarse_error_m: float | None = None,
+    progress: bool = True,
+) -> ProtocolResult:
+    """Leave-one-environment-out on a user's xloc HDF5 file: ``split`` holds every environment's reference
+    (labelled) data; the test data comes from ``test_split`` of the same file (default ``"test"``) or of
+    ``test_data``. The protocol name is ``"loeo"`` and the dataset the file's stem."""
+    from pathlib import Path
+
+    from xloc.data.storage import list_splits, load_fingerprints
+
+    train = load_fingerprints(data, split)[split]
+    source = test_data or data
+    wanted = test_split or "test"
+    if wanted not in list_splits(source):
+        raise DataValidationError(f"{source}: no split {wanted!r} to test on (splits: {list_splits(source)}); "
+                                  "import test points with --split test, or give --test-data / --test-split")
+    test = load_fingerprints(source, wanted)[wanted]
+    missing = [name for name in (targets or list(train)) if name not in test]
+    if missing:
+        raise DataValidationError(f"{source}: split {wanted!r} has no test data for environment(s) {missing}")
+    return run_leave_one_out("loeo", Path(data).stem, lambda seed: (train, test), methods, ks, seeds,
+                             targets=targets, steps=steps, params=params, coarse_error_m=coarse_error_m,
+                             progress=progress)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,33 @@ _WEIGHTS = "weights.safetensors"
 _META = "meta.json"
 
 
-def save_model_folder(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write ``tensors`` (safetensors) and ``meta`` (JSON) to the folder ``path`` atomically."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_model_folder(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+    parts: dict[str, Callable[[Path], Any]] | None = None,
+) -> Path:
+    """Write ``tensors`` (safetensors) and ``meta`` (JSON) to the folder ``path`` atomically.
+
+    ``parts`` maps a sub-folder name to a function that saves a nested model there (an estimator's engine), so
+    the whole folder appears at once. The folder and its files get the permissions the user's umask gives.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a colleague or a service account must read models
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / _WEIGHTS))
         doc = {"format": "xloc-model", "format_version": MODEL_FORMAT_VERSION, **meta}
         (tmp / _META).write_text(json.dumps(doc, indent=1))
+        for written in (tmp / _WEIGHTS, tmp / _META):  # safetensors writes 0600 whatever the umask says
+            os.chmod(written, 0o666 & ~_umask())
+        for name, save_part in (parts or {}).items():
+            save_part(tmp / name)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

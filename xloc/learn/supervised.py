@@ -15,9 +15,11 @@ networks learn in metres of the area they were trained on -- which is why they c
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ from torch import nn
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.csi import angle_delay, csi_channels
+from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.models.csi_nets import CsiCNN, MFCNet
 
 __all__ = ["CsiRegressor", "MultiTaskCsi", "CsiTaskCNN", "ARCHITECTURES", "csi_inputs"]
@@ -126,6 +129,7 @@ class CsiRegressor:
         self.centre_m_ = positions.mean(0)
         self.scale_m_ = float(positions.std(0).mean()) + 1e-6
         self.network_ = _network(cfg, inputs)
+        self.input_shape_ = tuple(int(v) for v in inputs.shape[1:])
         t0 = time.perf_counter()
         self._train_on(inputs, positions, cfg.epochs, np.random.default_rng([cfg.seed, 11]), callback)
         self.train_s_ = time.perf_counter() - t0
@@ -172,6 +176,25 @@ class CsiRegressor:
                 out.append(self.network_(torch.from_numpy(inputs[s : s + chunk])).numpy())
         return self.centre_m_ + self.scale_m_ * np.concatenate(out).astype(np.float64)
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Weights (safetensors) and configuration/standardisation (JSON)."""
+        self._check()
+        meta = {"kind": "CsiRegressor", "config": asdict(self.config), "input_shape": list(self.input_shape_),
+                "centre_m": self.centre_m_.tolist(), "scale_m": self.scale_m_, "train_s": self.train_s_}
+        return save_model_folder(path, dict(self.network_.state_dict()), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CsiRegressor:
+        tensors, meta = load_model_folder(path, "CsiRegressor")
+        obj = cls(**meta["config"])
+        obj.input_shape_ = tuple(meta["input_shape"])
+        obj.network_ = _network(obj.config, np.zeros((1, *obj.input_shape_), np.float32))
+        obj.network_.load_state_dict(tensors)
+        obj.network_.eval()
+        obj.centre_m_, obj.scale_m_ = np.asarray(meta["centre_m"]), float(meta["scale_m"])
+        obj.train_s_ = float(meta["train_s"])
+        return obj
+
 
 class MultiTaskCsi:
     """Multi-task learning: a shared backbone (default AD_CNN) and one linear head per scenario."""
@@ -194,6 +217,7 @@ class MultiTaskCsi:
         cfg = self.config
         per = [csi_inputs(cfg.architecture, fp.measurements) for fp in items]
         self.network_ = _network(cfg, per[0])
+        self.input_shape_ = tuple(int(v) for v in per[0].shape[1:])
         self.scenarios_ = [fp.name for fp in items]
         self.heads_ = nn.ModuleList(self._new_head() for _ in items)
         self.norm_ = {fp.name: self._norm(fp) for fp in items}
@@ -256,6 +280,33 @@ class MultiTaskCsi:
             out = self._forward(x, torch.full((len(x),), group, dtype=torch.long)).numpy()
         centre, scale = self.norm_[scenario]
         return centre + scale * out.astype(np.float64)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Backbone and every head (safetensors), scenarios and their standardisation (JSON)."""
+        if not hasattr(self, "network_"):
+            raise NotFittedError("multi-task model is not fitted: nothing to save")
+        tensors = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
+        tensors.update({f"heads.{k}": v for k, v in self.heads_.state_dict().items()})
+        meta = {"kind": "MultiTaskCsi", "config": asdict(self.config), "input_shape": list(self.input_shape_),
+                "scenarios": self.scenarios_, "norm": {k: [c.tolist(), s] for k, (c, s) in self.norm_.items()},
+                "train_s": self.train_s_}
+        return save_model_folder(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MultiTaskCsi:
+        tensors, meta = load_model_folder(path, "MultiTaskCsi")
+        obj = cls(**meta["config"])
+        obj.input_shape_ = tuple(meta["input_shape"])
+        obj.network_ = _network(obj.config, np.zeros((1, *obj.input_shape_), np.float32))
+        obj.network_.load_state_dict({k.removeprefix("network."): v for k, v in tensors.items()
+                                      if k.startswith("network.")})
+        obj.network_.eval()
+        obj.scenarios_ = list(meta["scenarios"])
+        obj.heads_ = nn.ModuleList(obj._new_head() for _ in obj.scenarios_)
+        obj.heads_.load_state_dict({k.removeprefix("heads."): v for k, v in tensors.items() if k.startswith("heads.")})
+        obj.norm_ = {k: (np.asarray(c), float(s)) for k, (c, s) in meta["norm"].items()}
+        obj.train_s_ = float(meta["train_s"])
+        return obj
 
 
 class CsiTaskCNN:

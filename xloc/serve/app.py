@@ -32,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from xloc.errors import XlocError
-from xloc.serve.calibration import CALIBRATION_METHODS, EnvironmentInfo, ServedModel, calibrate, load_version
+from xloc.serve.calibration import EnvironmentInfo, ServedModel, calibrate, calibration_spec, load_version
 from xloc.serve.db import Database, array_bytes, bytes_array
 from xloc.serve.map_page import MAP_HTML
 from xloc.serve.schemas import (
@@ -366,14 +366,12 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
     @app.post("/environments/{env_id}/calibrations", status_code=202)
     def start_calibration(body: CalibrationRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
         env = service.info(env_id)
-        if CALIBRATION_METHODS[body.method] != env.kind:
-            raise HTTPException(422, f"method {body.method!r} serves {CALIBRATION_METHODS[body.method]} "
-                                     f"environments; {env_id!r} holds {env.kind}")
+        try:
+            calibration_spec(body.method, env.kind, body.base_model, list(service.base_models))
+        except XlocError as exc:
+            raise HTTPException(422, str(exc)) from None
         if body.base_model is not None and body.base_model not in service.base_models:
             raise HTTPException(422, f"no base model {body.base_model!r}; registered: {sorted(service.base_models)}")
-        if body.method != "wknn" and body.base_model is None:
-            raise HTTPException(422, f"method {body.method!r} adapts a base model: name one of "
-                                     f"{sorted(service.base_models)} in base_model")
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         with service.db.transaction() as tx:

@@ -1,40 +1,43 @@
 """Calibration: turn an environment's uploaded labelled fingerprints into an immutable, servable model version.
 
-| method | data | what calibration does | uncertainty |
-|---|---|---|---|
-| ``wknn`` | RSS | indexes the reference points | weighted RMS spread of the 5 neighbours [m] |
-| ``metaloc`` | RSS | adapts a registered MetaLoc meta-model with the labelled points (gradient steps) | none |
-| ``alloc`` | CSI | indexes the labelled pairs as references of a registered ALLoc model (no gradient step) | none |
-
-A version is a folder written atomically (safetensors + JSON, :mod:`xloc.learn.checkpoint`); a failed
-calibration writes nothing, so the previous version keeps serving.
+Any registered method that accepts the environment's kind can calibrate (``xloc methods``): one that learns
+nothing from source environments (``wknn``, ``agnn``, ...) is created fresh and adapted to the uploads; one that
+does (``maml``, ``maml-dg``, ``alloc``, ...) adapts a base model of that method registered with ``xloc serve
+--model NAME=PATH`` (analogical models only index the uploads as references, no gradient step). The version is
+the adapted estimator's folder (safetensors + JSON, written atomically); a failed calibration writes nothing, so
+the previous version keeps serving. Methods that report a spread (KNN/WKNN: the neighbours' weighted RMS
+distance [m]) return it as the uncertainty.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from xloc.baselines.knn import KNNLocalizer
 from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
-from xloc.learn.alloc import Analogical
-from xloc.learn.checkpoint import load_model_folder, read_model_kind, save_model_folder
-from xloc.learn.metaloc import AdaptedMetaLoc, MetaLoc
-from xloc.learn.references import ReferenceDB
+from xloc.methods import MethodSpec, get, load_model
 
-__all__ = ["CALIBRATION_METHODS", "EnvironmentInfo", "ServedModel", "calibrate", "load_version"]
+__all__ = ["EnvironmentInfo", "ServedModel", "calibrate", "load_version", "calibration_spec"]
 
-#: method -> the measurement kind it serves
-CALIBRATION_METHODS = {"wknn": "rss", "metaloc": "rss", "alloc": "csi"}
-WKNN_K = 5
+
+def calibration_spec(method: str, kind: str, base_model: str | None, base_models: list[str]) -> MethodSpec:
+    """The spec of ``method`` if it can calibrate an environment of ``kind`` with ``base_model``; else a
+    :class:`DataValidationError` / :class:`ConfigError` saying why."""
+    spec = get(method)
+    if kind not in spec.kinds:
+        raise DataValidationError(f"method {method!r} serves {' or '.join(spec.kinds)} environments; this one holds "
+                                  f"{kind}")
+    if spec.capabilities.trains_on_sources and base_model is None:
+        raise DataValidationError(f"method {method!r} adapts a base model: name one of {sorted(base_models)} in "
+                                  "base_model")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -70,93 +73,48 @@ class ServedModel:
         return self._locate(measurements, coarse_m)
 
 
-def _base_model(path: Path | None, method: str) -> Any:
-    if path is None:
-        raise DataValidationError(f"calibration method {method!r} needs a registered base model (xloc serve "
-                                  f"--model NAME=PATH, then base_model: NAME)")
-    kind = read_model_kind(path)
-    if method == "metaloc" and kind != "MetaLoc":
-        raise DataValidationError(f"base model {path} is a {kind!r}; metaloc calibration needs a MetaLoc "
-                                  "meta-model (xloc train --method maml|maml-ts|maml-dg)")
-    if method == "alloc" and kind != "Analogical":
-        raise DataValidationError(f"base model {path} is a {kind!r}; alloc calibration needs an ALLoc model "
-                                  "(xloc train --method alloc|alloc-random)")
-    return MetaLoc.load(path) if method == "metaloc" else Analogical.load(path)
-
-
 def calibrate(method: str, env: EnvironmentInfo, positions_m: np.ndarray, measurements: np.ndarray, out: Path,
               *, base_model: Path | None = None, steps: int | None = None,
               progress: Callable[[float, str], None] = lambda f, m: None) -> dict[str, Any]:
     """Build version folder ``out`` from the labelled data; returns a JSON-able summary of what was done."""
-    if method not in CALIBRATION_METHODS:
-        raise DataValidationError(f"calibration method must be one of {sorted(CALIBRATION_METHODS)}, got {method!r}")
-    if CALIBRATION_METHODS[method] != env.kind:
-        raise DataValidationError(f"method {method!r} serves {CALIBRATION_METHODS[method]} environments; "
-                                  f"{env.id!r} holds {env.kind}")
+    spec = calibration_spec(method, env.kind, None if base_model is None else str(base_model), [])
     if len(positions_m) < 2:
         raise DataValidationError(f"environment {env.id!r} has {len(positions_m)} labelled fingerprint(s); upload "
                                   "at least 2 before calibrating")
     t0 = time.perf_counter()
     progress(0.05, "loading data")
     fp = env.fingerprints(positions_m, measurements)
-    if method == "wknn":
-        knn = KNNLocalizer(WKNN_K, weighted=True).adapt(fp)
-        save_model_folder(out, {"radio_map_dbm": torch.from_numpy(knn.radio_map_dbm_),
-                                "positions_m": torch.from_numpy(knn.positions_m_)},
-                          {"kind": "served-wknn", "k": WKNN_K, "floor_dbm": knn.floor_dbm})
-        info: dict[str, Any] = {"references": int(len(knn.positions_m_))}
-    elif method == "metaloc":
-        meta = _base_model(base_model, method)
-        progress(0.2, "adapting MetaLoc")
-        adapted = meta.adapt(fp, steps=steps)
-        adapted.save(out)
-        info = {"steps": int(adapted.adapt_steps_), "base_model": str(base_model)}
+    info: dict[str, Any] = {}
+    if spec.capabilities.trains_on_sources:
+        assert base_model is not None
+        model = load_model(base_model)
+        if model.method_name != method:
+            raise DataValidationError(f"base model {base_model} is a {model.method_name!r} model; method "
+                                      f"{method!r} needs one trained with xloc train --method {method}")
+        info["base_model"] = str(base_model)
     else:
-        model = _base_model(base_model, method)
-        progress(0.2, "indexing references")
-        db = model.references(fp)
-        tensors = {f"model.{k}": v for k, v in model.model_.state_dict().items()}
-        tensors.update({"references.features": torch.from_numpy(np.ascontiguousarray(db.features)),
-                        "references.positions_m": torch.from_numpy(np.ascontiguousarray(db.positions_m))})
-        save_model_folder(out, tensors, {"kind": "served-alloc", "config": asdict(model.config),
-                                         "n_features": model.n_features_, "feature_kind": db.feature_kind,
-                                         "base_model": str(base_model)})
-        info = {"references": len(db), "base_model": str(base_model)}
+        model = spec.create(0).fit(None)
+    progress(0.2, f"adapting {method}")
+    adapted = model.adapt(fp, steps=steps)
+    adapted.save(out)
+    info.update(references=len(fp), steps=int(getattr(adapted, "adapt_steps_", 0)))
     progress(1.0, "done")
     return {**info, "seconds": time.perf_counter() - t0}
 
 
 def load_version(path: Path) -> ServedModel:
     """Load a version folder (safetensors, no pickle) as a :class:`ServedModel`."""
-    kind = read_model_kind(path)
-    if kind == "served-wknn":
-        tensors, meta = load_model_folder(path, kind)
-        knn = KNNLocalizer(int(meta["k"]), weighted=True, floor_dbm=float(meta["floor_dbm"]))
-        knn.fit_arrays(tensors["radio_map_dbm"].numpy(), tensors["positions_m"].numpy())
+    model = load_model(path)
+    spec = get(model.method_name)
+    spread = getattr(model, "predict_with_spread", None)
 
-        def wknn(x: np.ndarray, _coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-            pos, spread = knn.predict_with_spread(x)
-            return pos[:, :2], spread
+    def locate(x: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        if spec.capabilities.needs_coarse_fix and coarse is None:
+            raise DataValidationError(f"this {spec.name} version samples references around a coarse position: send "
+                                      "coarse_positions_m (e.g. GNSS) with the fingerprints")
+        if spread is not None:
+            pos, uncertainty = spread(x)
+            return pos[:, :2], uncertainty
+        return model.predict(x, coarse_positions_m=coarse)[:, :2], None
 
-        return ServedModel("wknn", wknn)
-    if kind == "AdaptedMetaLoc":
-        adapted = AdaptedMetaLoc.load(path)
-        return ServedModel("metaloc", lambda x, _c: (adapted.predict(x)[:, :2], None))
-    if kind == "served-alloc":
-        tensors, meta = load_model_folder(path, kind)
-        model = Analogical(**meta["config"])
-        model.n_features_ = int(meta["n_features"])
-        model.model_ = model._new_model(model.n_features_)
-        model.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        model.model_.eval()
-        db = ReferenceDB(tensors["references.features"].numpy(), tensors["references.positions_m"].numpy(),
-                         feature_kind=meta["feature_kind"])
-
-        def alloc(x: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-            if model.config.sampling == "neighbourhood" and coarse is None:
-                raise DataValidationError("this ALLoc version samples references around a coarse position: send "
-                                          "coarse_positions_m (e.g. GNSS) with the fingerprints")
-            return model.predict(x, db, coarse), None
-
-        return ServedModel("alloc", alloc)
-    raise DataValidationError(f"{path}: not a served model version (kind {kind!r})")
+    return ServedModel(spec.name, locate)

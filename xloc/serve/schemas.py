@@ -92,9 +92,10 @@ class LocateRequest(_Measurements):
 
 
 class CalibrationRequest(_Strict):
-    method: Literal["wknn", "metaloc", "alloc"] = "wknn"
+    method: str = Field("wknn", max_length=64, description="a registered method that accepts the environment's "
+                                                           "kind (xloc methods)")
     base_model: str | None = Field(None, description="name of a model registered with xloc serve --model")
-    steps: int | None = Field(None, ge=0, le=1000, description="metaloc: adaptation steps")
+    steps: int | None = Field(None, ge=0, le=1000, description="adaptation steps (methods that train)")
 
 
 class PinRequest(_Strict):

@@ -279,6 +279,8 @@ def simulate_outdoor(
         "n_antennas": bs[0].n_antennas, "max_order": int(scene.max_order), "rain_rate_mm_h": scene.rain_rate_mm_h,
         "n_surfaces": len(scene.surfaces), "n_scatterers": len(scene.scatterers),
         "bs_orientation_rad": float(bs[0].orientation_rad), "user_height_m": env.user_height_m,
+        "bs_orientations_rad": ",".join(f"{b.orientation_rad:.9g}" for b in bs),
+        "bs_spacing_wavelengths": float(bs[0].spacing_wavelengths),
         **scene.attrs,
     }
     if snr_db is not None:

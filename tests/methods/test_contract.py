@@ -1,0 +1,38 @@
+"""Every registered method passes check_localizer on the small problem of its first data kind."""
+
+import pytest
+
+from xloc.methods import get, names
+from xloc.methods.checks import check_localizer
+
+#: Methods that do not beat the trivial answer of the check problem at a test-sized budget, with what was measured.
+#: Strict: the day one of them passes, the mark must go.
+DOES_NOT_LEARN_AT_CHECK_BUDGET = {
+    "iclloc": "ICLLoc does not beat the mean of its neighbourhood references in an unseen mo1 cell: 3.49 m vs "
+              "3.13 m at 300 steps, 3.83 m at 600 (ALLoc 2.65 m at 200); P3 saw the same cross-scenario (0.96 vs "
+              "0.92 m, o1 -> o1b)",
+}
+
+
+def test_at_least_twenty_methods_are_registered():
+    assert len(names()) >= 20
+
+
+@pytest.mark.parametrize("name", names())
+def test_check_localizer(name):
+    if name not in DOES_NOT_LEARN_AT_CHECK_BUDGET:
+        report = check_localizer(name)
+        assert report.mean_m < min(report.trivial_m.values())
+        return
+    try:
+        check_localizer(name)
+    except AssertionError as exc:  # every other check passed; only the learning check may fail, as measured
+        assert "does not beat" in str(exc), str(exc)
+        pytest.xfail(f"{exc} -- {DOES_NOT_LEARN_AT_CHECK_BUDGET[name]}")
+    pytest.fail(f"{name} now beats the trivial answers: take it off DOES_NOT_LEARN_AT_CHECK_BUDGET")
+
+
+@pytest.mark.parametrize("name", ["knn", "wknn"])
+def test_check_localizer_on_csi(name):
+    assert get(name).kinds == ("rss", "csi")
+    check_localizer(name, kind="csi")

@@ -1,0 +1,107 @@
+"""What every command module shares: the Typer apps, the console, friendly errors and small helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console, JustifyMethod
+from rich.markup import escape
+from rich.table import Table
+
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.data.storage import load_fingerprints
+from xloc.errors import XlocError
+from xloc.eval.metrics import localization_errors_m, summarize_errors
+from xloc.io import atomic_write_text
+
+app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
+
+
+import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+console = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn xloc's boundary errors into one red line and exit code 2 instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except XlocError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def dataset_table(title: str, fset: FingerprintSet) -> Table:
+    table = Table(title=escape(title))
+    for col in ("environment", "kind", "samples", "points", "APs", "area [m²]", "heard"):
+        justify: JustifyMethod = "right" if col not in ("environment", "kind") else "left"
+        table.add_column(escape(col), justify=justify, overflow="fold")
+    for fp in fset.values():
+        s = fp.summary()
+        heard = f"{s['heard_frac']:.0%}" if "heard_frac" in s else "-"
+        table.add_row(str(s["environment"]), str(s["kind"]), str(s["samples"]), str(s["points"]),
+                      str(s["aps"]), f"{s['area_m2']:.0f}", heard)
+    return table
+
+
+def environments(path: Path, split: str, envs: list[str] | None, exclude: list[str] | None) -> FingerprintSet:
+    data = load_fingerprints(path, split)[split]
+    names = envs or list(data)
+    for name in list(names) + list(exclude or []):
+        data[name]  # raises a KeyError naming the available environments
+    return FingerprintSet(data[n] for n in names if n not in set(exclude or []))
+
+
+def torchrun(nproc: int, arguments: list[str]) -> int:
+    """Run ``python -m xloc.cli ARGUMENTS`` as ``nproc`` ranks of one standalone torchrun job; its exit code."""
+    import subprocess
+
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+              "--module", "xloc.cli", *arguments]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run(launch, env=env, check=False).returncode
+
+
+def write_positions(pred: np.ndarray, fp: Fingerprints, out: Path) -> None:
+    err = localization_errors_m(pred, fp.positions_m[:, : pred.shape[1]])
+    rows = zip(pred, fp.positions_m, err, strict=True)
+    lines = ["x_m,y_m,true_x_m,true_y_m,error_m"] + [
+        f"{p[0]:.4f},{p[1]:.4f},{t[0]:.4f},{t[1]:.4f},{e:.4f}" for p, t, e in rows
+    ]
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    s = summarize_errors(err)
+    console.print(f"{len(pred)} positions -> {out}; error mean {s.mean_m:.2f} m, median {s.median_m:.2f} m, "
+                  f"p90 {s.p90_m:.2f} m")
+
+
+def parse_params(items: list[str] | None, *, option: str = "--param") -> dict[str, Any]:
+    """``KEY=VALUE`` strings as hyper-parameters; values are read as JSON where they parse (numbers, lists,
+    true/false/null), else kept as text."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{option} wants KEY=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params

@@ -1,0 +1,110 @@
+"""ALLoc (Mateformer analogical learning), its random-sampling variant and ICLLoc: trained on source scenarios,
+they localize in an unseen one from its labelled (CSI, position) references with no gradient step.
+
+``adapt(support)`` only binds the support set as the reference database (0 steps); ``predict`` may instead be
+given other ``references``. Neighbourhood sampling (``alloc``, ``iclloc``) needs a coarse position per
+measurement (``coarse_positions_m``, e.g. GNSS); ``alloc-random`` needs none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.errors import DataValidationError
+from xloc.learn.alloc import ALLocConfig, Analogical
+from xloc.learn.base import Estimator
+from xloc.learn.references import ReferenceDB
+from xloc.methods.registry import Capabilities, MethodSpec, register
+
+__all__ = ["AnalogicalEstimator"]
+
+
+class AnalogicalEstimator(Estimator):
+    """ALLoc / ICLLoc behind the estimator contract (hyper-parameters: :class:`~xloc.learn.alloc.ALLocConfig`)."""
+
+    Config = ALLocConfig
+    kinds = ("csi",)
+    engine_kinds = ("Analogical",)
+    progress = False
+
+    def fit(self, sources: FingerprintSet | None = None) -> AnalogicalEstimator:
+        self._check_kind(sources, "source")
+        if sources is None:
+            raise DataValidationError(f"{self._owner()} needs at least one training scenario")
+        engine = Analogical(progress=self.progress, **dataclasses.asdict(self.config))
+        self.engine_ = engine.fit(sources)
+        self.train_s_ = engine.train_s_
+        return self
+
+    def adapt(self, support: Fingerprints, *, steps: int | None = None,
+              unlabelled: Fingerprints | None = None) -> AnalogicalEstimator:
+        """Bind the support set as the reference database; no gradient step is taken."""
+        self._check_kind(support, "support")
+        self._require("engine_")
+        return self._adapted_copy(references_=self.engine_.references(support), adapt_steps_=0,
+                                  sample_shape_=support.measurements.shape[1:])
+
+    def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        self._require("engine_")
+        if references is not None:
+            self._check_kind(references, "reference")
+            db, shape = self.engine_.references(references), references.measurements.shape[1:]
+        elif hasattr(self, "references_"):
+            db, shape = self.references_, self.sample_shape_
+        else:
+            raise DataValidationError(f"{self._owner()} localizes from references: pass references=... or "
+                                      "adapt(support) first")
+        x = self._check_measurements(measurements, "csi", shape)
+        if self.config.sampling == "neighbourhood" and coarse_positions_m is None:
+            raise DataValidationError(f"{self._owner()} samples references around a coarse position: pass "
+                                      "coarse_positions_m (n, 2) [m], e.g. GNSS")
+        return self.engine_.predict(x, db, coarse_positions_m, seed=self.config.seed)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        if not hasattr(self, "engine_"):
+            return {}, {}, {}
+        tensors, meta = {}, {}
+        if hasattr(self, "references_"):
+            tensors = {"references/features": torch.from_numpy(self.references_.features),
+                       "references/positions_m": torch.from_numpy(self.references_.positions_m)}
+            meta = {"references": self.references_.name, "sample_shape": list(self.sample_shape_)}
+        return tensors, {"fitted": True, **meta}, {"engine": self.engine_.save}
+
+    def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
+        if meta.get("fitted"):
+            self.engine_ = Analogical.load(folder / "engine")
+            self.train_s_ = self.engine_.train_s_
+        if "references" in meta:
+            self.references_ = ReferenceDB(tensors["references/features"].numpy(),
+                                           tensors["references/positions_m"].numpy(), meta["references"],
+                                           self.config.features)
+            self.sample_shape_, self.adapt_steps_ = tuple(meta["sample_shape"]), 0
+
+    @classmethod
+    def from_engine(cls, folder: Path) -> AnalogicalEstimator:
+        engine = Analogical.load(folder)
+        est = cls(**dataclasses.asdict(engine.config))
+        est.engine_, est.train_s_ = engine, engine.train_s_
+        return est
+
+
+_SMALL = {"steps": 200, "d_model": 32, "depth": 2, "n_heads": 2, "d_ff": 64, "batch_size": 16, "n_neighbors": 32,
+          "refs_range": (16, 32), "queries_range": (1, 16)}
+_ZERO_SHOT: dict[str, Any] = dict(trains_on_sources=True, zero_shot_references=True, budget_field="steps",
+                                  distributable=True)
+register(MethodSpec("alloc", "ALLoc: Mateformer analogical learning, neighbourhood sampling around a coarse fix",
+                    AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True), {},
+                    "analogical_learning_alloc", _SMALL))
+register(MethodSpec("alloc-random", "ALLoc with random reference sampling (no coarse fix needed)",
+                    AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT), {"sampling": "random"},
+                    "analogical_learning_alloc", _SMALL))
+register(MethodSpec("iclloc", "ICLLoc: a single causal Transformer over (CSI, location) pairs (ALLoc's ICL baseline)",
+                    AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True),
+                    {"architecture": "icl"}, "analogical_learning_alloc", _SMALL))
