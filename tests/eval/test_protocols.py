@@ -87,8 +87,12 @@ def test_unlabelled_and_trivial_rows(tmp_path):
                             params={"agnn": {"adapt_steps": 5, "hidden": 16, "latent": 8}})
     methods = {r["method"] for r in res.rows}
     assert methods == {"agnn", "support-centroid", "wknn"}
-    with pytest.raises(Exception, match="coarse"):
-        run_leave_one_out("t", "tiny", tiny_data, ["alloc"], [6], seeds=[0], progress=False)
+    from xloc.errors import ConfigError
+    from xloc.sim.presets import simulate_scenario
+
+    cells = simulate_scenario("mo1", 8, 0)
+    with pytest.raises(ConfigError, match="needs a coarse position"):
+        run_leave_one_out("t", "cells", lambda seed: (cells, cells), ["alloc"], [3], seeds=[0], progress=False)
 
 
 def test_kind_mismatch_and_unknown_params_are_refused():

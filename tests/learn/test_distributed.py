@@ -25,8 +25,9 @@ def test_two_gloo_ranks_match_the_single_process_run(tmp_path):
     assert single.exit_code == 0, single.output
     ddp = runner.invoke(app, [*common, "--nproc", "2", "-o", str(tmp_path / "ddp")])
     assert ddp.exit_code == 0, ddp.output
-    a = load_file(str(tmp_path / "single" / "weights.safetensors"))
-    b = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
+    # a trained estimator's folder keeps the engine's weights in engine/
+    a = load_file(str(tmp_path / "single" / "engine" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "engine" / "weights.safetensors"))
     assert a.keys() == b.keys() and len(a) > 0
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     refused = runner.invoke(app, ["train", "--data", str(data), "--method", "maml-dg", "--nproc", "2", "-o",
@@ -42,9 +43,9 @@ def test_two_gloo_ranks_train_alloc_like_one_process(tmp_path):
     assert runner.invoke(app, [*common, "-o", str(tmp_path / "one")]).exit_code == 0
     two = runner.invoke(app, [*common, "--nproc", "2", "-o", str(tmp_path / "two")])
     assert two.exit_code == 0, two.output
-    a = load_file(str(tmp_path / "one" / "weights.safetensors"))
-    b = load_file(str(tmp_path / "two" / "weights.safetensors"))
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    a = load_file(str(tmp_path / "one" / "engine" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "two" / "engine" / "weights.safetensors"))
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
 def test_two_gloo_ranks_pretrain_lwlm_like_one_process(tmp_path):

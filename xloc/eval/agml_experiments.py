@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from xloc.baselines.knn import KNNLocalizer
+from xloc.baselines.mlp import MLPRegressor
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import environment_ap_floors, load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m
 from xloc.eval.results import sample_std
 from xloc.figures import plt, save_figure
 from xloc.learn.agml import AGML, AGNNLocalizer, node_features
-from xloc.models.mlp import MLP
 from xloc.sim.impairments import add_awgn
 from xloc.sim.presets import simulate_drive, simulate_scenario
 from xloc.sim.twin import fit_pathloss_twin, simulate_twins
@@ -130,20 +129,9 @@ def _knn(labelled: Fingerprints, test: Fingerprints, weighted: bool, k: int = 5)
 
 
 def _mlp(labelled: Fingerprints, test: Fingerprints, steps: int, seed: int) -> np.ndarray:
-    torch.manual_seed(seed)
-    x = torch.from_numpy(node_features(labelled))
-    pos = labelled.positions_m[:, :2]
-    centre, scale = pos.mean(0), float(pos.std(0).mean()) + 1.0
-    y = torch.from_numpy(((pos - centre) / scale).astype(np.float32))
-    net = MLP(x.shape[1], 2, (64, 64))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(steps):
-        loss = ((net(x) - y) ** 2).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return centre + scale * net(torch.from_numpy(node_features(test))).numpy().astype(np.float64)
+    """The registry's MLP baseline (xloc.baselines.mlp): trained on the labelled fingerprints alone."""
+    model = MLPRegressor((64, 64), steps, 3e-3, seed).fit(node_features(labelled), labelled.positions_m[:, :2])
+    return model.predict(node_features(test))
 
 
 def _labelled(case: Case, k: int, seed: int) -> Fingerprints:

@@ -191,7 +191,8 @@ def _rows(results: dict[Run, tuple[np.ndarray, float, int]], scale: P4Scale,
             "median": float(np.mean([np.median(e) for e, _, _ in runs])),
             "p90": float(np.mean([np.percentile(e, 90) for e, _, _ in runs])), "n_seeds": len(runs),
             "labelled_users": runs[0][2],
-            "steps": scale.finetune_steps if get(method).capabilities.adapts_with_labels else 0,
+            # row labels are a registered method, possibly with an ablation ("lwlm without sf-mcm")
+            "steps": scale.finetune_steps if get(method.split()[0]).capabilities.adapts_with_labels else 0,
             "adapt_s": float(np.mean([s for _, s, _ in runs])), "train_s": pretrain_s.get(method),
         }
         if unit == "m":
