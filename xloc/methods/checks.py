@@ -74,13 +74,12 @@ def problem(kind: str) -> Problem:
     elif kind == "csi_image":
         from xloc.sim.presets import simulate_scenario
 
-        days = simulate_scenario("lab", 720, 0, days=3)  # 8 images per point: MetaLoc's 3 support + 5 query
+        days = simulate_scenario("lab", 270, 0, days=3)  # 3 images per point and day (MetaLoc's support)
         test = simulate_scenario("lab", 90, 0, days=3, split="test")["lab-day3"]
         test = test.subset(np.arange(0, len(test), 3))  # 30 test images keep per-image adaptation quick
         names = list(days)
         sources = FingerprintSet(days[n] for n in names[:2])
         reference = days[names[2]]
-        reference = reference.subset(np.flatnonzero(np.arange(len(reference)) % 8 < 3))  # 3 images per RP
         support = reference  # MetaLoc's CSI setting: images of every RP of the new day (the paper's 3 x 90)
     else:
         raise ConfigError(f"no check problem for kind {kind!r}")
