@@ -29,9 +29,11 @@ def _provenance(doc: dict[str, Any]) -> str:
     for row in doc.get("rows", []):
         key = tuple(str(row.get(k, "not recorded")) for k in ("command", "commit", "date", "xloc_version"))
         groups[key] = groups.get(key, 0) + 1
+    backfilled = any("provenance" in row for row in doc.get("rows", []))
+    note = " (backfilled from git history: the commit that committed the file; not rerun since)" if backfilled else ""
     if len(groups) == 1:
         command, commit, date, version = next(iter(groups))
-        return head + f"  \nEvery row: commit `{commit}`, {date}, xloc {version}, `{command}`"
+        return head + f"  \nEvery row: commit `{commit}`{note}, {date}, xloc {version}, `{command}`"
     lines = ["| rows | commit | date | xloc | command |", "|---|---|---|---|---|"]
     lines += [f"| {n} | `{c}` | {d} | {v} | `{cmd}` |" for (cmd, c, d, v), n in sorted(groups.items(),
                                                                                       key=lambda kv: kv[0][2])]
