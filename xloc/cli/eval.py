@@ -129,6 +129,8 @@ def list_methods(
     console.print(table)
 
 
+#: What the demo compares: registered names, baselines first.
+DEMO_METHODS = ("knn", "wknn", "ri", "tl", "maml", "maml-dg")
 BENCHES = ("p1", "p2", "p3", "p4", "p5", "twins", "service", "perf", "sim-speed", "metaloc", "metaloc-csi")
 
 
@@ -311,7 +313,7 @@ def demo(
     table = Table(title=f"xloc demo: localization in an unseen environment (seed {seed})")
     for col in ("method", "mean [m]", "median [m]", "p90 [m]", "P(err<5 m)", "steps", "train [s]", "adapt [s]"):
         table.add_column(escape(col), justify="left" if col == "method" else "right", overflow="fold")
-    for name in ("knn", "wknn", "ri", "tl", "maml", "maml-dg"):
+    for name in DEMO_METHODS:
         t1 = time.perf_counter()
         # A shorter meta-training than the benchmarks' keeps the demo well under two minutes on 2 cores.
         spec = get(name)

@@ -18,6 +18,7 @@ Fitted state ends in ``_``. Errors are distinct: :class:`ConfigError` (bad hyper
 
 from __future__ import annotations
 
+import abc
 import copy
 import dataclasses
 import os
@@ -29,7 +30,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 import numpy as np
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
-from xloc.errors import ConfigError, DataKindError, DataValidationError, NotFittedError
+from xloc.errors import ConfigError, DataKindError, DataValidationError, FileFormatError, NotFittedError
 
 __all__ = ["Localizer", "Estimator", "clone", "make_config", "KINDS"]
 
@@ -81,7 +82,7 @@ def make_config(config_class: type, params: Mapping[str, Any], owner: str) -> An
         raise ConfigError(f"{owner}: {exc}") from None
 
 
-class Estimator:
+class Estimator(abc.ABC):
     """Base class: hyper-parameters in a frozen ``Config`` dataclass; scikit-learn's parameter manners.
 
     Subclasses set ``Config`` (with defaults and validation in ``__post_init__``) and ``kinds`` (the data kinds
@@ -99,20 +100,20 @@ class Estimator:
     progress: bool = False
 
     # ------------------------------------------------------------------ the verbs (subclasses implement them)
+    @abc.abstractmethod
     def fit(self, sources: FingerprintSet | None = None) -> Self:
         """Learn from the historical (source) environments; returns ``self``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def adapt(self, support: Fingerprints, *, steps: int | None = None,
               unlabelled: Fingerprints | None = None) -> Self:
         """A new estimator specialised to the support set's environment; ``self`` is not changed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
         """Positions [m] ``(n, 2|3)`` (ToA/AoA heads: their quantity) for measurements of the adapted
         environment."""
-        raise NotImplementedError
 
     def __init__(self, **params: Any) -> None:
         self.config = make_config(self.Config, params, self._owner())
@@ -200,17 +201,18 @@ class Estimator:
                "params": _jsonable(self.get_params()), "state": meta}
         return save_model_folder(path, tensors, doc, parts)
 
+    @abc.abstractmethod
     def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """(tensors, JSON metadata, {sub-folder: saver}) of the fitted state."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
-        raise NotImplementedError
+        """Set the fitted state saved by :meth:`_state`."""
 
     @classmethod
     def from_engine(cls: type[E], folder: Path) -> E:
-        """The estimator around an engine model folder of one of :attr:`engine_kinds`."""
-        raise NotImplementedError
+        """The estimator around an engine model folder of one of :attr:`engine_kinds` (none by default)."""
+        raise FileFormatError(f"{folder}: {cls.__name__} reads no engine model folders")
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
