@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from xloc.eval.bench_report import write_report
+from xloc.bench.report import write_report
 from xloc.eval.results import read_results, sample_std, write_results
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from xloc.bench import lwlm as lx
 from xloc.errors import DataValidationError, NotFittedError
-from xloc.eval import lwlm_experiments as lx
 from xloc.learn.channel_tasks import TASKS, task_errors, task_samples
 from xloc.learn.lwlm import LWLM, block_masks, info_nce, masked_reconstruction_loss
 

@@ -43,7 +43,7 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except XlocError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,30 +129,28 @@ def list_methods(
 
 #: What the demo compares: registered names, baselines first.
 DEMO_METHODS = ("knn", "wknn", "ri", "tl", "maml", "maml-dg")
-BENCHES = ("p1", "p2", "p3", "p4", "p5", "twins", "service", "perf", "sim-speed", "metaloc", "metaloc-csi")
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]], *, command: str, seeds: list[int], started: float,
-                append: bool = False) -> None:
-    from xloc.eval.results import write_results
-
-    write_results(path, rows, command=command, seeds=seeds, wall_s=time.perf_counter() - started, append=append)
-
-
 QUICK_RESULTS = Path("benchmarks/results-quick")
+
+
+def _bench_help() -> str:
+    from xloc.bench.registry import names
+
+    return ", ".join(names())
 
 
 @app.command()
 @friendly
 def bench(
-    protocol: Annotated[list[str] | None, typer.Option(help=f"{', '.join(BENCHES)} (repeat; default all)")] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds for p1/p2")] = 5,
+    protocol: Annotated[list[str] | None, typer.Option(help=f"{_bench_help()} (repeat; default all)")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2; metaloc uses the "
+                                            "first 3, metaloc-csi the first 2)")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path | None, typer.Option(help="Results folder (default benchmarks/results, or "
                                                   "benchmarks/results-quick with --quick)")] = None,
-    experiment: Annotated[list[str] | None, typer.Option(help="p3: single, multi, rain, traffic, tokens, "
-                                                              "complexity; p4: main, unseen, ablation; twins: p3, "
-                                                              "p4, p5 (repeat; default all)")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help="Parts of the benches that have them: p3 single, "
+                                                              "multi, rain, traffic, tokens, complexity; p4 main, "
+                                                              "unseen, ablation; p5 sodindoorloc, o1-drive; twins "
+                                                              "p3, p4, p5 (repeat; default all)")] = None,
     methods: Annotated[list[str] | None, typer.Option(help="p1/p2: registered methods to run (repeat; default "
                                                            "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
     append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
@@ -162,115 +158,32 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
                                              "few minutes); results go to benchmarks/results-quick")] = False,
 ) -> None:
-    """Benchmarks: the fixed protocols with every registered method, speed and load; then the report."""
-    from xloc.eval.bench_report import write_report
-    from xloc.eval.protocols import run_p1, run_p2
-    from xloc.eval.report import save_protocol_result
-    from xloc.eval.results import markdown_table, write_results
-    from xloc.eval.speed import simulator_speed_rows
+    """Benchmarks: every registered bench (or those named), each writing its result file as it goes; then the
+    report."""
+    from xloc.bench import registry
+    from xloc.bench.report import write_report
 
     out = out or (QUICK_RESULTS if quick else Path("benchmarks/results"))
-    wanted = protocol or [b for b in BENCHES if not (quick and b == "metaloc-csi")]
-    unknown = sorted(set(wanted) - set(BENCHES))
-    if unknown:
-        raise typer.BadParameter(f"unknown protocol(s) {unknown}; expected {', '.join(BENCHES)}")
-    from xloc.eval.protocols import P1_METHODS
-
-    chosen = list(methods or P1_METHODS)
-    for name in chosen:
+    chosen = ([registry.get(p) for p in protocol] if protocol
+              else [s for s in registry.specs() if s.in_quick or not quick])
+    for name in methods or []:
         get(name)
+    if experiment:
+        known = {e for spec in chosen for e in spec.experiment_names()}
+        unknown = sorted(set(experiment) - known)
+        if unknown:
+            raise typer.BadParameter(f"unknown experiment(s) {unknown} for {', '.join(s.name for s in chosen)}; "
+                                     f"expected {', '.join(sorted(known)) or 'none (these benches have no parts)'}")
+    if seeds < 1:
+        raise typer.BadParameter("--seeds must be >= 1")
     command = "xloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    seed_list = [0] if quick else list(range(seeds))
     started = time.perf_counter()
-    for p in wanted:
-        t0 = time.perf_counter()
-        if p in ("metaloc", "metaloc-csi"):
-            from xloc.eval import metaloc_experiments as mx
-
-            if p == "metaloc" and quick:
-                rows = mx.maml_speed(repeats=3)
-            elif p == "metaloc":
-                rows = mx.maml_speed() + mx.task_similarity_table()
-                rows += mx.adaptation_curves("p1", out, seeds=seed_list[:3])
-                rows += mx.adaptation_curves("p2", out, seeds=seed_list[:3])
-                rows += mx.convergence_curves(out)
-                rows += mx.parameter_distance_and_data_curves(out)
-            else:
-                rows = mx.csi_image_table("hall", seeds=seed_list[:2]) + mx.csi_image_table("lab", seeds=seed_list[:2])
-            write_results(out / f"{p}.json", rows, command=command, append=append, seeds=seed_list,
-                          wall_s=time.perf_counter() - t0)
-        elif p == "p3":
-            from xloc.eval import alloc_experiments as ax
-
-            unknown_exp = sorted(set(experiment or []) - set(ax.EXPERIMENTS))
-            if unknown_exp:
-                raise typer.BadParameter(f"unknown experiment(s) {unknown_exp}; expected {', '.join(ax.EXPERIMENTS)}")
-            scale = replace(ax.QUICK if quick else ax.FULL, progress=True)
-            for exp in experiment or list(ax.EXPERIMENTS):  # write after each: hours of work are not lost
-                rows = ax.run_p3(scale, out, [exp])
-                write_results(out / "p3.json", rows, command=command, append=append, seeds=[scale.seed],
-                              wall_s=time.perf_counter() - t0)
-        elif p == "p4":
-            from xloc.eval import lwlm_experiments as lx
-
-            scale4 = lx.QUICK if quick else lx.FULL
-            parts = [e for e in experiment or lx.PARTS if e in lx.PARTS] or list(lx.PARTS)
-            lx.run_p4(scale4, out, parts, progress=True, checkpoint=functools.partial(
-                _write_rows, out / "p4.json", command=command, append=append, seeds=list(scale4.seeds), started=t0))
-        elif p == "p5":
-            from xloc.eval import agml_experiments as gx
-
-            scale5 = gx.QUICK if quick else gx.FULL
-            for dataset in ("sodindoorloc", "o1-drive"):
-                rows = gx.run_p5(scale5, out, [dataset])
-                write_results(out / "p5.json", rows, command=command, append=append, seeds=list(scale5.seeds),
-                              wall_s=time.perf_counter() - t0)
-        elif p == "twins":
-            from xloc.eval import twin_experiments as tx
-            from xloc.sim.rt_presets import twins_dir
-
-            if not (twins_dir() / "manifest.json").is_file():
-                if quick:
-                    console.print(f"twins: skipped, no ray-traced collection in {twins_dir()} (make twins)")
-                    continue
-                raise typer.BadParameter(f"no ray-traced twin collection in {twins_dir()}: run `make twins` first "
-                                         "(or set XLOC_TWINS_DIR)")
-            parts_t = [e for e in experiment or tx.PARTS if e in tx.PARTS] or list(tx.PARTS)
-            rows = tx.collection_rows() + tx.run_twins(tx.QUICK if quick else tx.FULL, out, parts_t, progress=True)
-            write_results(out / "twins.json", rows, command=command, append=append, seeds=[0],
-                          wall_s=time.perf_counter() - t0)
-        elif p == "perf":
-            from xloc.eval.performance import run_perf
-
-            rows = run_perf(out, quick)
-            write_results(out / "perf.json", rows, command=command, append=append, seeds=[0],
-                          wall_s=time.perf_counter() - t0)
-        elif p == "service":
-            from xloc.serve.loadtest import run_service_bench
-
-            rows = run_service_bench(requests=40 if quick else 400)
-            write_results(out / "service.json", rows, command=command, append=append, seeds=[0],
-                          wall_s=time.perf_counter() - t0)
-            console.print(markdown_table(rows, [("clients", "clients"), ("batch", "batch"), ("req/s", "requests_per_s"),
-                                                ("fingerprints/s", "fingerprints_per_s"), ("p50 ms", "p50_ms"),
-                                                ("p99 ms", "p99_ms"), ("failed", "failed")]), markup=False)
-        elif p == "sim-speed":
-            rows = simulator_speed_rows(200 if quick else users)
-            write_results(out / "speed.json", rows, command=command, append=append, seeds=[0],
-                          wall_s=time.perf_counter() - t0)
-            console.print(markdown_table(rows, [("preset", "dataset"), ("environments", "environments"),
-                                                ("users", "n_users"), ("users/s", "value")]), markup=False)
-        else:
-            if p == "p1" and quick:
-                result = run_p1(chosen, seeds=seed_list, ks=(10,), targets=("SYL",))
-            elif p == "p1":
-                result = run_p1(chosen, seeds=seed_list)
-            elif quick:
-                result = run_p2(chosen, seeds=seed_list, rs=(10,))
-            else:
-                result = run_p2(chosen, seeds=seed_list)
-            save_protocol_result(result, out, command=command, append=append, wall_s=time.perf_counter() - t0)
-        console.print(f"{p}: {time.perf_counter() - t0:.1f} s")
+    for spec in chosen:
+        ctx = registry.BenchContext(out=out, command=command, quick=quick, seeds=[0] if quick else list(range(seeds)),
+                                    methods=methods, experiments=experiment, users=users, append=append,
+                                    log=lambda text: console.print(text, markup=False))
+        spec.runner()(ctx)
+        console.print(f"{spec.name}: {ctx.elapsed_s():.1f} s")
     report_path = out.parent / "REPORT.md" if out.resolve() == Path("benchmarks/results").resolve() \
         else out / "REPORT.md"
     console.print(f"report: {write_report(out, report_path)}; all protocols {time.perf_counter() - started:.0f} s")
@@ -284,7 +197,7 @@ def report(
     = None,
 ) -> None:
     """Regenerate benchmarks/REPORT.md from the committed result files."""
-    from xloc.eval.bench_report import write_report
+    from xloc.bench.report import write_report
 
     console.print(f"wrote {write_report(results, out)}")
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from xloc.eval.performance import knn_vs_sklearn, peak_flops, run_perf
+from xloc.bench.perf import knn_vs_sklearn, peak_flops, run_perf
 
 
 def test_knn_matches_sklearn_and_ratio_is_measured():

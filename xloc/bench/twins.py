@@ -20,10 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from xloc.bench import agml as gx
+from xloc.bench import alloc as ax
+from xloc.bench import lwlm as lx
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
-from xloc.eval import agml_experiments as gx
-from xloc.eval import alloc_experiments as ax
-from xloc.eval import lwlm_experiments as lx
+from xloc.errors import ConfigError
+from xloc.eval.results import markdown_table
 from xloc.sim.impairments import add_awgn
 from xloc.sim.raytrace import xloc_scene
 from xloc.sim.rt_presets import OUTDOOR_SCENES, RT_PRESETS, load_twin, twins_dir
@@ -140,3 +144,34 @@ def collection_rows(root: str | os.PathLike[str] | None = None) -> list[dict[str
                                 f"depth {p.max_depth}",
                      "users_per_s": e["users"] / e["seconds"]})
     return rows
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol twins``: the collection's manifest, then the chosen parts on it (``make twins``)."""
+    if not (twins_dir() / "manifest.json").is_file():
+        if ctx.quick:
+            ctx.log(f"twins: skipped, no ray-traced collection in {twins_dir()} (make twins)")
+            return
+        raise ConfigError(f"no ray-traced twin collection in {twins_dir()}: run `make twins` first "
+                          "(or set XLOC_TWINS_DIR)")
+    rows = collection_rows() + run_twins(QUICK if ctx.quick else FULL, ctx.out, ctx.select(PARTS), progress=True)
+    ctx.write("twins", rows, seeds=[0])
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    rows = doc["rows"]
+    coll = [r for r in rows if r.get("protocol") == "twins-collection"]
+    text = ""
+    if coll:
+        text += ("The collection (`make twins`; Sionna RT, 2 CPU cores, LLVM back-end; seconds include scene "
+                 "loading and JIT):\n\n" + markdown_table(coll, [
+                     ("preset", "dataset"), ("scene", "scene"), ("radio", "setting"),
+                     ("environments", "environments"),
+                     ("users", "n_users"), ("no-path users", "no_path_users"), ("LoS share", "los_fraction"),
+                     ("seconds", "seconds"), ("users/s", "users_per_s"), ("MB", "mb")]) + "\n\n")
+    for title, module in (("P3 on ray-traced scenes", ax),
+                          ("P4 on ray-traced scenes", lx), ("P5 on ray-traced twins", gx)):
+        body = module.summary_markdown(rows)
+        if body.strip():
+            text += f"### {title}\n\n{body}\n\n"
+    return text + markdown_images(results, sorted(p.name for p in results.glob("*_rt-*.png")))

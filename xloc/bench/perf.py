@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
+from xloc.eval.results import markdown_table
 from xloc.figures import plt, save_figure
 
 __all__ = ["peak_flops", "knn_vs_sklearn", "learn2learn_status", "training_flop_fraction", "profile_summary",
@@ -317,3 +320,55 @@ def run_perf(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     rows += scaling(out, quick)
     rows += simulator_vs_sionna(50 if quick else 500)
     return rows
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol perf``: speed against peers and the machine."""
+    ctx.write("perf", run_perf(ctx.out, ctx.quick), seeds=[0])
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    rows = doc["rows"]
+    peak = next((r for r in rows if r.get("metric") == "peak_gflops"), None)
+    out = []
+    if peak:
+        out.append(f"Machine peak: {peak['value']:.1f} GFLOP/s ({peak['setting']}).\n")
+    knn = [r for r in rows if r.get("metric") == "queries_per_s"]
+    if knn:
+        out.append("WKNN prediction, xloc vs scikit-learn on the same data (`ratio` = xloc's speed-up):\n\n"
+                   + markdown_table(knn, [("method", "method"), ("queries/s", "value"), ("setting", "setting"),
+                                          ("ratio", "ratio"), ("max position difference [m]",
+                                                               "max_position_difference_m")]) + "\n")
+    l2l = next((r for r in rows if r.get("method") == "learn2learn"), None)
+    if l2l:
+        why = ("" if l2l["value"] == "importable" else
+               " It is deliberately not installed: `pip install --dry-run learn2learn` (0.2.0) resolves to torch "
+               "2.14.1 as a multi-GB CUDA build, torchvision, numpy 1.26 and gsutil, replacing the pinned CPU torch; "
+               "the vmapped-vs-loop ratio in the MetaLoc section is the meta-training speed comparison instead.")
+        out.append(f"learn2learn MAML: {l2l['value']}.{why}\n")
+    sim = [r for r in rows if r.get("metric") == "users_per_s"]
+    if sim:
+        out.append(f"CSI simulator against Sionna RT on the same layout size ({sim[0]['setting']}; `ratio` = "
+                   "xloc's speed-up over warm Sionna):\n\n"
+                   + markdown_table(sim, [("simulator", "method"), ("users/s", "value"), ("ratio", "ratio")]) + "\n")
+    train = [r for r in rows if r.get("metric") == "training_gflops"]
+    if train:
+        out.append("Training steps against the peak (FLOPs counted by torch.utils.flop_counter):\n\n"
+                   + markdown_table(train, [("loop", "method"), ("GFLOP/s", "value"),
+                                            ("fraction of peak", "fraction_of_peak"), ("step [ms]", "step_ms"),
+                                            ("what", "setting")]) + "\n")
+    prof = [r for r in rows if r.get("metric") == "profile"]
+    if prof:
+        out.append("Where the time goes (torch.profiler, self CPU time of the top operators):\n\n"
+                   + markdown_table(prof, [("loop", "method"), ("top operators", "value")]) + "\n")
+    scal = [r for r in rows if r.get("metric") == "scaling"]
+    if scal:
+        lines = ["| what | time | memory | largest n in 24 GiB |", "|---|---|---|---|"]
+        for r in scal:
+            flat = r["memory_exponent"] < 0.1
+            largest = "not memory-bound at the sizes measured" if flat else f"~{r['largest_n_in_24_gib']:.2g}"
+            lines.append(f"| {r['method']} | ~ n^{r['time_exponent']:.2f} | "
+                         f"{'flat' if flat else '~ n^' + format(r['memory_exponent'], '.2f')} | {largest} |")
+        out.append("Scaling (log-log fits, each size in a fresh process; memory = peak resident growth):\n\n"
+                   + "\n".join(lines))
+    return "\n".join(out) + "\n\n" + markdown_images(results, ["perf_scaling.png", "p3_complexity.png"])

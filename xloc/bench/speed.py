@@ -1,13 +1,18 @@
-"""Speed benchmarks (not tests): rows in the results format with ``metric``, ``value`` and ``unit``."""
+"""Simulator speed (``xloc bench --protocol sim-speed``): rows with ``metric``, ``value`` and ``unit``."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from xloc.bench.registry import BenchContext
+from xloc.eval.results import markdown_table
 from xloc.sim.presets import SCENARIOS, simulate_scenario
 
-__all__ = ["simulator_speed_rows"]
+__all__ = ["simulator_speed_rows", "run", "report"]
+
+_COLUMNS = [("preset", "dataset"), ("environments", "environments"), ("users", "n_users"), ("users/s", "value")]
 
 
 def simulator_speed_rows(
@@ -26,3 +31,14 @@ def simulator_speed_rows(
             "environments": len(fs), "wall_s": wall_s,
         })
     return rows
+
+
+def run(ctx: BenchContext) -> None:
+    rows = simulator_speed_rows(200 if ctx.quick else ctx.users)
+    ctx.write("speed", rows, seeds=[0])
+    ctx.log(markdown_table(rows, _COLUMNS))
+
+
+def report(doc: dict[str, Any], _results: Path) -> str:
+    return ("CSI simulator throughput (all paths up to second-order reflections):\n\n"
+            + markdown_table(doc["rows"], _COLUMNS))

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from xloc.baselines.model_based import aoa_beam_scan, multi_bs_position, single_bs_position, toa_first_peak
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
 from xloc.eval.results import sample_std
@@ -205,7 +207,7 @@ PARTS = ("main", "unseen", "ablation")
 
 
 def run_p4(scale: P4Scale, out: Path, parts: Sequence[str] = PARTS, progress: bool = False,
-           checkpoint: Callable[[list[dict[str, Any]]], None] | None = None,
+           checkpoint: Callable[[list[dict[str, Any]]], object] | None = None,
            data: CityData | None = None) -> list[dict[str, Any]]:
     """Run the P4 parts and write their plots to ``out``; returns the result rows. ``checkpoint(rows)`` gets
     the rows so far after each part (so an interrupted run keeps what it measured). ``data`` replaces the
@@ -378,3 +380,15 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol p4``: the chosen parts; the result file is rewritten after each part."""
+    scale = QUICK if ctx.quick else FULL
+    run_p4(scale, ctx.out, ctx.select(PARTS), progress=True,
+           checkpoint=lambda rows: ctx.write("p4", rows, seeds=scale.seeds))
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    return summary_markdown(doc["rows"]) + "\n\n" + markdown_images(
+        results, ["p4_layout-A.png", "p4_unseen-layout-B.png", "p4_ablation.png", "p4_pretraining.png"])

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.features.csi import vector_features
@@ -606,3 +608,18 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
             out.append(f"| {m} | " + " | ".join(vals) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol p3``: the chosen experiments, the result file written after each (hours of work are
+    not lost to a stop)."""
+    scale = replace(QUICK if ctx.quick else FULL, progress=True)
+    rows: list[dict[str, Any]] = []
+    for name in ctx.select(list(EXPERIMENTS)):
+        rows += run_p3(scale, ctx.out, [name])
+        ctx.write("p3", rows, seeds=[scale.seed])
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    return summary_markdown(doc["rows"]) + "\n\n" + markdown_images(results, sorted(
+        p.name for p in results.glob("p3_*.png")))

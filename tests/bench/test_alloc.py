@@ -1,6 +1,6 @@
 import numpy as np
 
-from xloc.eval.alloc_experiments import QUICK, bar_chart, complexity, multi_scenario, run_p3
+from xloc.bench.alloc import QUICK, bar_chart, complexity, multi_scenario, run_p3
 
 
 def test_bar_chart_writes_a_png(tmp_path):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from xloc.eval.agml_experiments import QUICK, run_p5
+from xloc.bench.agml import QUICK, run_p5
 
 METHODS = {"knn", "wknn", "mlp", "agnn (labelled only)", "agnn + unlabelled", "agml + unlabelled (none)",
            "agml + unlabelled (moments)", "agml + unlabelled (coral)"}

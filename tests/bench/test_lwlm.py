@@ -1,6 +1,6 @@
 import numpy as np
 
-from xloc.eval.lwlm_experiments import QUICK, run_p4
+from xloc.bench.lwlm import QUICK, run_p4
 
 METHODS = {"lwlm", "lwlm-scratch", "cnn", "model-based"}
 

@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
 
-from xloc.eval.bench_report import SECTIONS, write_report
+from xloc.bench.registry import specs
+from xloc.bench.report import write_report
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -9,10 +10,10 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 def test_report_is_rebuilt_from_the_committed_results(tmp_path):
     out = write_report(RESULTS, tmp_path / "REPORT.md")
     text = out.read_text()
-    for stem, (title, _) in SECTIONS.items():
-        if (RESULTS / f"{stem}.json").is_file():
-            assert f"## {title}" in text
-            assert json.loads((RESULTS / f"{stem}.json").read_text())["command"] in text
+    for spec in specs():
+        if (RESULTS / f"{spec.result}.json").is_file():
+            assert f"## {spec.title}" in text
+            assert json.loads((RESULTS / f"{spec.result}.json").read_text())["command"] in text
     assert "| wknn |" in text and "(results/p1_cdf.png)" in text
 
 

@@ -15,10 +15,13 @@ import numpy as np
 import torch
 
 from xloc.baselines.knn import KNNLocalizer
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.eval.protocols import p2_environments
+from xloc.eval.results import markdown_table
 from xloc.features.knn_fingerprint import knn_rp_features
 from xloc.figures import plt, save_figure
 from xloc.learn import maml
@@ -299,3 +302,49 @@ def maml_speed(*, meta_batch: int = 32, repeats: int = 20, seed: int = 0) -> lis
         {"protocol": "speed", "method": "maml", "metric": "adapt_10_steps_ms", "value": 1000 * float(np.median(times)),
          "unit": "ms", "setting": f"SYL, 10 reference points ({len(support)} samples)"},
     ]
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol metaloc``: meta-training speed, Table I, Fig. 8-style curves on P1 and P2 (first
+    three seeds), convergence, parameter distance and data-size curves; ``--quick`` measures the speed only."""
+    if ctx.quick:
+        ctx.write("metaloc", maml_speed(repeats=3))
+        return
+    rows = maml_speed() + task_similarity_table()
+    ctx.write("metaloc", rows)
+    for protocol in ("p1", "p2"):
+        rows += adaptation_curves(protocol, ctx.out, seeds=ctx.seeds[:3])
+        ctx.write("metaloc", rows)
+    rows += convergence_curves(ctx.out)
+    ctx.write("metaloc", rows)
+    rows += parameter_distance_and_data_curves(ctx.out)
+    ctx.write("metaloc", rows)
+
+
+def run_csi_images(ctx: BenchContext) -> None:
+    """``xloc bench --protocol metaloc-csi``: Table II on simulated CSI images (hall and lab), first two seeds."""
+    rows = csi_image_table("hall", seeds=ctx.seeds[:2])
+    ctx.write("metaloc-csi", rows, seeds=ctx.seeds[:2])
+    rows += csi_image_table("lab", seeds=ctx.seeds[:2])
+    ctx.write("metaloc-csi", rows, seeds=ctx.seeds[:2])
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    speed = [r for r in doc["rows"] if r.get("metric") == "meta_train_tasks_per_s"]
+    text = ""
+    if speed:
+        text += ("First-order MAML meta-training throughput, tasks batched with `torch.func.vmap` vs a per-task "
+                 "Python loop on the same backbone and tasks:\n\n"
+                 + markdown_table(speed, [("method", "method"), ("tasks/s", "value"), ("setting", "setting"),
+                                          ("ratio", "ratio")]) + "\n\n")
+    return text + markdown_images(results, ["fig8_rmse_vs_steps.png", "p1_convergence.png"])
+
+
+_CSI_IMAGE_COLUMNS = [("room", "dataset"), ("target", "target"), ("method", "method"), ("k", "k"), ("seed", "seed"),
+                      ("mean [m]", "mean_m"), ("median [m]", "median_m"), ("p90 [m]", "p90_m")]
+
+
+def report_csi_images(doc: dict[str, Any], _results: Path) -> str:
+    return ("MetaLoc on simulated CSI images (rooms `hall` and `lab`): meta-trained on days 1-4, adapted with 3 "
+            "images per reference point of day 5, tested on day 5; errors [m] of each seed:\n\n"
+            + markdown_table(doc["rows"], _CSI_IMAGE_COLUMNS))

@@ -28,6 +28,8 @@ import numpy as np
 
 from xloc.baselines.knn import KNNLocalizer
 from xloc.baselines.mlp import MLPRegressor
+from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import environment_ap_floors, load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m
@@ -251,7 +253,11 @@ def convergence(case: Case, scale: P5Scale, out: Path, k: int = 10, seed: int = 
     return rows
 
 
-def run_p5(scale: P5Scale, out: Path, datasets: Sequence[str] = ("sodindoorloc", "o1-drive"),
+#: The P5 datasets, each a part of ``xloc bench --protocol p5 --experiment NAME``.
+DATASETS = ("sodindoorloc", "o1-drive")
+
+
+def run_p5(scale: P5Scale, out: Path, datasets: Sequence[str] = DATASETS,
            root: str | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for dataset in datasets:
@@ -283,3 +289,17 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                        f"{train} / {ref['adapt_s']:.1f} |")
         out.append("")
     return "\n".join(out)
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol p5``: each dataset in turn, the result file written after each."""
+    scale = QUICK if ctx.quick else FULL
+    rows: list[dict[str, Any]] = []
+    for dataset in ctx.select(DATASETS):
+        rows += run_p5(scale, ctx.out, [dataset])
+        ctx.write("p5", rows, seeds=scale.seeds)
+
+
+def report(doc: dict[str, Any], results: Path) -> str:
+    return summary_markdown(doc["rows"]) + "\n\n" + markdown_images(results, sorted(
+        p.name for p in results.glob("p5_*.png")))

@@ -1,0 +1,119 @@
+"""The benchmark registry: every ``xloc bench`` protocol is one entry here and one module in this package.
+
+A bench names two functions of its module as ``"module:function"``: ``run(ctx: BenchContext) -> None``, which
+computes its rows and writes them with ``ctx.write`` (as it goes, so a stop loses little), and ``report(doc, results)
+-> str``, its section of ``benchmarks/REPORT.md``. They are imported only when the bench runs or is reported, so
+``xloc --help`` stays free of torch. A new bench is one module plus one entry in ``BENCHES``; ``xloc bench`` and
+``xloc report`` then loop over it with no other edit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xloc.errors import ConfigError
+
+__all__ = ["BenchSpec", "BenchContext", "BENCHES", "get", "names", "specs"]
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(f"xloc.bench.{module}"), attr)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One benchmark: ``xloc bench --protocol NAME`` writes ``<results>/<result>.json``."""
+
+    name: str
+    result: str
+    title: str
+    run: str
+    report: str | None = None
+    experiments: str | None = None  # "module:NAMES" of the parts --experiment may pick
+    in_quick: bool = True  # part of `xloc bench --quick` without --protocol
+
+    def runner(self) -> Callable[[BenchContext], None]:
+        return _resolve(self.run)
+
+    def renderer(self) -> Callable[[dict[str, Any], Path], str] | None:
+        return None if self.report is None else _resolve(self.report)
+
+    def experiment_names(self) -> tuple[str, ...]:
+        return () if self.experiments is None else tuple(_resolve(self.experiments))
+
+
+@dataclass
+class BenchContext:
+    """What every bench gets from ``xloc bench``: where to write, how big, which seeds, methods and parts."""
+
+    out: Path
+    command: str
+    quick: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    methods: list[str] | None = None
+    experiments: list[str] | None = None
+    users: int = 5000
+    append: bool = False
+    log: Callable[[str], Any] = print
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def select(self, valid: Sequence[str]) -> list[str]:
+        """The parts of a bench to run: those of ``--experiment`` it has, else all of them."""
+        return [e for e in (self.experiments or []) if e in valid] or list(valid)
+
+    def write(self, result: str, rows: list[dict[str, Any]], *, seeds: Sequence[int] | None = None) -> Path:
+        """Write (replace, or with ``--append`` merge) ``<out>/<result>.json``; wall time counts from the start."""
+        from xloc.eval.results import write_results
+
+        path = self.out / f"{result}.json"
+        write_results(path, rows, command=self.command, seeds=list(self.seeds if seeds is None else seeds),
+                      wall_s=self.elapsed_s(), append=self.append)
+        return path
+
+
+#: Run and report order. The report shows the sections in this order.
+BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
+    BenchSpec("p1", "p1", "P1 — SODIndoorLoc, leave one environment out (MetaLoc vs KNN/WKNN/TL/RI)",
+              "leave_one_out:run_p1", "leave_one_out:report_p1"),
+    BenchSpec("p2", "p2", "P2 — synthetic path-loss families (MetaLoc)", "leave_one_out:run_p2",
+              "leave_one_out:report_p2"),
+    BenchSpec("metaloc", "metaloc", "MetaLoc figures and meta-training speed", "metaloc:run", "metaloc:report"),
+    BenchSpec("metaloc-csi", "metaloc-csi", "MetaLoc on CSI images (Table II)", "metaloc:run_csi_images",
+              "metaloc:report_csi_images", in_quick=False),
+    BenchSpec("p3", "p3", "P3 — ALLoc on simulated CSI scenarios", "alloc:run", "alloc:report",
+              experiments="alloc:EXPERIMENTS"),
+    BenchSpec("p4", "p4", "P4 — LWLM pretraining and ToA/AoA/single-/multi-BS fine-tuning", "lwlm:run",
+              "lwlm:report", experiments="lwlm:PARTS"),
+    BenchSpec("p5", "p5", "P5 — AGML with sparse labels, unlabelled data and digital twins", "agml:run",
+              "agml:report", experiments="agml:DATASETS"),
+    BenchSpec("twins", "twins", "P3, P4 and P5 on the ray-traced twins (Sionna RT)", "twins:run", "twins:report",
+              experiments="twins:PARTS"),
+    BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report"),
+    BenchSpec("service", "service", "Service load", "service:run", "service:report"),
+    BenchSpec("perf", "perf", "Performance against peers and the machine", "perf:run", "perf:report"),
+)}
+
+
+def get(name: str) -> BenchSpec:
+    """The bench called ``name``; a clear error naming the valid ones otherwise."""
+    try:
+        return BENCHES[name]
+    except KeyError:
+        raise ConfigError(f"unknown bench {name!r}; expected one of {', '.join(BENCHES)}") from None
+
+
+def names() -> list[str]:
+    return list(BENCHES)
+
+
+def specs() -> list[BenchSpec]:
+    return list(BENCHES.values())
