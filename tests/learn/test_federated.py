@@ -13,6 +13,8 @@ from xloc.data.storage import save_fingerprints
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.learn import federated
 from xloc.learn.federated import FederatedRun, read_audit
+from xloc.learn.federated.audit import leaks
+from xloc.learn.federated.protocol import to_arrays
 from xloc.learn.metaloc import MetaLoc
 from xloc.learn.rss_tasks import RadioMap, support_features
 from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
@@ -79,12 +81,12 @@ def test_leak_check_finds_a_raw_fingerprint(rss_file):
     _, fs = rss_file
     env = fs["env0"]
     row = torch.from_numpy(np.asarray(env.measurements[3], dtype=np.float32))
-    leaking = RecordDict({"arrays": federated._arrays({"net.0.bias": torch.cat([torch.zeros(2), row])})})
-    assert federated._leaks(leaking, env) == ["arrays/net.0.bias holds raw data (8 values)"]
+    leaking = RecordDict({"arrays": to_arrays({"net.0.bias": torch.cat([torch.zeros(2), row])})})
+    assert leaks(leaking, env) == ["arrays/net.0.bias holds raw data (8 values)"]
     positions = torch.from_numpy(np.asarray(env.positions_m[5:8, :2], dtype=np.float32)).ravel()
-    assert federated._leaks(RecordDict({"arrays": federated._arrays({"x": positions})}), env) == \
+    assert leaks(RecordDict({"arrays": to_arrays({"x": positions})}), env) == \
         ["arrays/x holds raw data (6 values)"]
-    assert federated._leaks(RecordDict({"arrays": federated._arrays({"net.0.bias": torch.randn(16)})}), env) == []
+    assert leaks(RecordDict({"arrays": to_arrays({"net.0.bias": torch.randn(16)})}), env) == []
 
 
 def test_simulation_maml_ts_equals_centralised_and_sends_only_scalars_back(rss_file, tmp_path):

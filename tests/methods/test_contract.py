@@ -1,8 +1,9 @@
-"""Every registered method passes check_localizer on the small problem of its first data kind."""
+"""Every registered method passes check_localizer on the small problem of its first data kind, and on its other
+kinds where the method has a second data path (WKNN on CSI, MetaLoc on CSI images)."""
 
 import pytest
 
-from xloc.methods import get, names
+from xloc.methods import get, names, specs
 from xloc.methods.checks import check_localizer
 
 #: Methods that do not beat the trivial answer of the check problem at a test-sized budget, with what was measured.
@@ -39,3 +40,10 @@ def test_check_localizer(name):
 def test_check_localizer_on_csi(name):
     assert get(name).kinds == ("rss", "csi")
     check_localizer(name, kind="csi")
+
+
+@pytest.mark.parametrize("name", [s.name for s in specs() if "csi_image" in s.kinds[1:]])
+def test_check_localizer_on_csi_images(name):
+    """MetaLoc's second data path (CSI images, Table II/III) meets the same contract as its RSS one."""
+    report = check_localizer(name, kind="csi_image")
+    assert report.mean_m < min(report.trivial_m.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,16 @@ CANVAS_INK = """() => {
   for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++;
   return ink;
 }"""
+
+
+def _wait_for(page, expression: str, timeout_s: float = 15.0) -> None:
+    """Poll ``expression`` with page.evaluate: Playwright's wait_for_function evaluates a string in the page, which
+    the map page's Content-Security-Policy (rightly) refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(100)
 
 
 def _chromium() -> str:
@@ -45,8 +56,10 @@ def test_map_page_draws_references_aps_and_located_positions(server):
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # the Content-Security-Policy lets the page's own script and style run (a violation is logged)
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(f"{server.url}/environments/{eid}/map#key={env['api_key']}")
-            page.wait_for_function("Number(document.getElementById('map').dataset.drawn) >= 1", timeout=15000)
+            _wait_for(page, "Number(document.getElementById('map').dataset.drawn) >= 1")
             canvas = page.locator("#map")
             assert canvas.get_attribute("data-references") == "40"
             assert canvas.get_attribute("data-located") == "3"
@@ -54,13 +67,34 @@ def test_map_page_draws_references_aps_and_located_positions(server):
             assert "40 reference points" in page.locator("#status").inner_text()
             # live: a new locate shows up without reloading
             c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[3:8].tolist()})
-            page.wait_for_function("document.getElementById('map').dataset.located === '8'", timeout=15000)
+            _wait_for(page, "document.getElementById('map').dataset.located === '8'")
             # a wrong key is reported on the page, not drawn
             page = browser.new_page()  # (a fragment change alone would not reload the page)
             page.goto(f"{server.url}/environments/{eid}/map#key=wrong")
-            page.wait_for_function("document.getElementById('status').textContent.includes('error 403')",
-                                   timeout=15000)
+            _wait_for(page, "document.getElementById('status').textContent.includes('error 403')")
             assert not errors, errors
         finally:
             browser.close()
     assert np.isfinite(pos).all()
+
+
+def test_map_page_runs_no_script_from_its_address(server):
+    """Regression: the environment id in the path was pasted into the page's script (reflected XSS, no key needed)."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            for evil in ('%22%3Balert(document.domain)%3B%22', '%3Cscript%3Ealert(1)%3C%2Fscript%3E',
+                         'x%22%20onload%3D%22alert(2)'):
+                response = page.goto(f"{server.url}/environments/{evil}/map#key=x")
+                assert response is not None and response.status == 404
+                page.wait_for_timeout(300)
+            assert dialogs == []
+        finally:
+            browser.close()

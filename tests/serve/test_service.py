@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,7 @@ def test_failed_calibration_keeps_the_previous_version(server):
     assert bad.status_code == 202
     job = wait_job(c, eid, bad.json()["job_id"])
     assert job["status"] == "failed" and "not valid JSON" in job["message"] and job["version"] is None
+    assert "<base model broken>" in job["message"], job["message"]  # the name a site knows, not the server's path
     after = c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[:3].tolist()}).json()
     assert after == before and after["version"] == 1
     assert [v["version"] for v in c.get(f"/environments/{eid}/models").json()["versions"]] == [1]
@@ -157,3 +160,66 @@ def test_other_bad_requests_get_4xx_with_a_message(server, lab):
     for response, status, message in checks:
         assert response.status_code == status, response.text
         assert message in response.json()["detail"], response.text
+
+
+def test_oversized_chunked_body_is_413(server, lab):
+    """Regression: a body without Content-Length over the cap was a 400 parse error, read whole first."""
+    env, c, *_ = lab
+    row = b"[" + b",".join([b"-50.0"] * 6) + b"]"
+
+    def chunks():
+        yield b'{"rss_dbm": [' + row
+        for _ in range(3_000_000 // len(row)):  # ~3 MB against the test server's 1 MB cap
+            yield b"," + row
+        yield b"]}"
+
+    r = c.post(f"/environments/{env['id']}/locate", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "request body over" in r.json()["detail"]
+
+
+def test_security_headers_on_every_response(server, lab):
+    env, c, *_ = lab
+    for response in (c.get(f"/environments/{env['id']}"), server.client().get("/health"),
+                     server.client().get(f"/environments/{env['id']}")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+    page = server.client().get(f"/environments/{env['id']}/map")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+
+
+@pytest.mark.parametrize("evil", ['"%3Balert(document.domain)%3B"', "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                                  "x%22%20onload%3D%22alert(1)"])
+def test_map_page_reflects_no_script(server, evil):
+    """Regression: the environment id of the path was pasted into the page's script (reflected XSS, no key)."""
+    r = server.client().get(f"/environments/{evil}/map")
+    assert r.status_code == 404 and "alert" not in r.text and "<script" not in r.text.lower()
+
+
+def test_malformed_numbers_are_4xx_never_500(server, lab):
+    env, c, _, rss, _ = lab
+    eid = env["id"]
+    csi_env = server.client(ADMIN).post("/environments", json={
+        "name": "cell", "kind": "csi", "ap_ids": ["bs0"], "csi_shape": [1, 2, 2]}).json()
+    csi = server.client(csi_env["api_key"])
+    good_csi = [[[[0.1, 0.2], [0.3, 0.4]]]]
+    checks = [
+        (c.post(f"/environments/{eid}/locate", json={"rss_dbm": []}), 422, "at least one fingerprint"),
+        (c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "e", "positions_m": [], "rss_dbm": []}),
+         422, "positions_m"),
+        (c.put(f"/environments/{eid}/pin", json={"version": 2**70}), 422, "less than or equal"),
+        (c.put(f"/environments/{eid}/pin", json={"version": True}), 422, "valid integer"),
+        (c.post(f"/environments/{eid}/locate", json={"rss_dbm": [["-50"] * 6]}), 422, "valid number"),
+        (c.post(f"/environments/{eid}/locate", json={"rss_dbm": [[True] * 6]}), 422, "valid number"),
+        (c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "f", "positions_m": [[1e300, 1]],
+                                                            "rss_dbm": rss[:1].tolist()}), 422, "less than"),
+        (csi.post(f"/environments/{csi_env['id']}/locate", json={"csi_real": [[[[{"a": 1}, 0.2], [0.3, 0.4]]]],
+                                                                 "csi_imag": good_csi}), 422, "valid number"),
+        (csi.post(f"/environments/{csi_env['id']}/locate", json={"csi_real": [[[1.0]]], "csi_imag": good_csi}),
+         422, "valid list"),
+    ]
+    for response, status, message in checks:
+        assert response.status_code == status, response.text
+        assert message in json.dumps(response.json()["detail"]), response.text

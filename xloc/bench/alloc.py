@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from xloc.baselines.csi import CsiRegressor, MultiTaskCsi
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
@@ -32,7 +33,6 @@ from xloc.features.csi import vector_features
 from xloc.figures import plt, save_figure
 from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
 from xloc.learn.references import ReferenceDB
-from xloc.learn.supervised import CsiRegressor, MultiTaskCsi
 from xloc.methods import get
 from xloc.sim.impairments import multiplicative_disturbance
 from xloc.sim.presets import simulate_scenario

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from xloc.baselines.csi import CsiTaskCNN
 from xloc.baselines.model_based import aoa_beam_scan, multi_bs_position, single_bs_position, toa_first_peak
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
@@ -34,7 +35,6 @@ from xloc.eval.results import sample_std
 from xloc.figures import plt, save_figure
 from xloc.learn.channel_tasks import SPEED_OF_LIGHT_M_S, TASK_UNITS, TASKS, labelled_users, task_errors, task_samples
 from xloc.learn.lwlm import LWLM, OBJECTIVES
-from xloc.learn.supervised import CsiTaskCNN
 from xloc.methods import get
 from xloc.sim.geometry import Scene
 from xloc.sim.scenarios import ScenarioEnvironment, build_outdoor, simulate_outdoor

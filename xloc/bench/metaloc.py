@@ -259,7 +259,7 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
             s = summarize_errors(err)
             rows.append({"protocol": "metaloc-csi", "method": method, "dataset": room, "target": target,
                          "setting": "days1-4 -> day5", "k": 3, "seed": seed, "mean_m": s.mean_m,
-                         "median_m": s.median_m, "p90_m": s.p90_m, "std_m": s.std_m,
+                         "median_m": s.median_m, "p90_m": s.p90_m, "error_std_m": s.std_m,
                          "data": "3 x 90", "training_steps": steps,
                          "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
                          "adapt_s": time.perf_counter() - t1})

@@ -26,7 +26,7 @@ def localization_errors_m(predicted_m: np.ndarray, true_m: np.ndarray, dims: int
 
 @dataclass(frozen=True)
 class ErrorSummary:
-    """Mean, median, 90th percentile, std, max [m], and the sample count."""
+    """Mean, median, 90th percentile, sample std (ddof = 1; 0 for one error), max [m], and the sample count."""
 
     mean_m: float
     median_m: float
@@ -48,7 +48,7 @@ def summarize_errors(errors_m: np.ndarray) -> ErrorSummary:
         mean_m=float(e.mean()),
         median_m=float(np.median(e)),
         p90_m=float(np.percentile(e, 90)),
-        std_m=float(e.std()),
+        std_m=float(e.std(ddof=1)) if e.size > 1 else 0.0,
         max_m=float(e.max()),
         n=int(e.size),
     )

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from xloc.baselines.csi import CsiRegressor, MultiTaskCsi, SupervisedConfig
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 from xloc.learn.base import Estimator
-from xloc.learn.supervised import CsiRegressor, MultiTaskCsi, SupervisedConfig
 from xloc.methods.registry import Capabilities, MethodSpec, register
 
 __all__ = ["CsiNetEstimator", "MultiTaskEstimator", "CsiNetConfig"]
@@ -24,7 +24,7 @@ __all__ = ["CsiNetEstimator", "MultiTaskEstimator", "CsiNetConfig"]
 
 @dataclass(frozen=True)
 class CsiNetConfig(SupervisedConfig):
-    """Training settings (:class:`~xloc.learn.supervised.SupervisedConfig`) plus the adaptation budget."""
+    """Training settings (:class:`~xloc.baselines.csi.SupervisedConfig`) plus the adaptation budget."""
 
     #: epochs on the support set in ``adapt`` (0: use the source-trained network as it is)
     tune_epochs: int = 10

@@ -17,6 +17,7 @@ import collections
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import shutil
 import threading
@@ -34,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from xloc.errors import XlocError
 from xloc.serve.calibration import EnvironmentInfo, ServedModel, calibrate, calibration_spec, load_version
 from xloc.serve.db import Database, array_bytes, bytes_array
-from xloc.serve.map_page import MAP_HTML
+from xloc.serve.map_page import MAP_CSP, map_html
 from xloc.serve.schemas import (
     RSS_RANGE_DBM,
     CalibrationRequest,
@@ -55,7 +56,10 @@ def hash_key(key: str) -> str:
 
 
 class _BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, whether or not Content-Length is sent."""
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, whether or not Content-Length is sent.
+
+    The body is read here, under the cap, before the app sees it: an oversized chunked body is a 413, not a parse
+    error, and the app never holds more than ``max_bytes`` of one request."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -64,31 +68,68 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
         too_big = JSONResponse({"detail": f"request body over {self.max_bytes} bytes; split it into batches"},
                                status_code=413)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await too_big(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
+                await too_big(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        body, delivered = b"".join(chunks), False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await too_big(scope, receive, send)
+        async def replay() -> dict:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())  # after the body: wait for the client's disconnect
+
+        await self.app(scope, replay, send)
 
 
-class _TooLarge(Exception):
-    pass
+#: Environment ids as the service makes them (and nothing that could break out of a page or a path).
+ENV_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                     (b"x-frame-options", b"DENY")]
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+class _SecurityHeaders:
+    """ASGI middleware: nosniff, no referrer and no framing on every response; a deny-all Content-Security-Policy
+    on every response that does not bring its own (the map page pins its script and style by hash)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                headers += [h for h in _SECURITY_HEADERS if h[0] not in names]
+                docs = scope.get("path", "") in ("/docs", "/redoc", "/docs/oauth2-redirect")
+                if _API_CSP[0] not in names and not docs:  # FastAPI's docs pages load their own scripts
+                    headers.append(_API_CSP)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class Service:
@@ -214,7 +255,7 @@ class Service:
             positions, meas = self.references(env_id)
             base = None
             if request.base_model is not None:
-                base = self.base_models[request.base_model]
+                base = (request.base_model, self.base_models[request.base_model])
             summary = calibrate(request.method, env, positions, meas, self.models_dir / folder, base_model=base,
                                 steps=request.steps, progress=lambda f, m: update(0.9 * f, m))
             with self.db.transaction() as tx:
@@ -232,9 +273,17 @@ class Service:
             if isinstance(exc, HTTPException):
                 message = str(exc.detail)
             try:
-                update(0.0, message, "failed")
+                update(0.0, self.without_paths(message), "failed")
             except Exception:  # the environment may have been deleted meanwhile
                 pass
+
+
+    def without_paths(self, message: str) -> str:
+        """``message`` with the server's folders replaced by what a site may see: base model names, 'models/'."""
+        for name, path in sorted(self.base_models.items(), key=lambda kv: -len(str(kv[1]))):
+            message = message.replace(str(Path(path).resolve()), f"<base model {name}>")
+            message = message.replace(str(path), f"<base model {name}>")
+        return message.replace(str(self.models_dir.resolve()), "models").replace(str(self.models_dir), "models")
 
 
 def _key(request: Request) -> str | None:
@@ -252,6 +301,7 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
                   description="Per-environment reference store, few-shot calibration and locate API.")
     app.state.service = service
     app.add_middleware(_BodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(_SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -437,7 +487,9 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
     @app.get("/environments/{env_id}/map", response_class=HTMLResponse, include_in_schema=False)
     def map_page(env_id: str) -> HTMLResponse:
         # The page holds no data; its script reads the key from the URL fragment (never sent to the server).
-        return HTMLResponse(MAP_HTML.replace("__ENV_ID__", env_id))
+        if not ENV_ID.fullmatch(env_id):
+            raise HTTPException(404, "no such environment")
+        return HTMLResponse(map_html(env_id), headers={"Content-Security-Policy": MAP_CSP})
 
     @app.get("/environments/{env_id}/map-data")
     def map_data(env_id: str = Depends(owner)) -> dict[str, Any]:

@@ -74,10 +74,12 @@ class ServedModel:
 
 
 def calibrate(method: str, env: EnvironmentInfo, positions_m: np.ndarray, measurements: np.ndarray, out: Path,
-              *, base_model: Path | None = None, steps: int | None = None,
+              *, base_model: tuple[str, Path] | None = None, steps: int | None = None,
               progress: Callable[[float, str], None] = lambda f, m: None) -> dict[str, Any]:
-    """Build version folder ``out`` from the labelled data; returns a JSON-able summary of what was done."""
-    spec = calibration_spec(method, env.kind, None if base_model is None else str(base_model), [])
+    """Build version folder ``out`` from the labelled data; returns a JSON-able summary of what was done.
+    ``base_model`` is (registered name, folder): only the name reaches messages and the summary, never the
+    server's path."""
+    spec = calibration_spec(method, env.kind, None if base_model is None else base_model[0], [])
     if len(positions_m) < 2:
         raise DataValidationError(f"environment {env.id!r} has {len(positions_m)} labelled fingerprint(s); upload "
                                   "at least 2 before calibrating")
@@ -87,11 +89,12 @@ def calibrate(method: str, env: EnvironmentInfo, positions_m: np.ndarray, measur
     info: dict[str, Any] = {}
     if spec.capabilities.trains_on_sources:
         assert base_model is not None
-        model = load_model(base_model)
+        name, folder = base_model
+        model = load_model(folder)
         if model.method_name != method:
-            raise DataValidationError(f"base model {base_model} is a {model.method_name!r} model; method "
+            raise DataValidationError(f"base model {name!r} is a {model.method_name!r} model; method "
                                       f"{method!r} needs one trained with xloc train --method {method}")
-        info["base_model"] = str(base_model)
+        info["base_model"] = name
     else:
         model = spec.create(0).fit(None)
     progress(0.2, f"adapting {method}")

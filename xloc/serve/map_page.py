@@ -4,25 +4,30 @@ error circles, redrawn every second from ``/environments/{id}/map-data``. Open i
 
 from __future__ import annotations
 
-__all__ = ["MAP_HTML"]
+import base64
+import hashlib
+import html
 
-MAP_HTML = """<!doctype html>
+__all__ = ["map_html", "MAP_CSP"]
+
+_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>xloc map</title>
 <style>
  body { font-family: system-ui, sans-serif; margin: 1rem; color: #222; }
  canvas { border: 1px solid #bbb; background: #fbfbf8; }
  .legend span { margin-right: 1.2rem; }
+ .ref { color: #777; } .ap { color: #c0392b; } .located { color: #1f6fd1; }
  #status { color: #666; font-size: 0.9rem; }
 </style></head>
-<body>
+<body data-env-id="__ENV_ID__">
 <h1 id="title">xloc map</h1>
-<div class="legend"><span style="color:#777">&#9679; reference points</span>
-<span style="color:#c0392b">&#9650; APs / BSs</span>
-<span style="color:#1f6fd1">&#9679; located, circle = uncertainty</span></div>
+<div class="legend"><span class="ref">&#9679; reference points</span>
+<span class="ap">&#9650; APs / BSs</span>
+<span class="located">&#9679; located, circle = uncertainty</span></div>
 <canvas id="map" width="900" height="600" data-drawn="0"></canvas>
 <p id="status">loading...</p>
 <script>
-const envId = "__ENV_ID__";
+const envId = encodeURIComponent(document.body.dataset.envId);
 const key = new URLSearchParams(location.hash.slice(1)).get("key");
 const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
 const status = document.getElementById("status");
@@ -74,3 +79,23 @@ if (!key) status.textContent = "add #key=YOUR_ENVIRONMENT_KEY to the address";
 else { refresh(); setInterval(refresh, 1000); }
 </script></body></html>
 """
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return text[text.index(start) + len(start):text.index(end)]
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+#: The page's Content-Security-Policy: only its own inline script and style (pinned by hash, so no injected
+#: script runs), fetches to this origin, no frames, forms or base changes.
+MAP_CSP = (f"default-src 'none'; script-src {_sha256(_between(_PAGE, '<script>', '</script>'))}; "
+           f"style-src {_sha256(_between(_PAGE, '<style>', '</style>'))}; connect-src 'self'; "
+           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+def map_html(env_id: str) -> str:
+    """The page for environment ``env_id``; the id travels HTML-escaped in a data attribute, never in the script."""
+    return _PAGE.replace("__ENV_ID__", html.escape(env_id, quote=True))

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 __all__ = ["EnvironmentCreate", "FingerprintBatch", "CalibrationRequest", "LocateRequest", "PinRequest"]
 
 MAX_ROWS = 20_000
 RSS_RANGE_DBM = (-150.0, 30.0)
+#: Coordinates beyond 1000 km from the site's origin are typing errors, bounds or not.
+COORDINATE_LIMIT_M = 1e6
+
+#: A JSON number: integers and decimals, never a string or a boolean that happens to convert.
+Number = Annotated[float, Strict()]
+#: A coordinate [m] within :data:`COORDINATE_LIMIT_M` of the origin.
+Coordinate = Annotated[float, Strict(), Field(ge=-COORDINATE_LIMIT_M, le=COORDINATE_LIMIT_M)]
+#: CSI, (n, bs, antennas, subcarriers) numbers.
+CsiPart = list[list[list[list[Number]]]]
 
 
 class _Strict(BaseModel):
@@ -23,9 +32,10 @@ class EnvironmentCreate(_Strict):
     kind: Literal["rss", "csi"]
     ap_ids: list[str] = Field(min_length=1, max_length=4096, description="AP (RSS) or BS (CSI) identifiers, "
                                                                          "in measurement column order")
-    ap_positions_m: list[list[float]] | None = Field(None, description="(n_ap, 2 or 3) [m]")
-    frequency_hz: float | None = Field(None, gt=0, description="carrier [Hz]")
-    bounds_m: tuple[float, float, float, float] | None = Field(None, description="x_min, x_max, y_min, y_max [m]")
+    ap_positions_m: list[list[Coordinate]] | None = Field(None, description="(n_ap, 2 or 3) [m]")
+    frequency_hz: Number | None = Field(None, gt=0, le=1e12, description="carrier [Hz]")
+    bounds_m: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = Field(
+        None, description="x_min, x_max, y_min, y_max [m]")
     csi_shape: tuple[int, int, int] | None = Field(None, description="CSI: (bs, antennas, subcarriers)")
 
     @model_validator(mode="after")
@@ -51,9 +61,9 @@ class EnvironmentCreate(_Strict):
 class _Measurements(_Strict):
     ap_ids: list[str] | None = Field(None, description="RSS: column order of rss_dbm (default: the "
                                                         "environment's); APs left out count as not heard")
-    rss_dbm: list[list[float | None]] | None = Field(None, description="RSS [dBm], null = not heard")
-    csi_real: list | None = Field(None, description="CSI real part, (n, bs, antennas, subcarriers)")
-    csi_imag: list | None = Field(None, description="CSI imaginary part, same shape")
+    rss_dbm: list[list[Number | None]] | None = Field(None, description="RSS [dBm], null = not heard")
+    csi_real: CsiPart | None = Field(None, description="CSI real part, (n, bs, antennas, subcarriers)")
+    csi_imag: CsiPart | None = Field(None, description="CSI imaginary part, same shape")
 
     @model_validator(mode="after")
     def _one_kind(self) -> _Measurements:
@@ -62,6 +72,8 @@ class _Measurements(_Strict):
             raise ValueError("send either rss_dbm or csi_real + csi_imag")
         if has_csi and (self.csi_real is None or self.csi_imag is None):
             raise ValueError("CSI needs both csi_real and csi_imag")
+        if self.n_rows() == 0:
+            raise ValueError("send at least one fingerprint")
         if self.n_rows() > MAX_ROWS:
             raise ValueError(f"at most {MAX_ROWS} fingerprints per request, got {self.n_rows()}")
         return self
@@ -74,11 +86,11 @@ class FingerprintBatch(_Measurements):
     """Labelled fingerprints; ``batch_id`` makes the upload idempotent (resend freely after a timeout)."""
 
     batch_id: str = Field(min_length=1, max_length=200)
-    positions_m: list[list[float]] = Field(min_length=1, description="(n, 2) [m]")
+    positions_m: list[list[Coordinate]] = Field(min_length=1, description="(n, 2) [m]")
 
     @field_validator("positions_m")
     @classmethod
-    def _xy(cls, v: list[list[float]]) -> list[list[float]]:
+    def _xy(cls, v: list[list[Coordinate]]) -> list[list[Coordinate]]:
         bad = next((i for i, p in enumerate(v) if len(p) != 2), None)
         if bad is not None:
             raise ValueError(f"positions_m row {bad} must be [x_m, y_m], got {len(v[bad])} values")
@@ -88,15 +100,17 @@ class FingerprintBatch(_Measurements):
 class LocateRequest(_Measurements):
     """Fingerprints to locate; ``coarse_positions_m`` (n, 2) [m] for ALLoc versions that sample around one."""
 
-    coarse_positions_m: list[list[float]] | None = None
+    coarse_positions_m: list[list[Coordinate]] | None = None
 
 
 class CalibrationRequest(_Strict):
     method: str = Field("wknn", max_length=64, description="a registered method that accepts the environment's "
                                                            "kind (xloc methods)")
     base_model: str | None = Field(None, description="name of a model registered with xloc serve --model")
-    steps: int | None = Field(None, ge=0, le=1000, description="adaptation steps (methods that train)")
+    steps: Annotated[int, Strict()] | None = Field(None, ge=0, le=1000, description="adaptation steps (methods that "
+                                                                                   "train)")
 
 
 class PinRequest(_Strict):
-    version: int | None = Field(description="version to serve; null un-pins (serve the latest)")
+    version: Annotated[int, Strict()] | None = Field(ge=1, le=2**31 - 1, description="version to serve; null un-pins "
+                                                                                   "(serve the latest)")

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from xloc.baselines.csi import CsiRegressor, MultiTaskCsi
 from xloc.data.fingerprints import FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.eval.metrics import localization_errors_m
-from xloc.learn.supervised import CsiRegressor, MultiTaskCsi
 from xloc.sim.presets import simulate_scenario
 
 

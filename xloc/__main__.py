@@ -1,0 +1,5 @@
+"""``python -m xloc``: the ``xloc`` command."""
+
+from xloc.cli import app
+
+app()

@@ -1,0 +1,133 @@
+"""Starting a federation: Flower's simulation runtime, real processes on loopback, or a Flower App folder for
+``flwr run`` on a deployment's SuperLink."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from xloc.errors import DataValidationError
+from xloc.io import atomic_write_text
+from xloc.learn.federated.client import clear_states, make_client_app
+from xloc.learn.federated.protocol import INSTALL_HINT, FederatedRun, require_flwr
+from xloc.learn.federated.server import make_server_app
+
+__all__ = ["run_simulation_mode", "run_loopback", "write_flower_app"]
+
+
+def run_simulation_mode(run: FederatedRun, *, verbose: bool = False) -> dict[str, Any]:
+    """Run the federation in Flower's simulation runtime (Ray), one virtual SuperNode per environment."""
+    require_flwr()
+    from flwr.simulation import run_simulation
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    clear_states()
+    server, client = make_server_app(run), make_client_app()
+    run_simulation(server_app=server, client_app=client, num_supernodes=len(run.environments),
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": max(1, min(len(run.environments), os.cpu_count() or 1)),
+                                                 "include_dashboard": False, "log_to_driver": verbose}},
+                   verbose_logging=verbose)
+    result_path = Path(run.out) / "result.json"
+    if not result_path.is_file():
+        raise DataValidationError(f"the Flower simulation ended without a result in {result_path} (see its log)")
+    return json.loads(result_path.read_text())
+
+
+def write_flower_app(folder: str | os.PathLike[str], run: FederatedRun) -> Path:
+    """A Flower App directory for ``flwr run``: its components are :mod:`xloc.learn.federated.apps` (xloc must be
+    installed where the SuperLink and SuperNodes run) and its run config carries ``run``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = f"""[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "xloc-metaloc"
+version = "1.0.0"
+description = "MetaLoc {run.paradigm} over Flower (written by xloc)"
+license = "MIT"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "xloc"
+
+[tool.flwr.app.components]
+serverapp = "xloc.learn.federated.apps:server_app"
+clientapp = "xloc.learn.federated.apps:client_app"
+
+[tool.flwr.app.config]
+xloc_run = {json.dumps(json.dumps(asdict(run)))}
+"""
+    path = folder / "pyproject.toml"
+    atomic_write_text(path, text)
+    return path
+
+
+def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900.0,
+                 data_of: dict[str, str] | None = None) -> dict[str, Any]:
+    """Real processes on this machine: one SuperLink (``port``), one SuperNode per environment (each told only
+    its environment and data file, ``data_of[env]`` or ``run.data``), then ``flwr run`` of the app. Everything
+    runs insecure on 127.0.0.1 and is stopped at the end; logs go to ``run.out/logs``."""
+    import shutil
+    import subprocess
+    import sys
+
+    require_flwr()
+    out = Path(run.out)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    home = out / "flwr-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\n'
+                                      f'address = "127.0.0.1:{port}"\ninsecure = true\n')
+    app_dir = out / "app"
+    write_flower_app(app_dir, run)
+    (out / "result.json").unlink(missing_ok=True)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def tool(name: str) -> str:
+        found = shutil.which(name, path=env["PATH"])
+        if found is None:
+            raise DataValidationError(f"{name} not found next to {sys.executable}: {INSTALL_HINT}")
+        return found
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([tool("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
+                                       str(port)], env=env, stdout=open(logs / "superlink.log", "wb"),
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+        time.sleep(3.0)
+        for i, name in enumerate(run.environments):
+            data = (data_of or {}).get(name, run.data)
+            procs.append(subprocess.Popen(
+                [tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}", "--port",
+                 str(port + 10 + i), "--node-config", f"environment='{name}' data='{data}'"],
+                env=env, stdout=open(logs / f"supernode-{name}.log", "wb"), stderr=subprocess.STDOUT,
+                start_new_session=True))
+        with open(logs / "flwr-run.log", "wb") as log:
+            done = subprocess.run([tool("flwr"), "run", str(app_dir), "loopback", "--stream"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        if done.returncode != 0 or not (out / "result.json").is_file():
+            tail = (logs / "flwr-run.log").read_text(errors="replace")[-2000:]
+            raise DataValidationError(f"flwr run failed (exit {done.returncode}); logs in {logs}:\n{tail}")
+    finally:
+        import signal
+
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+    return json.loads((out / "result.json").read_text())

@@ -1,0 +1,98 @@
+"""The message protocol between the federated MetaLoc server and its clients: the run settings every message
+carries, what a client may send back, and the conversion of tensors to Flower records.
+
+Message types (server -> client, and the client's reply):
+
+* ``query.hello`` -- run config; reply: config ``environment``.
+* ``train.ts`` -- ``index`` of the environment; reply: arrays, its MAML-TS parameters.
+* ``query.mmd`` -- ``index``, arrays ``x`` (support features); reply: metric ``mmd2`` (eq. 16).
+* ``train.dg_inner`` -- ``iteration``, arrays theta; reply: arrays ``theta/*`` and ``grad/*``, metric ``F``.
+* ``train.dg_outer`` -- ``iteration``, arrays theta'; reply: arrays w grad G(theta'), metric ``G``.
+* ``evaluate.val`` -- ``index``, ``adapt_lr``, arrays theta; reply: metrics ``val_loss``, ``tasks``, ``lr_i``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from xloc.errors import DataValidationError
+from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc
+
+__all__ = ["FEDERATED_PARADIGMS", "INSTALL_HINT", "ALLOWED_METRICS", "FederatedRun", "require_flwr", "run_of",
+           "to_arrays", "to_tensors"]
+
+FEDERATED_PARADIGMS = ("maml-ts", "maml-dg")
+INSTALL_HINT = "Flower is not installed: pip install 'xloc[federated]' (flwr with its simulation runtime)"
+#: What a client may send back, per message type (records and their keys; arrays are checked separately).
+ALLOWED_METRICS = {"F", "G", "mmd2", "val_loss", "tasks", "train_s", *(f"lr_{i}" for i in range(len(ADAPT_LR_GRID)))}
+
+
+def require_flwr() -> Any:
+    try:
+        import flwr
+    except ImportError:
+        raise DataValidationError(INSTALL_HINT) from None
+    return flwr
+
+
+@dataclass
+class FederatedRun:
+    """What the server and the clients agree on (JSON-serialisable; travels as Flower run config).
+
+    ``environments`` orders the clients (the index of a client's environment keys its random streams);
+    ``data`` is the .h5 file a client reads *its own* environment from (each SuperNode may point at its own
+    file); ``support``/``support_env`` optionally name the new environment's support set for MAML-TS's MMD query.
+    """
+
+    paradigm: str
+    environments: list[str]
+    data: str
+    out: str
+    hyper: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"
+    support: str | None = None
+    support_env: str | None = None
+    audit_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.paradigm not in FEDERATED_PARADIGMS:
+            raise DataValidationError(f"federated paradigm must be one of {FEDERATED_PARADIGMS}, got "
+                                      f"{self.paradigm!r}")
+        if self.paradigm == "maml-dg" and len(self.environments) < 2:
+            raise DataValidationError("MAML-DG needs at least two client environments")
+        if not self.environments or len(set(self.environments)) != len(self.environments):
+            raise DataValidationError(f"environments must be distinct and non-empty, got {self.environments}")
+        if self.hyper.get("first_order", True) is False:
+            raise DataValidationError("federated MAML-DG is first-order (Algorithm 3's messages carry no Hessians)")
+
+    def metaloc(self) -> MetaLoc:
+        return MetaLoc(self.paradigm, **self.hyper)
+
+    def to_config(self) -> dict[str, str]:
+        return {"xloc_run": json.dumps(asdict(self))}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> FederatedRun:
+        if "xloc_run" not in config:
+            raise DataValidationError("the Flower run config has no 'xloc_run' entry (start it with xloc federated)")
+        return cls(**json.loads(str(config["xloc_run"])))
+
+
+def run_of(msg: Any) -> FederatedRun:
+    """The run settings travel in every request's config record (simulation has no app config file)."""
+    return FederatedRun.from_config(dict(msg.content["config"]))
+
+
+def to_arrays(params: dict[str, torch.Tensor]) -> Any:
+    from flwr.app import Array, ArrayRecord
+
+    return ArrayRecord({k: Array(v.detach().cpu().numpy().copy()) for k, v in params.items()})
+
+
+def to_tensors(record: Any) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.array(v.numpy(), copy=True)) for k, v in record.items()}

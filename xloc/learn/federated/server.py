@@ -1,0 +1,178 @@
+"""The federated server: the training loops of MAML-TS and MAML-DG (Algorithm 3) driven over the clients, and the
+Flower ServerApp that runs them and saves the MetaLoc model."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xloc.data.storage import load_fingerprints
+from xloc.errors import DataValidationError
+from xloc.io import atomic_write_text
+from xloc.learn import maml
+from xloc.learn.federated.protocol import FederatedRun, require_flwr, to_arrays, to_tensors
+from xloc.learn.meta_train import History
+from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, mmd_sample
+from xloc.learn.rss_tasks import RadioMap, support_features
+
+__all__ = ["federated_fit", "make_server_app"]
+
+
+class _Federation:
+    """The server's view: node ids by environment, one request/response at a time, traffic counted."""
+
+    def __init__(self, grid: Any, run: FederatedRun, timeout_s: float = 600.0) -> None:
+        self.grid, self.run = grid, run
+        self.messages = 0
+        self.bytes_in = 0
+        deadline = time.time() + timeout_s
+        while len(list(grid.get_node_ids())) < len(run.environments):
+            if time.time() > deadline:
+                raise DataValidationError(f"only {len(list(grid.get_node_ids()))} of {len(run.environments)} "
+                                          "SuperNodes connected")
+            time.sleep(0.5)
+        replies = self.ask([(n, "query.hello", {}, None) for n in grid.get_node_ids()])
+        self.node_of: dict[str, int] = {}
+        for node, reply in replies.items():
+            self.node_of[str(reply.content["config"]["environment"])] = node
+        missing = set(run.environments) - set(self.node_of)
+        if missing:
+            raise DataValidationError(f"no SuperNode holds environment(s) {sorted(missing)}")
+
+    def ask(self, requests: Iterable[tuple[int, str, dict[str, Any], dict[str, torch.Tensor] | None]]
+            ) -> dict[int, Any]:
+        from flwr.app import ConfigRecord, Message, RecordDict
+
+        messages = []
+        for node, mtype, config, arrays in requests:
+            content: dict[str, Any] = {"config": ConfigRecord({**config, **self.run.to_config()})}
+            if arrays is not None:
+                content["arrays"] = to_arrays(arrays)
+            messages.append(Message(RecordDict(content), dst_node_id=node, message_type=mtype))
+        replies = list(self.grid.send_and_receive(messages))
+        self.messages += len(messages) + len(replies)
+        out = {}
+        for r in replies:
+            if r.has_error():
+                raise DataValidationError(f"client {r.metadata.src_node_id} failed: {r.error.reason}")
+            for record in r.content.values():
+                if type(record).__name__ == "ArrayRecord":
+                    self.bytes_in += sum(int(np.asarray(v.numpy()).nbytes) for v in record.values())
+            out[int(r.metadata.src_node_id)] = r
+        return out
+
+    def ask_one(self, env: str, mtype: str, config: dict[str, Any],
+                arrays: dict[str, torch.Tensor] | None = None) -> Any:
+        node = self.node_of[env]
+        return self.ask([(node, mtype, config, arrays)])[node]
+
+
+def _validate_all(fed: _Federation, params: maml.Params, adapt_lr: bool = False) -> dict[str, float]:
+    replies = fed.ask([(fed.node_of[e], "evaluate.val", {"index": i, "adapt_lr": adapt_lr}, params)
+                       for i, e in enumerate(fed.run.environments)])
+    # environment order, not arrival order: the float sum must not depend on which client answered first
+    metrics = [dict(replies[fed.node_of[e]].content["metrics"]) for e in fed.run.environments]
+    weights = np.array([m["tasks"] for m in metrics])
+    return {k: float(np.average([m[k] for m in metrics], weights=weights)) for k in metrics[0] if k != "tasks"}
+
+
+def _train_dg(fed: _Federation, model: MetaLoc) -> maml.Params:
+    """Algorithm 3 on the server, mirroring :func:`~xloc.learn.meta_train.meta_train`'s MAML-DG branch."""
+    cfg = model.config
+    envs = fed.run.environments
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in maml.get_params(model.model_).items()}
+    opt = torch.optim.Adam(params.values(), lr=cfg.outer_lr)
+    rng = np.random.default_rng([cfg.seed, 101])
+    best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
+    for it in range(1, cfg.iterations + 1):
+        theta = {k: v.detach() for k, v in params.items()}
+        i, j = rng.choice(len(envs), size=2, replace=False)
+        first = fed.ask_one(envs[int(i)], "train.dg_inner", {"iteration": it}, theta)
+        sent = to_tensors(first.content["arrays"])
+        virtual = {k: sent[f"theta/{k}"] for k in theta}
+        second = fed.ask_one(envs[int(j)], "train.dg_outer", {"iteration": it}, virtual)
+        g_second = to_tensors(second.content["arrays"])
+        for k, v in params.items():
+            v.grad = sent[f"grad/{k}"] + g_second[k]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if it % cfg.val_every == 0 or it == cfg.iterations:
+            f_val, g_val = float(first.content["metrics"]["F"]), float(second.content["metrics"]["G"])
+            val = _validate_all(fed, {k: v.detach() for k, v in params.items()})["val_loss"]
+            model.history_.iteration.append(it)
+            model.history_.meta_loss.append((f_val + g_val) / (2 * cfg.meta_batch))
+            model.history_.val_loss.append(val)
+            model.history_.group.append("all")
+            if val < best[0]:
+                best = (val, {k: v.detach().clone() for k, v in params.items()})
+    return best[1]
+
+
+def _support_mmds(fed: _Federation, model: MetaLoc) -> dict[str, float]:
+    """MAML-TS meta-test, step 1: support features go out, one MMD^2 per client comes back."""
+    run, cfg = fed.run, model.config
+    assert run.support is not None
+    support = load_fingerprints(run.support, "train")["train"][run.support_env or run.environments[0]]
+    radio_map = RadioMap.from_fingerprints(support, cfg.floor_dbm)
+    feats, _ = support_features(support, radio_map, cfg.k_neighbors, cfg.floor_dbm)
+    x = torch.from_numpy(np.ascontiguousarray(mmd_sample(feats.features)))
+    replies = fed.ask([(fed.node_of[e], "query.mmd", {"index": i}, {"x": x}) for i, e in enumerate(run.environments)])
+    by_node = {node: float(r.content["metrics"]["mmd2"]) for node, r in replies.items()}
+    return {e: by_node[fed.node_of[e]] for e in run.environments}
+
+
+def federated_fit(grid: Any, run: FederatedRun) -> dict[str, Any]:
+    """The ServerApp's work: train over the federation, save the MetaLoc model in ``run.out`` and return a summary
+    (also written to ``run.out/result.json``)."""
+    t0 = time.perf_counter()
+    fed = _Federation(grid, run)
+    model = run.metaloc()
+    cfg = model.config
+    model.model_ = model._new_model()
+    model.history_ = History()
+    model.env_names_ = list(run.environments)
+    model.reference_features_ = {}
+    model.val_batches_ = {}
+    result: dict[str, Any] = {"paradigm": run.paradigm, "environments": run.environments}
+    if run.paradigm == "maml-ts":
+        replies = fed.ask([(fed.node_of[e], "train.ts", {"index": i}, None) for i, e in enumerate(run.environments)])
+        by_node = {node: to_tensors(r.content["arrays"]) for node, r in replies.items()}
+        model.params_by_group_ = {e: by_node[fed.node_of[e]] for e in run.environments}
+        scores = [_validate_all(fed, p, adapt_lr=True) for p in model.params_by_group_.values()]
+    else:
+        model.params_by_group_ = {"all": _train_dg(fed, model)}
+        scores = [_validate_all(fed, model.params_by_group_["all"], adapt_lr=True)]
+    grid_scores = {lr: float(np.mean([s[f"lr_{i}"] for s in scores])) for i, lr in enumerate(ADAPT_LR_GRID)}
+    model.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else min(grid_scores, key=lambda k: grid_scores[k])
+    model.train_s_ = time.perf_counter() - t0
+    if run.paradigm == "maml-ts" and run.support is not None:
+        mmds = _support_mmds(fed, model)
+        result["mmd2"] = mmds
+        result["closest"] = min(mmds, key=lambda k: mmds[k])
+    out = Path(run.out)
+    model.save(out / "model")
+    result.update({"train_s": model.train_s_, "adapt_lr": model.adapt_lr_, "messages": fed.messages,
+                   "bytes_from_clients": fed.bytes_in})
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+def make_server_app(run: FederatedRun | None = None) -> Any:
+    """The ServerApp running :func:`federated_fit` on ``run``, or (deployment) on the run config's ``xloc_run``."""
+    require_flwr()
+    from flwr.serverapp import ServerApp
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Any, context: Any) -> None:
+        federated_fit(grid, run if run is not None else FederatedRun.from_config(dict(context.run_config)))
+
+    return app
