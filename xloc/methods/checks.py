@@ -74,13 +74,16 @@ def problem(kind: str) -> Problem:
     elif kind == "csi_image":
         from xloc.sim.presets import simulate_scenario
 
-        days = simulate_scenario("lab", 270, 0, days=3)  # 3 images per point and day (MetaLoc's support)
+        # 8 images per point and day: MetaLoc's meta-training tasks take 3 support + 5 query images per RP
+        days = simulate_scenario("lab", 720, 0, days=3)
         test = simulate_scenario("lab", 90, 0, days=3, split="test")["lab-day3"]
-        test = test.subset(np.arange(0, len(test), 3))  # 30 test images keep per-image adaptation quick
+        test = test.subset(np.arange(0, len(test), 6))  # 15 test images keep per-image adaptation quick
         names = list(days)
         sources = FingerprintSet(days[n] for n in names[:2])
         reference = days[names[2]]
-        support = reference  # MetaLoc's CSI setting: images of every RP of the new day (the paper's 3 x 90)
+        # MetaLoc's CSI setting: 3 images of every RP of the new day (the paper's 3 x 90)
+        support = reference.subset(np.concatenate([np.flatnonzero(reference.point_ids == p)[:3]
+                                                   for p in np.unique(reference.point_ids)]))
     else:
         raise ConfigError(f"no check problem for kind {kind!r}")
     rest = np.flatnonzero(~np.isin(reference.point_ids, np.unique(support.point_ids)))
