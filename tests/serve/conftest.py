@@ -31,19 +31,21 @@ def free_port() -> int:
 class Server:
     """``xloc serve`` in a subprocess; ``kill()`` is kill -9."""
 
-    def __init__(self, db: str, models: Path, base_models: dict[str, Path] | None = None) -> None:
-        self.db, self.models, self.base_models = db, models, base_models or {}
+    def __init__(self, db: str, models: Path, base_models: dict[str, Path] | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.db, self.models, self.base_models, self.extra = db, models, base_models or {}, extra
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     def start(self) -> Server:
         port = free_port()
         cmd = [sys.executable, "-c", "from xloc.cli import app; app()", "serve", "--port", str(port), "--db",
-               self.db, "--models-dir", str(self.models), "--max-request-mb", "1"]
+               self.db, "--models-dir", str(self.models), "--max-request-mb", "1", *self.extra]
         for name, path in self.base_models.items():
             cmd += ["--model", f"{name}={path}"]
         env = {**os.environ, "XLOC_ADMIN_KEY": ADMIN, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -57,13 +59,17 @@ class Server:
         raise RuntimeError("server did not start within 60 s")
 
     def kill(self) -> None:
+        """kill -9 of the server and every process it started (its workers)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -22,12 +22,22 @@ def serve(
     model: Annotated[list[str] | None, typer.Option(help="Register a trained base model as NAME=PATH (repeat): "
                                                          "a MetaLoc meta-model or an ALLoc model")] = None,
     max_request_mb: Annotated[float, typer.Option(help="Largest request body accepted [MiB]")] = 16.0,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port, the store and the models folder")]
+    = 1,
+    job_lease_s: Annotated[float, typer.Option(help="A calibration job whose process stops renewing its lease for "
+                                                    "this long [s] is marked failed")] = 30.0,
+    keep_versions: Annotated[int, typer.Option(help="Model versions kept per environment (the pinned one is kept "
+                                                    "besides)")] = 5,
 ) -> None:
-    """Start the localization service (FastAPI + uvicorn). The admin key comes from XLOC_ADMIN_KEY."""
+    """Start the localization service (FastAPI + uvicorn). The admin key comes from XLOC_ADMIN_KEY.
+
+    Example: XLOC_ADMIN_KEY=... xloc serve --db postgresql://user:pw@host/xloc --workers 2 --model maml=metaloc/"""
+
+    import json
 
     import uvicorn
 
-    from xloc.serve.app import create_app
+    from xloc.serve.app import CONFIG_ENV, create_app
 
     base = {}
     for item in model or []:
@@ -38,7 +48,19 @@ def serve(
     admin_key = os.environ.get("XLOC_ADMIN_KEY")
     if not admin_key:
         console.print("[yellow]XLOC_ADMIN_KEY is not set: nobody can create environments[/]")
-    api = create_app(db, models_dir, base_models=base, admin_key=admin_key,
-                     max_request_bytes=int(max_request_mb * 2**20))
-    console.print(f"xloc service on http://{host}:{port} (store {api.state.service.db.dialect}, docs at /docs)")
-    uvicorn.run(api, host=host, port=port, log_level="warning")
+    if workers < 1:
+        raise typer.BadParameter(f"--workers must be >= 1, got {workers}")
+    settings = {"db_url": db, "models_dir": str(models_dir), "base_models": {k: str(v) for k, v in base.items()},
+                "max_request_bytes": int(max_request_mb * 2**20), "job_lease_s": job_lease_s,
+                "keep_versions": keep_versions}
+    # built here once even with workers: a bad store, model or setting is reported before any process starts
+    api = create_app(**{**settings, "base_models": base}, admin_key=admin_key)  # type: ignore[arg-type]
+    dialect = api.state.service.db.dialect
+    console.print(f"xloc service on http://{host}:{port} (store {dialect}, {workers} process(es), docs at /docs)")
+    if workers == 1:
+        uvicorn.run(api, host=host, port=port, log_level="warning")
+        return
+    api.state.service.close()
+    os.environ[CONFIG_ENV] = json.dumps(settings)
+    uvicorn.run("xloc.serve.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")

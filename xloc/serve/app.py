@@ -17,9 +17,11 @@ import collections
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -37,6 +39,7 @@ from xloc.serve.calibration import EnvironmentInfo, ServedModel, calibrate, cali
 from xloc.serve.db import Database, array_bytes, bytes_array
 from xloc.serve.map_page import MAP_CSP, map_html
 from xloc.serve.schemas import (
+    MAX_ROWS,
     RSS_RANGE_DBM,
     CalibrationRequest,
     EnvironmentCreate,
@@ -132,10 +135,21 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class Service:
-    """State behind the app: the store, model folders, registered base models and the calibration worker."""
+class _LeaseLost(Exception):
+    """This process no longer holds the job's lease: another one declared it failed; leave its state alone."""
 
-    def __init__(self, db_url: str, models_dir: Path, base_models: dict[str, Path], admin_key: str | None) -> None:
+
+class Service:
+    """State behind the app: the store, model folders, registered base models and the calibration worker.
+
+    Jobs carry a lease: the process that runs one renews it every ``job_lease_s / 3`` seconds; a job whose lease
+    ran out (its process died) is marked failed by whichever process looks at it next. Updates of a job are
+    conditional on still holding its lease and on the job not being final, so a final state never changes."""
+
+    def __init__(self, db_url: str, models_dir: Path, base_models: dict[str, Path], admin_key: str | None,
+                 *, job_lease_s: float = 30.0, keep_versions: int = 5) -> None:
+        if job_lease_s <= 0 or keep_versions < 1:
+            raise XlocError(f"job_lease_s must be > 0 and keep_versions >= 1, got {job_lease_s}, {keep_versions}")
         self.db = Database(db_url)
         self.models_dir = Path(models_dir)
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -146,10 +160,34 @@ class Service:
         self._lock = threading.Lock()
         self.located: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(
             maxlen=LATEST_LOCATED))
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.job_lease_s, self.keep_versions = float(job_lease_s), int(keep_versions)
+        self.expire_leases()
+        self._stop = threading.Event()
+        threading.Thread(target=self._heartbeat, name="xloc-job-lease", daemon=True).start()
+
+    # --- job leases ----------------------------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.job_lease_s / 3):
+            try:
+                with self.db.transaction() as tx:
+                    tx.execute("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status IN "
+                               "('queued', 'running')", (time.time() + self.job_lease_s, self.instance))
+                self.expire_leases()
+            except Exception:  # a store hiccup: the next beat retries; the lease has slack for two misses
+                continue
+
+    def expire_leases(self) -> int:
+        """Mark failed every unfinished job whose lease ran out (its server process stopped); returns how many."""
         now = time.time()
-        with self.db.transaction() as tx:  # a job a crash interrupted will never finish
-            tx.execute("UPDATE jobs SET status = 'failed', message = 'interrupted by a server restart', "
-                       "updated_at = ? WHERE status IN ('queued', 'running')", (now,))
+        with self.db.transaction() as tx:
+            return tx.execute("UPDATE jobs SET status = 'failed', message = 'its server process stopped before "
+                              "it finished (lease expired)', updated_at = ? WHERE status IN ('queued', 'running') "
+                              "AND (lease_until IS NULL OR lease_until < ?)", (now, now))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.worker.shutdown(wait=False, cancel_futures=True)
 
     # --- auth ----------------------------------------------------------------------------------------------------
     def is_admin(self, key: str | None) -> bool:
@@ -211,16 +249,17 @@ class Service:
         if body.csi_real is None or body.csi_imag is None:
             raise HTTPException(422, f"environment {env.id!r} holds CSI: send csi_real and csi_imag")
         try:
-            re, im = np.asarray(body.csi_real, dtype=np.float32), np.asarray(body.csi_imag, dtype=np.float32)
+            real = np.asarray(body.csi_real, dtype=np.float32)
+            imag = np.asarray(body.csi_imag, dtype=np.float32)
         except ValueError:
             raise HTTPException(422, "csi_real / csi_imag must be regular nested number arrays") from None
-        want = (re.shape[0], *env.shape)
-        if re.shape != want or im.shape != want:
-            raise HTTPException(422, f"CSI must be (n, bs, antennas, subcarriers) = {want}, got {re.shape} and "
-                                     f"{im.shape}")
-        if not (np.isfinite(re).all() and np.isfinite(im).all()):
+        want = (real.shape[0], *env.shape)
+        if real.shape != want or imag.shape != want:
+            raise HTTPException(422, f"CSI must be (n, bs, antennas, subcarriers) = {want}, got {real.shape} and "
+                                     f"{imag.shape}")
+        if not (np.isfinite(real).all() and np.isfinite(imag).all()):
             raise HTTPException(422, "CSI holds NaN or infinite values")
-        return (re + 1j * im).astype(np.complex64)
+        return (real + 1j * imag).astype(np.complex64)
 
     # --- models --------------------------------------------------------------------------------------------------
     def serving_version(self, env_id: str) -> int | None:
@@ -242,11 +281,18 @@ class Service:
                 self._served[key] = load_version(self.models_dir / rows[0][0])
             return self._served[key]
 
+    def _update_job(self, tx: Any, job_id: str, **fields: Any) -> None:
+        """Update an unfinished job this process holds; _LeaseLost if another process already declared it failed."""
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        n = tx.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN "
+                       "('queued', 'running')", (*fields.values(), time.time(), job_id, self.instance))
+        if n != 1:
+            raise _LeaseLost(job_id)
+
     def run_job(self, job_id: str, env_id: str, request: CalibrationRequest) -> None:
         def update(progress: float, message: str, status: str = "running") -> None:
             with self.db.transaction() as tx:
-                tx.execute("UPDATE jobs SET status = ?, progress = ?, message = ?, updated_at = ? WHERE id = ?",
-                           (status, progress, message, time.time(), job_id))
+                self._update_job(tx, job_id, status=status, progress=progress, message=message)
 
         folder = f"{env_id}/{job_id}"
         try:
@@ -261,12 +307,17 @@ class Service:
             with self.db.transaction() as tx:
                 version = int(tx.fetch("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE environment_id = ?",
                                        (env_id,))[0][0])
+                self._update_job(tx, job_id, status="succeeded", progress=1.0, message=f"version {version} ready",
+                                 version=version)
                 tx.execute("INSERT INTO models (environment_id, version, method, path, n_references, info, "
                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (env_id, version, request.method, folder, len(positions), json.dumps(summary),
                             time.time()))
-                tx.execute("UPDATE jobs SET status = 'succeeded', progress = 1.0, message = ?, version = ?, "
-                           "updated_at = ? WHERE id = ?", (f"version {version} ready", version, time.time(), job_id))
+                pruned = self._prune_versions(tx, env_id)
+            for old in pruned:
+                shutil.rmtree(self.models_dir / old, ignore_errors=True)
+        except _LeaseLost:  # another process declared this job failed: its state stays final, nothing registered
+            shutil.rmtree(self.models_dir / folder, ignore_errors=True)
         except Exception as exc:  # the job reports it; the previous version keeps serving
             shutil.rmtree(self.models_dir / folder, ignore_errors=True)
             message = str(exc) if isinstance(exc, XlocError | HTTPException) else f"{type(exc).__name__}: {exc}"
@@ -274,9 +325,21 @@ class Service:
                 message = str(exc.detail)
             try:
                 update(0.0, self.without_paths(message), "failed")
-            except Exception:  # the environment may have been deleted meanwhile
+            except Exception:  # the environment may have been deleted meanwhile, or the lease lost
                 pass
 
+    def _prune_versions(self, tx: Any, env_id: str) -> list[str]:
+        """Drop all but the newest ``keep_versions`` versions (never the pinned one); their folders to delete."""
+        pinned = tx.fetch("SELECT pinned_version FROM environments WHERE id = ?", (env_id,))
+        keep_pinned = pinned[0][0] if pinned else None
+        rows = tx.fetch("SELECT version, path FROM models WHERE environment_id = ? ORDER BY version DESC", (env_id,))
+        old = [(v, path) for v, path in rows[self.keep_versions:] if v != keep_pinned]
+        for v, _ in old:
+            tx.execute("DELETE FROM models WHERE environment_id = ? AND version = ?", (env_id, v))
+        with self._lock:
+            for v, _ in old:
+                self._served.pop((env_id, int(v)), None)
+        return [path for _, path in old]
 
     def without_paths(self, message: str) -> str:
         """``message`` with the server's folders replaced by what a site may see: base model names, 'models/'."""
@@ -290,13 +353,29 @@ def _key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+#: Environment variable carrying ``create_app``'s settings (JSON) to the processes of ``xloc serve --workers N``.
+CONFIG_ENV = "XLOC_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of ``xloc serve --workers N`` (settings from :data:`CONFIG_ENV`, the admin
+    key from ``XLOC_ADMIN_KEY``)."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    config["base_models"] = {k: Path(v) for k, v in config.get("base_models", {}).items()}
+    return create_app(**config, admin_key=os.environ.get("XLOC_ADMIN_KEY"))
+
+
 def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Path] | None = None,
-               admin_key: str | None = None, max_request_bytes: int = 16 * 2**20) -> FastAPI:
-    """The FastAPI app over the store at ``db_url`` (SQLite path or ``postgresql://`` URL)."""
+               admin_key: str | None = None, max_request_bytes: int = 16 * 2**20, job_lease_s: float = 30.0,
+               keep_versions: int = 5) -> FastAPI:
+    """The FastAPI app over the store at ``db_url`` (SQLite path or ``postgresql://`` URL). Several processes may
+    serve one store and models folder: jobs are leased (``job_lease_s``), and each environment keeps its newest
+    ``keep_versions`` model versions (plus the pinned one)."""
     for name, path in (base_models or {}).items():
         if not Path(path).is_dir():
             raise XlocError(f"base model {name!r}: {path} is not a model folder")
-    service = Service(db_url, Path(models_dir), base_models or {}, admin_key)
+    service = Service(db_url, Path(models_dir), base_models or {}, admin_key, job_lease_s=job_lease_s,
+                      keep_versions=keep_versions)
     app = FastAPI(title="xloc localization service", version="1",
                   description="Per-environment reference store, few-shot calibration and locate API.")
     app.state.service = service
@@ -423,16 +502,24 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         if body.base_model is not None and body.base_model not in service.base_models:
             raise HTTPException(422, f"no base model {body.base_model!r}; registered: {sorted(service.base_models)}")
         job_id = uuid.uuid4().hex[:12]
+        service.expire_leases()
         now = time.time()
         with service.db.transaction() as tx:
+            active = tx.fetch("SELECT id FROM jobs WHERE environment_id = ? AND status IN ('queued', 'running')",
+                              (env_id,))
+            if active:  # one calibration per site at a time: no site can fill the queue in front of the others
+                raise HTTPException(409, f"calibration job {active[0][0]!r} of this environment has not finished; "
+                                         "wait for it (GET .../jobs/{job_id}) before starting another")
             tx.execute("INSERT INTO jobs (id, environment_id, method, request, status, progress, message, version, "
-                       "created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0.0, 'queued', NULL, ?, ?)",
-                       (job_id, env_id, body.method, body.model_dump_json(), now, now))
+                       "created_at, updated_at, lease_owner, lease_until) VALUES (?, ?, ?, ?, 'queued', 0.0, "
+                       "'queued', NULL, ?, ?, ?, ?)", (job_id, env_id, body.method, body.model_dump_json(), now, now,
+                                                       service.instance, now + service.job_lease_s))
         service.worker.submit(service.run_job, job_id, env_id, body)
         return {"job_id": job_id, "status": "queued"}
 
     @app.get("/environments/{env_id}/jobs/{job_id}")
     def job_status(job_id: str, env_id: str = Depends(owner)) -> dict[str, Any]:
+        service.expire_leases()
         rows = service.db.query("SELECT method, status, progress, message, version, created_at, updated_at FROM jobs "
                                 "WHERE id = ? AND environment_id = ?", (job_id, env_id))
         if not rows:
@@ -492,12 +579,21 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         return HTMLResponse(map_html(env_id), headers={"Content-Security-Policy": MAP_CSP})
 
     @app.get("/environments/{env_id}/map-data")
-    def map_data(env_id: str = Depends(owner)) -> dict[str, Any]:
+    def map_data(env_id: str = Depends(owner), references: bool = True,
+                 max_references: int = Query(2000, ge=0, le=MAX_ROWS)) -> dict[str, Any]:
+        """What the map draws. ``references=false`` leaves the reference points out (the page asks for them only
+        now and then); at most ``max_references`` of them are sent, evenly subsampled."""
         env = service.info(env_id)
-        positions, _ = service.references(env_id)
+        n_refs = int(service.db.query("SELECT COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ?",
+                                      (env_id,))[0][0])
+        refs: list | None = None
+        if references:
+            positions, _ = service.references(env_id)
+            step = max(1, -(-len(positions) // max_references)) if max_references else len(positions) + 1
+            refs = positions[::step, :2].round(3).tolist()
         aps = None if env.ap_positions_m is None else env.ap_positions_m[:, :2].tolist()
         return {"name": env.name, "bounds_m": env.bounds_m, "ap_ids": list(env.ap_ids), "ap_positions_m": aps,
-                "references_m": positions[:, :2].round(3).tolist(),
+                "n_references": n_refs, "references_m": refs,
                 "located": [{"x_m": x, "y_m": y, "uncertainty_m": u, "t": t} for x, y, u, t in
                             list(service.located.get(env_id, ()))[-200:]],
                 "serving_version": service.serving_version(env_id)}

@@ -74,6 +74,12 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 2: jobs carry a lease (the server process running them and until when); a job is failed only when its lease
+    # expires, so several server processes can share one store.
+    """
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION
+    """,
 )
 
 

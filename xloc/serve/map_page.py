@@ -32,9 +32,11 @@ const key = new URLSearchParams(location.hash.slice(1)).get("key");
 const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
 const status = document.getElementById("status");
 
+let references = [], polls = 0;
+
 function extent(d) {
   if (d.bounds_m) return d.bounds_m;
-  const pts = d.references_m.concat(d.ap_positions_m || [], d.located.map(p => [p.x_m, p.y_m]));
+  const pts = references.concat(d.ap_positions_m || [], d.located.map(p => [p.x_m, p.y_m]));
   if (!pts.length) return [0, 1, 0, 1];
   const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
   return [Math.min(...xs) - 1, Math.max(...xs) + 1, Math.min(...ys) - 1, Math.max(...ys) + 1];
@@ -47,7 +49,7 @@ function draw(d) {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = "#333"; ctx.strokeRect(X(x0), Y(y1), (x1 - x0) * s, (y1 - y0) * s);
   ctx.fillStyle = "#777";
-  for (const [x, y] of d.references_m) { ctx.beginPath(); ctx.arc(X(x), Y(y), 2.5, 0, 7); ctx.fill(); }
+  for (const [x, y] of references) { ctx.beginPath(); ctx.arc(X(x), Y(y), 2.5, 0, 7); ctx.fill(); }
   ctx.fillStyle = "#c0392b";
   for (const [x, y] of d.ap_positions_m || []) {
     ctx.beginPath(); ctx.moveTo(X(x), Y(y) - 7); ctx.lineTo(X(x) - 6, Y(y) + 5); ctx.lineTo(X(x) + 6, Y(y) + 5);
@@ -60,18 +62,23 @@ function draw(d) {
     ctx.beginPath(); ctx.arc(X(p.x_m), Y(p.y_m), 4, 0, 7); ctx.fill();
   });
   canvas.dataset.drawn = String(Number(canvas.dataset.drawn) + 1);
-  canvas.dataset.references = String(d.references_m.length);
+  canvas.dataset.references = String(d.n_references);
   canvas.dataset.located = String(d.located.length);
   document.getElementById("title").textContent = `xloc map: ${d.name}`;
-  status.textContent = `${d.references_m.length} reference points, ${d.located.length} located, ` +
+  const shown = references.length < d.n_references ? ` (${references.length} drawn)` : "";
+  status.textContent = `${d.n_references} reference points${shown}, ${d.located.length} located, ` +
     `serving version ${d.serving_version ?? "none"} (updated ${new Date().toLocaleTimeString()})`;
 }
 
 async function refresh() {
   try {
-    const r = await fetch(`/environments/${envId}/map-data`, {headers: {"X-API-Key": key || ""}});
+    // the reference points change rarely: fetch them on the first poll and every 30th, only the rest in between
+    const withRefs = polls++ % 30 === 0;
+    const r = await fetch(`/environments/${envId}/map-data?references=${withRefs}`,
+                          {headers: {"X-API-Key": key || ""}});
     const body = await r.json();
     if (!r.ok) { status.textContent = `error ${r.status}: ${body.detail}`; return; }
+    if (body.references_m) references = body.references_m;
     draw(body);
   } catch (e) { status.textContent = `error: ${e}`; }
 }
