@@ -56,3 +56,19 @@ def test_errors():
         model.predict(np.zeros((2, 4)))
     with pytest.raises(DataValidationError, match="k must be an integer >= 1"):
         KNNLocalizer(k=0).fit()
+
+
+def test_wknn_near_ties_are_resolved_like_an_exact_float64_search():
+    """The float32 search re-ranks near-ties in float64: six near-copies of each fingerprint put the k-th / (k+1)-th
+    boundary inside a cluster whose distances differ far below float32's resolution."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(-100, -40, (50, 30))
+    ref = np.concatenate([base + rng.normal(0, 1e-3, base.shape) for _ in range(6)])
+    pos = rng.uniform(0, 40, (len(ref), 2))
+    q = base[:20] + rng.normal(0, 1e-3, (20, 30))
+    knn = KNNLocalizer(5, weighted=True).fit_arrays(ref, pos)
+    d = np.sqrt(((ref[None] - q[:, None]) ** 2).sum(-1))
+    idx = np.argsort(d, axis=1, kind="stable")[:, :5]
+    w = 1.0 / (np.take_along_axis(d, idx, 1) + 1e-6)
+    expected = (w[..., None] * pos[idx]).sum(1) / w.sum(1, keepdims=True)
+    np.testing.assert_allclose(knn.predict(q), expected, atol=1e-9)

@@ -21,7 +21,13 @@ from xloc.features.signal import fill_not_heard
 
 __all__ = ["KNNLocalizer"]
 
-_CHUNK = 4096  # queries per distance block: bounds memory at CHUNK x n_ref floats
+_CHUNK = 2048  # queries per distance block: bounds memory at CHUNK x n_ref floats
+#: Candidates re-ranked in float64 for a query whose k-th and (k+1)-th float32 distances are closer than the
+#: float32 error bound (a near-tie the float32 search could have swapped).
+_MARGIN = 16
+#: Relative error bound of a float32 squared distance as computed here (a dot product of a few hundred centred
+#: terms and two squared norms), with a wide safety factor: 64 units in the last place.
+_F32_TOLERANCE = 64 * 2.0**-23
 
 
 class KNNLocalizer:
@@ -47,6 +53,10 @@ class KNNLocalizer:
         Reference fingerprints [dBm], NaN replaced by ``floor_dbm``.
     positions_m_ : ``(n_ref, dims)``
         Their positions [m].
+    centre_dbm_ : ``(n_ap,)``
+        Mean of the radio map per AP; the float32 search runs on centred values (smaller norms, smaller errors).
+    radio_map32_, radio_map_sq32_ : tensors ``(n_ref, n_ap)``, ``(n_ref,)``
+        The centred radio map in float32 and its squared norms, for the neighbour search.
     n_features_in_ : int
         Number of APs seen at ``adapt``.
     """
@@ -102,6 +112,10 @@ class KNNLocalizer:
         if not np.isfinite(pos).all():
             raise DataValidationError("KNNLocalizer.fit_arrays: positions must be finite")
         self.radio_map_dbm_ = fill_not_heard(rss, self.floor_dbm)
+        self.centre_dbm_ = self.radio_map_dbm_.mean(0)
+        centred = self.radio_map_dbm_ - self.centre_dbm_
+        self.radio_map32_ = torch.from_numpy(centred.astype(np.float32))
+        self.radio_map_sq32_ = torch.from_numpy((centred**2).sum(1).astype(np.float32))
         self.positions_m_ = pos
         self.n_features_in_ = rss.shape[1]
         return self
@@ -123,21 +137,30 @@ class KNNLocalizer:
         if np.isinf(q).any():
             raise DataValidationError("KNNLocalizer.predict: RSS holds infinite values; use NaN for not heard")
         ref = self.radio_map_dbm_
-        k = min(int(self.k), ref.shape[0])
-        # Squared distances |q|^2 + |r|^2 - 2 q.r by one BLAS product and the k smallest by torch.topk: both
-        # multi-threaded, where numpy's argpartition is single-threaded and was half the time (perf bench).
-        ref_t = torch.from_numpy(ref)
-        ref_sq = (ref_t**2).sum(1)
+        n_ref = ref.shape[0]
+        k = min(int(self.k), n_ref)
+        max_sq = float(self.radio_map_sq32_.max())
         out = np.empty((q.shape[0], self.positions_m_.shape[1]))
         spread = np.empty(q.shape[0])
         for start in range(0, q.shape[0], _CHUNK):
             sl = slice(start, start + _CHUNK)
-            qt = torch.from_numpy(fill_not_heard(q[sl], self.floor_dbm))
-            # |r|^2 - 2 q.r in one fused BLAS call; |q|^2 is constant per row, so it is added to the k kept only.
-            partial = torch.addmm(ref_sq[None, :].expand(len(qt), -1), qt, ref_t.T, alpha=-2.0)
-            part_k, idx_t = torch.topk(partial, k, dim=1, largest=False)
-            idx = idx_t.numpy()
-            d = np.sqrt(np.maximum(part_k.numpy() + (qt**2).sum(1, keepdim=True).numpy(), 0.0))
+            q64 = fill_not_heard(q[sl], self.floor_dbm)
+            qc = q64 - self.centre_dbm_
+            # Search in float32: one BLAS product gives |r|^2 - 2 q.r (|q|^2 is constant per row), torch.topk the
+            # k + 1 smallest (multi-threaded, where numpy's argpartition is not).
+            partial = torch.addmm(self.radio_map_sq32_[None, :].expand(len(qc), -1),
+                                  torch.from_numpy(qc.astype(np.float32)), self.radio_map32_.T, alpha=-2.0)
+            values, found = torch.topk(partial, min(k + 1, n_ref), dim=1, largest=False)
+            idx = found[:, :k].numpy()
+            if n_ref > k:  # a near-tie at the k-th place: re-rank more candidates by exact float64 distances
+                tolerance = _F32_TOLERANCE * ((qc**2).sum(1) + max_sq)
+                ties = np.flatnonzero((values[:, k] - values[:, k - 1]).numpy() <= tolerance)
+                if ties.size:
+                    wide = torch.topk(partial[ties], min(k + _MARGIN, n_ref), dim=1, largest=False)[1].numpy()
+                    exact = ((ref[wide] - q64[ties, None, :]) ** 2).sum(-1)
+                    idx[ties] = np.take_along_axis(wide, np.argsort(exact, axis=1, kind="stable")[:, :k], 1)
+            # exact float64 distances of the k neighbours give the weights and the spread
+            d = np.sqrt(((ref[idx] - q64[:, None, :]) ** 2).sum(-1))
             neighbours = self.positions_m_[idx]  # (b, k, dims)
             w = 1.0 / (d + self.eps) if self.weighted else np.ones(idx.shape)
             out[sl] = (w[..., None] * neighbours).sum(1) / w.sum(1, keepdims=True)

@@ -70,9 +70,26 @@ def knn_vs_sklearn(n_ref: int = 5000, n_query: int = 2000, n_ap: int = 200, seed
     sk = KNeighborsRegressor(n_neighbors=5, weights="distance", algorithm="brute").fit(ref, pos)
     t_sk = _best_time(lambda: sk.predict(q), 3)
     same = float(np.abs(ours.predict(q) - sk.predict(q)).max())
-    return [{**row, "baseline": "sklearn KNeighborsRegressor(brute, distance)", "ratio": t_sk / t_ours,
+    rows = [{**row, "baseline": "sklearn KNeighborsRegressor(brute, distance)", "ratio": t_sk / t_ours,
              "max_position_difference_m": same},
             {**row, "method": "sklearn-wknn", "value": n_query / t_sk, "ratio": 1.0, "max_position_difference_m": 0.0}]
+    try:
+        import faiss
+    except ImportError:
+        return rows
+    index = faiss.IndexFlatL2(n_ap)
+    index.add(ref.astype(np.float32))
+
+    def faiss_wknn() -> np.ndarray:  # exact float32 search, then the same inverse-distance weights
+        d2, idx = index.search(q.astype(np.float32), 5)
+        w = 1.0 / (np.sqrt(np.maximum(d2, 0.0)) + 1e-12)
+        return (w[..., None] * pos[idx]).sum(1) / w.sum(1, keepdims=True)
+
+    t_faiss = _best_time(faiss_wknn, 3)
+    rows.append({**row, "method": "faiss-wknn", "value": n_query / t_faiss, "ratio": t_sk / t_faiss,
+                 "baseline": f"faiss {faiss.__version__} IndexFlatL2 (float32) + the same weights",
+                 "max_position_difference_m": float(np.abs(faiss_wknn() - sk.predict(q)).max())})
+    return rows
 
 
 def learn2learn_status() -> dict[str, Any]:
@@ -205,21 +222,24 @@ with open('/proc/self/clear_refs', 'w') as fh:
     fh.write('5')  # reset the peak (VmHWM) to the current resident size: import transients do not count
 base = rss('VmRSS')
 {setup}
-t0 = time.perf_counter()
 {stmt}
-t = time.perf_counter() - t0
-print(t, rss('VmHWM') - base)
+times = []
+for _ in range({repeats}):  # after the warm-up above (first-call allocations, lazy imports, JIT): the median
+    t0 = time.perf_counter()
+    {stmt}
+    times.append(time.perf_counter() - t0)
+print(sorted(times)[len(times) // 2], rss('VmHWM') - base)
 """
 
 
-def _probe(name: str, n: int) -> tuple[float, float]:
-    """Wall time [s] of the statement and peak resident memory [bytes] above the imports (data, model and the
-    statement's temporaries), in a fresh process."""
+def _probe(name: str, n: int, repeats: int = 3) -> tuple[float, float]:
+    """Median wall time [s] of ``repeats`` runs of the statement after one warm-up run, and peak resident memory
+    [bytes] above the imports (data, model and the statement's temporaries), in a fresh process."""
     import subprocess
     import sys
 
     imports, setup, stmt = _WORKLOADS[name]
-    code = _PROBE.format(imports=imports, setup=setup.format(n=n), stmt=stmt.format(n=n))
+    code = _PROBE.format(imports=imports, setup=setup.format(n=n), stmt=stmt.format(n=n), repeats=repeats)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     return float(out[-2]), max(float(out[-1]), 1.0)
 
@@ -243,8 +263,10 @@ def scaling(out: Path, quick: bool = False) -> list[dict[str, Any]]:
         a_t, b_t = _fit_power_law(n_arr, t_arr)
         a_m, b_m = _fit_power_law(n_arr, m_arr)
         largest = (MACHINE_MEMORY_BYTES / a_m) ** (1 / b_m) if b_m > 0.05 else float("inf")
-        axes[0].loglog(n_arr, t_arr, marker="o", label=f"{name}: t ~ n^{b_t:.2f}")
-        axes[1].loglog(n_arr, m_arr / 2**20, marker="o", label=f"{name}: mem ~ n^{b_m:.2f}")
+        t_line = axes[0].loglog(n_arr, t_arr, "o", label=f"{name}: t ~ n^{b_t:.2f}")[0]
+        axes[0].loglog(n_arr, a_t * n_arr**b_t, "--", color=t_line.get_color(), lw=1)
+        m_line = axes[1].loglog(n_arr, m_arr / 2**20, "o", label=f"{name}: mem ~ n^{b_m:.2f}")[0]
+        axes[1].loglog(n_arr, a_m * n_arr**b_m / 2**20, "--", color=m_line.get_color(), lw=1)
         for n, (t, m) in zip(ns, measured, strict=True):
             rows.append({"protocol": "perf-scaling", "method": name, "metric": "seconds", "sweep": "n",
                          "sweep_value": n, "value": t, "peak_bytes": m})
@@ -253,7 +275,7 @@ def scaling(out: Path, quick: bool = False) -> list[dict[str, Any]]:
                      "value": f"t ~ n^{b_t:.2f}, memory ~ n^{b_m:.2f}, largest n in 24 GiB ~ {largest:.3g} "
                               f"(measured up to {ns[-1]})"})
     axes[0].set_xlabel("problem size n")
-    axes[0].set_ylabel("wall time [s]")
+    axes[0].set_ylabel("wall time [s] (median of 3 after a warm-up; dashed: fit)")
     axes[1].set_xlabel("problem size n")
     axes[1].set_ylabel("peak resident memory growth [MiB]")
     for ax in axes:
