@@ -256,7 +256,7 @@ def scaling(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, ns in sizes.items():
-        measured = [_probe(name, n) for n in ns]
+        measured = [_probe(name, n, repeats=1 if quick else 3) for n in ns]
         n_arr = np.array(ns, float)
         t_arr = np.array([t for t, _ in measured])
         m_arr = np.array([m for _, m in measured])
