@@ -65,6 +65,17 @@ def test_map_page_draws_references_aps_and_located_positions(server):
             assert canvas.get_attribute("data-located") == "3"
             assert page.evaluate(CANVAS_INK) > 500  # the area, 40 points, 6 APs and 3 circles were drawn
             assert "40 reference points" in page.locator("#status").inner_text()
+            # hovering over a located position names it, in metres
+            box = canvas.bounding_box()
+            assert box is not None
+            target = page.evaluate("""() => {
+              const c = document.getElementById('map'); const r = c.getBoundingClientRect();
+              return [r.left, r.top];
+            }""")
+            located = c.get(f"/environments/{eid}/map-data", params={"references": "false"}).json()["located"][-1]
+            px = page.evaluate(f"[view.X({located['x_m']}), view.Y({located['y_m']})]")
+            page.mouse.move(target[0] + px[0], target[1] + px[1])
+            _wait_for(page, "document.getElementById('hover').textContent.startsWith('located at')")
             # live: a new locate shows up without reloading
             c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[3:8].tolist()})
             _wait_for(page, "document.getElementById('map').dataset.located === '8'")

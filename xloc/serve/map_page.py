@@ -17,7 +17,7 @@ _PAGE = """<!doctype html>
  canvas { border: 1px solid #bbb; background: #fbfbf8; }
  .legend span { margin-right: 1.2rem; }
  .ref { color: #777; } .ap { color: #c0392b; } .located { color: #1f6fd1; }
- #status { color: #666; font-size: 0.9rem; }
+ #status, #hover { color: #666; font-size: 0.9rem; }
 </style></head>
 <body data-env-id="__ENV_ID__">
 <h1 id="title">xloc map</h1>
@@ -26,13 +26,38 @@ _PAGE = """<!doctype html>
 <span class="located">&#9679; located, circle = uncertainty</span></div>
 <canvas id="map" width="900" height="600" data-drawn="0"></canvas>
 <p id="status">loading...</p>
+<p id="hover">hover over a located position for its details</p>
 <script>
 const envId = encodeURIComponent(document.body.dataset.envId);
 const key = new URLSearchParams(location.hash.slice(1)).get("key");
 const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
 const status = document.getElementById("status");
 
-let references = [], polls = 0;
+let references = [], polls = 0, last = null, view = null;
+
+function niceStep(span) {  // 1, 2 or 5 x 10^k metres: about 6 ticks across the span
+  const raw = span / 6, p = Math.pow(10, Math.floor(Math.log10(raw)));
+  return [1, 2, 5, 10].map(m => m * p).find(v => v >= raw);
+}
+
+function axes(x0, x1, y0, y1, X, Y, s) {
+  ctx.fillStyle = "#555"; ctx.strokeStyle = "#ddd"; ctx.font = "11px system-ui"; ctx.lineWidth = 1;
+  const step = niceStep(Math.max(x1 - x0, y1 - y0));
+  for (let x = Math.ceil(x0 / step) * step; x <= x1 + 1e-9; x += step) {
+    ctx.beginPath(); ctx.moveTo(X(x), Y(y0)); ctx.lineTo(X(x), Y(y1)); ctx.stroke();
+    ctx.textAlign = "center"; ctx.fillText(`${+x.toFixed(3)}`, X(x), Y(y0) + 14);
+  }
+  for (let y = Math.ceil(y0 / step) * step; y <= y1 + 1e-9; y += step) {
+    ctx.beginPath(); ctx.moveTo(X(x0), Y(y)); ctx.lineTo(X(x1), Y(y)); ctx.stroke();
+    ctx.textAlign = "right"; ctx.fillText(`${+y.toFixed(3)}`, X(x0) - 4, Y(y) + 4);
+  }
+  ctx.textAlign = "left"; ctx.fillText("x [m]", X(x1) - 30, Y(y0) + 26);
+  // scale bar: one step in metres, bottom right
+  const bx = canvas.width - 50 - step * s, by = canvas.height - 8;
+  ctx.strokeStyle = "#222"; ctx.lineWidth = 2;
+  ctx.beginPath(); ctx.moveTo(bx, by); ctx.lineTo(bx + step * s, by); ctx.stroke();
+  ctx.fillStyle = "#222"; ctx.fillText(`${step} m`, bx + step * s + 4, by + 3); ctx.lineWidth = 1;
+}
 
 function extent(d) {
   if (d.bounds_m) return d.bounds_m;
@@ -44,9 +69,11 @@ function extent(d) {
 
 function draw(d) {
   const [x0, x1, y0, y1] = extent(d);
-  const pad = 30, s = Math.min((canvas.width - 2 * pad) / (x1 - x0), (canvas.height - 2 * pad) / (y1 - y0));
+  const pad = 40, s = Math.min((canvas.width - 2 * pad) / (x1 - x0), (canvas.height - 2 * pad) / (y1 - y0));
   const X = x => pad + (x - x0) * s, Y = y => canvas.height - pad - (y - y0) * s;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
+  axes(x0, x1, y0, y1, X, Y, s);
+  last = d; view = {X, Y};
   ctx.strokeStyle = "#333"; ctx.strokeRect(X(x0), Y(y1), (x1 - x0) * s, (y1 - y0) * s);
   ctx.fillStyle = "#777";
   for (const [x, y] of references) { ctx.beginPath(); ctx.arc(X(x), Y(y), 2.5, 0, 7); ctx.fill(); }
@@ -69,6 +96,20 @@ function draw(d) {
   status.textContent = `${d.n_references} reference points${shown}, ${d.located.length} located, ` +
     `serving version ${d.serving_version ?? "none"} (updated ${new Date().toLocaleTimeString()})`;
 }
+
+canvas.addEventListener("mousemove", ev => {
+  if (!last || !view || !last.located.length) return;
+  const r = canvas.getBoundingClientRect(), mx = ev.clientX - r.left, my = ev.clientY - r.top;
+  let best = null, bestD = 12;  // pixels
+  for (const p of last.located) {
+    const dd = Math.hypot(view.X(p.x_m) - mx, view.Y(p.y_m) - my);
+    if (dd < bestD) { best = p; bestD = dd; }
+  }
+  document.getElementById("hover").textContent = best === null ? "hover over a located position for its details" :
+    `located at (${best.x_m.toFixed(2)}, ${best.y_m.toFixed(2)}) m, uncertainty ` +
+    `${best.uncertainty_m === null ? "not given" : best.uncertainty_m.toFixed(2) + " m"}, ` +
+    `${new Date(best.t * 1000).toLocaleTimeString()}`;
+});
 
 async function refresh() {
   try {
