@@ -238,3 +238,10 @@ def test_pretrain_finetune_predict_lwlm(tmp_path):
     bad = runner.invoke(app, ["finetune", "--data", str(data), "--env", "city-A-cond1", "--task", "depth",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "task must be one of" in flat(bad.output)
+
+
+def test_version():
+    from xloc import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"xloc {__version__}"

@@ -25,6 +25,20 @@ from xloc.io import atomic_write_text
 app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from xloc import __version__
+
+        typer.echo(f"xloc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print xloc's version and exit")) -> None:
+    """xloc: wireless localization that carries over to new environments."""
+
+
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
