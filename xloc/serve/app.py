@@ -143,7 +143,7 @@ class Service:
     """State behind the app: the store, model folders, registered base models and the calibration worker.
 
     Jobs carry a lease: the process that runs one renews it every ``job_lease_s / 3`` seconds; a job whose lease
-    ran out (its process died) is marked failed by whichever process looks at it next. Updates of a job are
+    ran out (its process died) is marked failed by any live process's next heartbeat. Updates of a job are
     conditional on still holding its lease and on the job not being final, so a final state never changes."""
 
     def __init__(self, db_url: str, models_dir: Path, base_models: dict[str, Path], admin_key: str | None,
@@ -519,7 +519,7 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
 
     @app.get("/environments/{env_id}/jobs/{job_id}")
     def job_status(job_id: str, env_id: str = Depends(owner)) -> dict[str, Any]:
-        service.expire_leases()
+        # no write here: clients poll this; every process's heartbeat expires dead leases every job_lease_s / 3
         rows = service.db.query("SELECT method, status, progress, message, version, created_at, updated_at FROM jobs "
                                 "WHERE id = ? AND environment_id = ?", (job_id, env_id))
         if not rows:
