@@ -218,7 +218,7 @@ def test_malformed_numbers_are_4xx_never_500(server, lab):
         (csi.post(f"/environments/{csi_env['id']}/locate", json={"csi_real": [[[[{"a": 1}, 0.2], [0.3, 0.4]]]],
                                                                  "csi_imag": good_csi}), 422, "valid number"),
         (csi.post(f"/environments/{csi_env['id']}/locate", json={"csi_real": [[[1.0]]], "csi_imag": good_csi}),
-         422, "valid list"),
+         422, "valid array"),
     ]
     for response, status, message in checks:
         assert response.status_code == status, response.text

@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 
 from xloc.errors import XlocError
 from xloc.serve.calibration import EnvironmentInfo, ServedModel, calibrate, calibration_spec, load_version
@@ -52,6 +54,38 @@ from xloc.serve.schemas import (
 __all__ = ["create_app", "hash_key"]
 
 LATEST_LOCATED = 500
+#: Request bodies up to this size are parsed and answered on the event loop: a hop to a worker thread (with the GIL
+#: handoff it brings) costs more than they do. Larger ones are parsed and answered in the thread pool, one at a time:
+#: pydantic's parser holds the GIL for a whole body (0.18 s for 11 MiB), so parses running side by side would hand
+#: the GIL to each other while the event loop waits (four 11 MiB uploads stalled /health 1.1 s; one at a time, the
+#: loop gets the GIL between two parses, and at most one large body is expanded in memory).
+INLINE_BODY_BYTES = 32 * 2**10
+_LARGE_BODY = threading.Lock()
+
+
+def _validated(model: type[BaseModel], raw: bytes) -> Any:
+    """``raw`` JSON as ``model`` (pydantic's own JSON parser), or the 422 FastAPI gives for a bad body."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+async def _answer(raw: bytes, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on the event loop for a small body, in the thread pool for a large one."""
+    if len(raw) <= INLINE_BODY_BYTES:
+        return fn(*args)
+    return await run_in_threadpool(_one_large_body_at_a_time, fn, *args)
+
+
+def _one_large_body_at_a_time(fn: Any, *args: Any) -> Any:
+    with _LARGE_BODY:
+        return fn(*args)
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of an endpoint that reads its body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def hash_key(key: str) -> str:
@@ -157,6 +191,7 @@ class Service:
         self.admin_hash = hash_key(admin_key) if admin_key else None
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xloc-calibration")
         self._served: dict[tuple[str, int], ServedModel] = {}
+        self._info: dict[str, EnvironmentInfo] = {}  # a site's description never changes once created
         self._lock = threading.Lock()
         self.located: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(
             maxlen=LATEST_LOCATED))
@@ -201,14 +236,28 @@ class Service:
 
     # --- environments --------------------------------------------------------------------------------------------
     def info(self, env_id: str) -> EnvironmentInfo:
+        cached = self._info.get(env_id)
+        if cached is not None:
+            return cached
         rows = self.db.query("SELECT id, name, kind, frequency_hz, ap_ids, ap_positions_m, bounds_m, shape "
                              "FROM environments WHERE id = ?", (env_id,))
         if not rows:
             raise HTTPException(404, f"no environment {env_id!r}")
         i, name, kind, freq, aps, ap_pos, bounds, shape = rows[0]
-        return EnvironmentInfo(i, name, kind, freq, tuple(json.loads(aps)),
+        info = EnvironmentInfo(i, name, kind, freq, tuple(json.loads(aps)),
                                None if ap_pos is None else np.array(json.loads(ap_pos), dtype=np.float64),
                                None if bounds is None else tuple(json.loads(bounds)), tuple(json.loads(shape)))
+        if len(self._info) > 4096:
+            self._info.pop(next(iter(self._info)))
+        self._info[env_id] = info
+        return info
+
+    def forget(self, env_id: str) -> None:
+        """Drop a deleted site's cached description and models."""
+        self._info.pop(env_id, None)
+        with self._lock:
+            for key in [k for k in self._served if k[0] == env_id]:
+                del self._served[key]
 
     def references(self, env_id: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.db.query("SELECT positions, measurements FROM batches WHERE environment_id = ? "
@@ -234,7 +283,7 @@ class Service:
             bad = next((i for i, r in enumerate(rows) if len(r) != len(columns)), None)
             if bad is not None:
                 raise HTTPException(422, f"rss_dbm row {bad} has {len(rows[bad])} values; ap_ids has {len(columns)}")
-            given = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
+            given = np.array(rows, dtype=np.float64)  # None (not heard) becomes NaN
             lo, hi = RSS_RANGE_DBM
             outside = np.argwhere(np.isfinite(given) & ((given < lo) | (given > hi)))
             if len(outside):
@@ -263,11 +312,14 @@ class Service:
 
     # --- models --------------------------------------------------------------------------------------------------
     def serving_version(self, env_id: str) -> int | None:
-        pinned = self.db.query("SELECT pinned_version FROM environments WHERE id = ?", (env_id,))
-        if pinned and pinned[0][0] is not None:
-            return int(pinned[0][0])
-        latest = self.db.query("SELECT MAX(version) FROM models WHERE environment_id = ?", (env_id,))
-        return None if not latest or latest[0][0] is None else int(latest[0][0])
+        rows = self.db.query("SELECT pinned_version, (SELECT MAX(version) FROM models WHERE environment_id = ?) "
+                             "FROM environments WHERE id = ?", (env_id, env_id))
+        if not rows:
+            return None
+        pinned, latest = rows[0]
+        if pinned is not None:
+            return int(pinned)
+        return None if latest is None else int(latest)
 
     def served(self, env_id: str, version: int) -> ServedModel:
         key = (env_id, version)
@@ -397,7 +449,8 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
     async def _xloc_error(_request: Request, exc: XlocError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    def admin(request: Request) -> None:
+    # The dependencies are coroutines: they run on the event loop, without a hop to a worker thread per request.
+    async def admin(request: Request) -> None:
         key = _key(request)
         if not key:
             raise HTTPException(401, "send the admin key in the X-API-Key header")
@@ -406,7 +459,7 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         if not service.is_admin(key):
             raise HTTPException(403, "this key may not manage environments")
 
-    def owner(env_id: str, request: Request) -> str:
+    async def owner(env_id: str, request: Request) -> str:
         key = _key(request)
         if not key:
             raise HTTPException(401, "send the environment's key in the X-API-Key header")
@@ -414,11 +467,12 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             raise HTTPException(403, f"this key may not access environment {env_id!r}")
         return env_id
 
-    def owner_or_admin(env_id: str, request: Request) -> str:
+    async def owner_or_admin(env_id: str, request: Request) -> str:
         if service.is_admin(_key(request)):
-            service.info(env_id)  # 404 if missing
+            if not service.db.query("SELECT 1 FROM environments WHERE id = ?", (env_id,)):
+                raise HTTPException(404, f"no environment {env_id!r}")
             return env_id
-        return owner(env_id, request)
+        return await owner(env_id, request)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -461,10 +515,16 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             tx.execute("DELETE FROM environments WHERE id = ?", (env_id,))
         shutil.rmtree(service.models_dir / env_id, ignore_errors=True)
         service.located.pop(env_id, None)
+        service.forget(env_id)
         return Response(status_code=204)
 
-    @app.post("/environments/{env_id}/fingerprints", status_code=201)
-    def upload(body: FingerprintBatch, response: Response, env_id: str = Depends(owner)) -> dict[str, Any]:
+    @app.post("/environments/{env_id}/fingerprints", status_code=201, openapi_extra=_json_body(FingerprintBatch))
+    async def upload(request: Request, response: Response, env_id: str = Depends(owner)) -> dict[str, Any]:
+        raw = await request.body()
+        return await _answer(raw, store_batch, env_id, raw, response)
+
+    def store_batch(env_id: str, raw: bytes, response: Response) -> dict[str, Any]:
+        body = _validated(FingerprintBatch, raw)
         env = service.info(env_id)
         meas = service.measurements(env, body)
         pos = np.asarray(body.positions_m, dtype=np.float64)
@@ -545,8 +605,13 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             tx.execute("UPDATE environments SET pinned_version = ? WHERE id = ?", (body.version, env_id))
         return {"pinned_version": body.version, "serving_version": service.serving_version(env_id)}
 
-    @app.post("/environments/{env_id}/locate")
-    def locate(body: LocateRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
+    @app.post("/environments/{env_id}/locate", openapi_extra=_json_body(LocateRequest))
+    async def locate(request: Request, env_id: str = Depends(owner)) -> dict[str, Any]:
+        raw = await request.body()
+        return await _answer(raw, locate_body, env_id, raw)
+
+    def locate_body(env_id: str, raw: bytes) -> JSONResponse:
+        body = _validated(LocateRequest, raw)
         env = service.info(env_id)
         meas = service.measurements(env, body)
         coarse = None
@@ -568,8 +633,8 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         unc = [None] * len(positions) if uncertainty is None else [float(u) for u in uncertainty]
         service.located[env_id].extend((float(p[0]), float(p[1]), u, now) for p, u in zip(positions, unc,
                                                                                              strict=True))
-        return {"version": version, "method": model.method, "positions_m": positions.round(4).tolist(),
-                "uncertainty_m": unc}
+        return JSONResponse({"version": version, "method": model.method,
+                             "positions_m": positions.round(4).tolist(), "uncertainty_m": unc})
 
     @app.get("/environments/{env_id}/map", response_class=HTMLResponse, include_in_schema=False)
     def map_page(env_id: str) -> HTMLResponse:
