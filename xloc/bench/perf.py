@@ -5,6 +5,8 @@
   scikit-learn's ``KNeighborsRegressor`` (brute force, distance weights) on the same radio map and queries, with
   a check that both predict the same positions.
 * :func:`learn2learn_status` -- whether learn2learn's MAML can run here (it is the peer for MetaLoc's meta-training).
+* :func:`~xloc.bench.maml_peers.maml_vs_peers` -- MetaLoc's vmapped second-order MAML against ``higher`` and
+  ``torchopt``: meta-gradient tasks/s and the equality of the gradients.
 * :func:`training_flop_fraction` -- FLOPs of one training step (counted by ``torch.utils.flop_counter``) times
   steps per second, as a fraction of the peak, for MetaLoc's meta-training, ALLoc's and LWLM's training steps.
 * :func:`scaling` -- wall time and peak memory of KNN prediction against the number of reference fingerprints and
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xloc.bench.maml_peers import maml_vs_peers
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
 from xloc.eval.results import markdown_table
@@ -337,6 +340,7 @@ def run_perf(out: Path, quick: bool = False) -> list[dict[str, Any]]:
     rows = [peak]
     rows += knn_vs_sklearn(1000, 500, 50) if quick else knn_vs_sklearn()
     rows.append(learn2learn_status())
+    rows += maml_vs_peers(tasks=8, repeats=2) if quick else maml_vs_peers()
     rows += training_flop_fraction(peak["value"], repeats=2 if quick else 5)
     rows += profile_summary(steps=1 if quick else 3)
     rows += scaling(out, quick)
@@ -368,6 +372,13 @@ def report(doc: dict[str, Any], results: Path) -> str:
                "2.14.1 as a multi-GB CUDA build, torchvision, numpy 1.26 and gsutil, replacing the pinned CPU torch; "
                "the vmapped-vs-loop ratio in the MetaLoc section is the meta-training speed comparison instead.")
         out.append(f"learn2learn MAML: {l2l['value']}.{why}\n")
+    peers = [r for r in rows if r.get("metric") == "maml_tasks_per_s"]
+    if peers:
+        out.append(f"MAML meta-gradient against the MAML libraries ({peers[0]['setting']}; `ratio` = xloc's speed-up; "
+                   "the gradient difference is the largest absolute one from xloc's, against a largest gradient "
+                   f"entry of {peers[0]['gradient_scale']:.3g}):\n\n"
+                   + markdown_table(peers, [("implementation", "method"), ("tasks/s", "value"), ("ratio", "ratio"),
+                                            ("max gradient difference", "max_gradient_difference")]) + "\n")
     sim = [r for r in rows if r.get("metric") == "users_per_s"]
     if sim:
         out.append(f"CSI simulator against Sionna RT on the same layout size ({sim[0]['setting']}; `ratio` = "
