@@ -79,6 +79,31 @@ def test_map_page_draws_references_aps_and_located_positions(server):
             # live: a new locate shows up without reloading
             c.post(f"/environments/{eid}/locate", json={"rss_dbm": rss[3:8].tolist()})
             _wait_for(page, "document.getElementById('map').dataset.located === '8'")
+            # a floor plan drawn under the area, and a version switch that pins
+            from tests.serve.test_service import png_bytes
+
+            assert c.put(f"/environments/{eid}/floor-plan", content=png_bytes((250, 0, 0)),
+                         headers={"Content-Type": "image/png"}).status_code == 200
+            _wait_for(page, "document.getElementById('map').dataset.floorPlan === '1'")
+            red = page.evaluate("""() => {  // reddish pixels: the plan is pure red at 60 % over a pale canvas
+              const c = document.getElementById('map');
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              let n = 0;
+              for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 120 && d[i + 2] < 120) n++;
+              return n;
+            }""")
+            assert red > 100_000  # 20 m x 12 m at ~41 px/m, less what the points and grid cover
+            assert wait_job(c, eid, c.post(f"/environments/{eid}/calibrations", json={}).json()["job_id"])[
+                "status"] == "succeeded"
+            _wait_for(page, "document.getElementById('version').options.length === 3")
+            assert page.locator("#version").input_value() == ""  # latest
+            page.select_option("#version", "1")
+            deadline = time.monotonic() + 10
+            while c.get(f"/environments/{eid}/models").json()["serving_version"] != 1:
+                assert time.monotonic() < deadline, "the version switch did not pin version 1"
+                time.sleep(0.1)
+            _wait_for(page, "document.getElementById('status').textContent.includes('serving version 1')")
+            assert "version 1 (pinned)" in page.locator("#version").inner_text()
             # a wrong key is reported on the page, not drawn
             page = browser.new_page()  # (a fragment change alone would not reload the page)
             page.goto(f"{server.url}/environments/{eid}/map#key=wrong")

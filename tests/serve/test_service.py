@@ -223,3 +223,49 @@ def test_malformed_numbers_are_4xx_never_500(server, lab):
     for response, status, message in checks:
         assert response.status_code == status, response.text
         assert message in json.dumps(response.json()["detail"]), response.text
+
+
+def png_bytes(rgb: tuple[int, int, int] = (220, 30, 30), size: tuple[int, int] = (40, 24)) -> bytes:
+    """A solid-colour PNG (matplotlib writes it)."""
+    import io
+
+    from matplotlib import pyplot as plt
+
+    buf = io.BytesIO()
+    plt.imsave(buf, np.tile(np.array(rgb, dtype=np.uint8), (size[1], size[0], 1)), format="png")
+    return buf.getvalue()
+
+
+def test_floor_plan_upload_is_typed_capped_and_per_site(server):
+    admin = server.client(ADMIN)
+    body, _, _ = lab_environment(seed=21, n=10)
+    env = admin.post("/environments", json=body).json()
+    other = admin.post("/environments", json={**body, "name": "other"}).json()
+    unbounded = admin.post("/environments", json={k: v for k, v in body.items() if k != "bounds_m"}).json()
+    c, eid, png = server.client(env["api_key"]), env["id"], png_bytes()
+    path = f"/environments/{eid}/floor-plan"
+    assert c.get(path).status_code == 404
+    assert c.get(f"/environments/{eid}/map-data").json()["floor_plan_updated_at"] is None
+    # the type is declared and checked against the bytes; the size is capped
+    assert c.put(path, content=b"<svg onload=alert(1)>", headers={"Content-Type": "image/svg+xml"}).status_code == 415
+    r = c.put(path, content=b"<html>not a png</html>", headers={"Content-Type": "image/png"})
+    assert r.status_code == 415 and "not a image/png" in r.json()["detail"]
+    big = png + b"\0" * (4 * 2**20)
+    assert c.put(path, content=big, headers={"Content-Type": "image/png"}).status_code == 413
+    # a floor plan is drawn over bounds_m: a site without them cannot take one
+    r = server.client(unbounded["api_key"]).put(f"/environments/{unbounded['id']}/floor-plan", content=png,
+                                                headers={"Content-Type": "image/png"})
+    assert r.status_code == 409 and "bounds_m" in r.json()["detail"]
+    r = c.put(path, content=png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.json()["bytes"] == len(png)
+    got = c.get(path)
+    assert got.content == png and got.headers["content-type"] == "image/png"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert c.get(f"/environments/{eid}/map-data").json()["floor_plan_updated_at"] == r.json()["updated_at"]
+    # another site's key opens nothing here
+    assert server.client(other["api_key"]).get(path).status_code == 403
+    assert server.client(other["api_key"]).put(path, content=png, headers={"Content-Type": "image/png"}
+                                               ).status_code == 403
+    assert c.delete(path).status_code == 204 and c.get(path).status_code == 404
+    c.put(path, content=png, headers={"Content-Type": "image/png"})
+    assert c.delete(f"/environments/{eid}").status_code == 204  # the site's floor plan goes with it

@@ -21,7 +21,9 @@ from xloc.features.signal import fill_not_heard
 
 __all__ = ["KNNLocalizer"]
 
-_CHUNK = 2048  # queries per distance block: bounds memory at CHUNK x n_ref floats
+#: Queries per distance block: bounds memory at CHUNK x n_ref float32 distances, small enough to stay in cache
+#: for the top-k that reads them.
+_CHUNK = 512
 #: Candidates re-ranked in float64 for a query whose k-th and (k+1)-th float32 distances are closer than the
 #: float32 error bound (a near-tie the float32 search could have swapped).
 _MARGIN = 16
@@ -148,8 +150,9 @@ class KNNLocalizer:
             qc = q64 - self.centre_dbm_
             # Search in float32: one BLAS product gives |r|^2 - 2 q.r (|q|^2 is constant per row), torch.topk the
             # k + 1 smallest (multi-threaded, where numpy's argpartition is not).
-            partial = torch.addmm(self.radio_map_sq32_[None, :].expand(len(qc), -1),
-                                  torch.from_numpy(qc.astype(np.float32)), self.radio_map32_.T, alpha=-2.0)
+            partial = torch.from_numpy((-2.0 * qc).astype(np.float32)) @ self.radio_map32_.T
+            partial += self.radio_map_sq32_  # in place: addmm first copied the broadcast norms into a whole block
+            # (2000 queries x 5000 references x 200 APs: 80 -> 51 ms)
             values, found = torch.topk(partial, min(k + 1, n_ref), dim=1, largest=False)
             idx = found[:, :k].numpy()
             if n_ref > k:  # a near-tie at the k-th place: re-rank more candidates by exact float64 distances

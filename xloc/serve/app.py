@@ -54,6 +54,9 @@ from xloc.serve.schemas import (
 __all__ = ["create_app", "hash_key"]
 
 LATEST_LOCATED = 500
+#: Largest floor-plan image [bytes], and the image types accepted with the bytes each must start with.
+FLOOR_PLAN_MAX_BYTES = 4 * 2**20
+FLOOR_PLAN_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
 #: Request bodies up to this size are parsed and answered on the event loop: a hop to a worker thread (with the GIL
 #: handoff it brings) costs more than they do. Larger ones are parsed and answered in the thread pool, one at a time:
 #: pydantic's parser holds the GIL for a whole body (0.18 s for 11 MiB), so parses running side by side would hand
@@ -510,7 +513,7 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
     @app.delete("/environments/{env_id}", status_code=204)
     def delete_environment(env_id: str = Depends(owner_or_admin)) -> Response:
         with service.db.transaction() as tx:
-            for table in ("jobs", "models", "batches"):
+            for table in ("jobs", "models", "batches", "floor_plans"):
                 tx.execute(f"DELETE FROM {table} WHERE environment_id = ?", (env_id,))
             tx.execute("DELETE FROM environments WHERE id = ?", (env_id,))
         shutil.rmtree(service.models_dir / env_id, ignore_errors=True)
@@ -643,6 +646,43 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             raise HTTPException(404, "no such environment")
         return HTMLResponse(map_html(env_id), headers={"Content-Security-Policy": MAP_CSP})
 
+    @app.put("/environments/{env_id}/floor-plan", openapi_extra={"requestBody": {"required": True, "content": {
+        t: {"schema": {"type": "string", "format": "binary"}} for t in FLOOR_PLAN_TYPES}}})
+    async def put_floor_plan(request: Request, env_id: str = Depends(owner)) -> dict[str, Any]:
+        """The site's floor plan (PNG, JPEG or WebP, at most 4 MiB), drawn stretched over its ``bounds_m``."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in FLOOR_PLAN_TYPES:
+            raise HTTPException(415, f"a floor plan is {', '.join(FLOOR_PLAN_TYPES)}; got Content-Type "
+                                     f"{content_type or 'none'!r}")
+        image = await request.body()
+        if len(image) > FLOOR_PLAN_MAX_BYTES:
+            raise HTTPException(413, f"the floor plan is {len(image)} bytes; at most {FLOOR_PLAN_MAX_BYTES}")
+        magic = FLOOR_PLAN_TYPES[content_type]
+        if not image.startswith(magic) or (content_type == "image/webp" and image[8:12] != b"WEBP"):
+            raise HTTPException(415, f"the body is not a {content_type} image (its first bytes do not say so)")
+        if service.info(env_id).bounds_m is None:
+            raise HTTPException(409, f"environment {env_id!r} has no bounds_m: a floor plan is drawn over them")
+        now = time.time()
+        with service.db.transaction() as tx:
+            tx.execute("DELETE FROM floor_plans WHERE environment_id = ?", (env_id,))
+            tx.execute("INSERT INTO floor_plans (environment_id, content_type, image, updated_at) "
+                       "VALUES (?, ?, ?, ?)", (env_id, content_type, image, now))
+        return {"content_type": content_type, "bytes": len(image), "updated_at": now}
+
+    @app.get("/environments/{env_id}/floor-plan", response_class=Response,
+             responses={200: {"content": {t: {} for t in FLOOR_PLAN_TYPES}}})
+    def get_floor_plan(env_id: str = Depends(owner)) -> Response:
+        rows = service.db.query("SELECT content_type, image FROM floor_plans WHERE environment_id = ?", (env_id,))
+        if not rows:
+            raise HTTPException(404, f"environment {env_id!r} has no floor plan")
+        return Response(bytes(rows[0][1]), media_type=rows[0][0], headers={"Cache-Control": "no-store"})
+
+    @app.delete("/environments/{env_id}/floor-plan", status_code=204)
+    def delete_floor_plan(env_id: str = Depends(owner)) -> Response:
+        with service.db.transaction() as tx:
+            tx.execute("DELETE FROM floor_plans WHERE environment_id = ?", (env_id,))
+        return Response(status_code=204)
+
     @app.get("/environments/{env_id}/map-data")
     def map_data(env_id: str = Depends(owner), references: bool = True,
                  max_references: int = Query(2000, ge=0, le=MAX_ROWS)) -> dict[str, Any]:
@@ -657,10 +697,15 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             step = max(1, -(-len(positions) // max_references)) if max_references else len(positions) + 1
             refs = positions[::step, :2].round(3).tolist()
         aps = None if env.ap_positions_m is None else env.ap_positions_m[:, :2].tolist()
+        plan = service.db.query("SELECT updated_at FROM floor_plans WHERE environment_id = ?", (env_id,))
+        pinned = service.db.query("SELECT pinned_version FROM environments WHERE id = ?", (env_id,))[0][0]
+        versions = [int(v) for (v,) in service.db.query(
+            "SELECT version FROM models WHERE environment_id = ? ORDER BY version", (env_id,))]
         return {"name": env.name, "bounds_m": env.bounds_m, "ap_ids": list(env.ap_ids), "ap_positions_m": aps,
                 "n_references": n_refs, "references_m": refs,
                 "located": [{"x_m": x, "y_m": y, "uncertainty_m": u, "t": t} for x, y, u, t in
                             list(service.located.get(env_id, ()))[-200:]],
-                "serving_version": service.serving_version(env_id)}
+                "serving_version": service.serving_version(env_id), "pinned_version": pinned,
+                "versions": versions, "floor_plan_updated_at": plan[0][0] if plan else None}
 
     return app

@@ -80,6 +80,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
     ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION
     """,
+    # 3: an optional floor-plan image per site, drawn by the map page under its bounds_m.
+    """
+    CREATE TABLE floor_plans (
+        environment_id TEXT PRIMARY KEY REFERENCES environments(id) ON DELETE CASCADE,
+        content_type TEXT NOT NULL,
+        image {blob} NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
 )
 
 

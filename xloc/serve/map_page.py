@@ -1,6 +1,7 @@
-"""The live map page: the environment's area, reference points, APs/BSs and the latest located positions with
-error circles, redrawn every second from ``/environments/{id}/map-data``. Open it as
-``/environments/{id}/map#key=ENV_KEY`` (the fragment stays in the browser)."""
+"""The live map page: the environment's area (over its floor plan, if one was uploaded), reference points, APs/BSs
+and the latest located positions with error circles, redrawn every second from ``/environments/{id}/map-data``;
+a selector pins the serving model version. Open it as ``/environments/{id}/map#key=ENV_KEY`` (the fragment stays
+in the browser)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ _PAGE = """<!doctype html>
  .legend span { margin-right: 1.2rem; }
  .ref { color: #777; } .ap { color: #c0392b; } .located { color: #1f6fd1; }
  #status, #hover { color: #666; font-size: 0.9rem; }
+ .controls { margin: 0.4rem 0; font-size: 0.9rem; }
 </style></head>
 <body data-env-id="__ENV_ID__">
 <h1 id="title">xloc map</h1>
 <div class="legend"><span class="ref">&#9679; reference points</span>
 <span class="ap">&#9650; APs / BSs</span>
 <span class="located">&#9679; located, circle = uncertainty</span></div>
-<canvas id="map" width="900" height="600" data-drawn="0"></canvas>
+<div class="controls"><label>serving model version <select id="version"></select></label></div>
+<canvas id="map" width="900" height="600" data-drawn="0" data-floor-plan="0"></canvas>
 <p id="status">loading...</p>
 <p id="hover">hover over a located position for its details</p>
 <script>
@@ -33,7 +36,8 @@ const key = new URLSearchParams(location.hash.slice(1)).get("key");
 const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
 const status = document.getElementById("status");
 
-let references = [], polls = 0, last = null, view = null;
+const versionSelect = document.getElementById("version");
+let references = [], polls = 0, last = null, view = null, plan = null, planAt = null, versionsShown = "";
 
 function niceStep(span) {  // 1, 2 or 5 x 10^k metres: about 6 ticks across the span
   const raw = span / 6, p = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -72,6 +76,11 @@ function draw(d) {
   const pad = 40, s = Math.min((canvas.width - 2 * pad) / (x1 - x0), (canvas.height - 2 * pad) / (y1 - y0));
   const X = x => pad + (x - x0) * s, Y = y => canvas.height - pad - (y - y0) * s;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (plan && d.bounds_m) {  // the floor plan stretched over the site's bounds
+    const [b0, b1, b2, b3] = d.bounds_m;
+    ctx.globalAlpha = 0.6; ctx.drawImage(plan, X(b0), Y(b3), (b1 - b0) * s, (b3 - b2) * s); ctx.globalAlpha = 1;
+  }
+  canvas.dataset.floorPlan = plan && d.bounds_m ? "1" : "0";
   axes(x0, x1, y0, y1, X, Y, s);
   last = d; view = {X, Y};
   ctx.strokeStyle = "#333"; ctx.strokeRect(X(x0), Y(y1), (x1 - x0) * s, (y1 - y0) * s);
@@ -111,6 +120,34 @@ canvas.addEventListener("mousemove", ev => {
     `${new Date(best.t * 1000).toLocaleTimeString()}`;
 });
 
+function showVersions(d) {
+  const shown = JSON.stringify([d.versions, d.pinned_version, d.serving_version]);
+  if (shown === versionsShown) return;  // rebuilt only when something changed, not under the user's pointer
+  versionsShown = shown;
+  versionSelect.replaceChildren();
+  const latest = d.versions.length ? d.versions[d.versions.length - 1] : null;
+  versionSelect.add(new Option(latest === null ? "latest (none yet)" : `latest (${latest})`, ""));
+  for (const v of d.versions) {
+    versionSelect.add(new Option(d.pinned_version === v ? `version ${v} (pinned)` : `version ${v}`, String(v)));
+  }
+  versionSelect.value = d.pinned_version === null ? "" : String(d.pinned_version);
+}
+
+versionSelect.addEventListener("change", async () => {
+  const v = versionSelect.value === "" ? null : Number(versionSelect.value);
+  const r = await fetch(`/environments/${envId}/pin`, {method: "PUT", body: JSON.stringify({version: v}),
+    headers: {"X-API-Key": key || "", "Content-Type": "application/json"}});
+  if (!r.ok) status.textContent = `error ${r.status} pinning: ${(await r.json()).detail}`;
+  versionsShown = ""; refresh();
+});
+
+async function loadPlan(at) {
+  planAt = at;
+  if (at === null) { plan = null; return; }
+  const r = await fetch(`/environments/${envId}/floor-plan`, {headers: {"X-API-Key": key || ""}});
+  plan = r.ok ? await createImageBitmap(await r.blob()) : null;
+}
+
 async function refresh() {
   try {
     // the reference points change rarely: fetch them on the first poll and every 30th, only the rest in between
@@ -120,6 +157,8 @@ async function refresh() {
     const body = await r.json();
     if (!r.ok) { status.textContent = `error ${r.status}: ${body.detail}`; return; }
     if (body.references_m) references = body.references_m;
+    if (body.floor_plan_updated_at !== planAt) await loadPlan(body.floor_plan_updated_at);
+    showVersions(body);
     draw(body);
   } catch (e) { status.textContent = `error: ${e}`; }
 }
