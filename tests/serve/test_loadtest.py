@@ -1,11 +1,16 @@
+import shutil
+
 import pytest
 
+from tests.conftest import skip_or_fail
 from xloc.errors import XlocError
 from xloc.serve import loadtest
 from xloc.serve.loadtest import run_service_bench
 
 
 def test_load_generator_measures_the_ceiling_then_every_combination():
+    if shutil.which("wrk") is None:
+        skip_or_fail("services", "wrk is not installed (apt-get install wrk)")
     rows = run_service_bench(clients=(4,), batches=(1, 10), workers=(1, 2), duration_s=1)
     assert [(r["target"], r["workers"], r["batch"], r["clients"]) for r in rows] == [
         ("ping", 1, 1, 4), ("locate", 1, 1, 4), ("locate", 1, 10, 4), ("locate", 2, 1, 4), ("locate", 2, 10, 4)]
