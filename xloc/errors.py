@@ -7,7 +7,7 @@ a user never has to read a stack trace from deep inside the library.
 from __future__ import annotations
 
 __all__ = ["XlocError", "ConfigError", "DataValidationError", "DataKindError", "FileFormatError", "NotFittedError",
-           "UnknownEnvironmentError"]
+           "UnknownEnvironmentError", "DataWarning"]
 
 
 class XlocError(Exception):
@@ -39,3 +39,8 @@ class UnknownEnvironmentError(XlocError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DataWarning(UserWarning):
+    """Data that reads but looks wrong: a value filling most cells like an undeclared 'not heard' sentinel, an AP
+    never heard. The command line prints it as a yellow line."""

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.storage import load_fingerprints
-from xloc.errors import XlocError
+from xloc.errors import DataWarning, XlocError
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.io import atomic_write_text
 
@@ -49,13 +50,28 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    if issubclass(category, DataWarning):
+        console.print(f"[bold yellow]warning:[/] {escape(str(message))}")
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def friendly(fn: F) -> F:
-    """Turn xloc's boundary errors into one red line and exit code 2 instead of a traceback."""
+    """Turn xloc's boundary errors into one red line and exit code 2 instead of a traceback, and its data warnings
+    into yellow lines."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("always", DataWarning)
+                return fn(*args, **kwargs)
         except XlocError as exc:
             console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(code=2) from None

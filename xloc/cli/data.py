@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from xloc.cli.common import app, console, dataset_table, friendly, import_app
 from xloc.data.csv_survey import read_survey_csv
@@ -44,32 +45,87 @@ def import_sodindoorloc(
 @friendly
 def import_csv(
     path: Annotated[Path, typer.Argument(help="Survey CSV with a header row")],
-    out: Annotated[Path, typer.Option(help="Output .h5 file")],
-    rss_prefix: Annotated[str | None, typer.Option(help="Prefix of the RSS columns, e.g. MAC")] = None,
-    rss_column: Annotated[list[str] | None, typer.Option(help="An RSS column (repeat)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
+    layout: Annotated[str, typer.Option(help="wide: one row per scan, one column per AP; long: one row per (scan, "
+                                             "AP) reading")] = "wide",
+    rss_prefix: Annotated[str | None, typer.Option(help="wide: prefix of the RSS columns, e.g. MAC")] = None,
+    rss_column: Annotated[list[str] | None, typer.Option(help="wide: an RSS column (repeat); long: the one column "
+                                                              "of readings (default rss_dbm)")] = None,
+    scan_column: Annotated[str, typer.Option(help="long: scan id column")] = "scan",
+    ap_column: Annotated[str, typer.Option(help="long: AP id column (BSSID, MAC)")] = "ap",
     x: Annotated[str, typer.Option(help="x column [m]")] = "x",
     y: Annotated[str, typer.Option(help="y column [m]")] = "y",
     z: Annotated[str | None, typer.Option(help="z column [m], optional")] = None,
     env_column: Annotated[str | None, typer.Option(help="Environment column")] = None,
     env: Annotated[str, typer.Option(help="Environment name when there is no environment column")] = "survey",
-    point_column: Annotated[str | None, typer.Option(help="Reference-point id column")] = None,
+    point_column: Annotated[str | None, typer.Option(help="wide: reference-point id column (default: grouped by "
+                                                          "position)")] = None,
     device_column: Annotated[str | None, typer.Option(help="Device column")] = None,
     session_column: Annotated[str | None, typer.Option(help="Session column")] = None,
-    not_heard: Annotated[float, typer.Option(help="'Not heard' sentinel, e.g. 100 or -110")] = 100.0,
+    time_column: Annotated[str | None, typer.Option(help="Time column: seconds or ISO 8601 timestamps")] = None,
+    not_heard: Annotated[float, typer.Option(help="'Not heard' sentinel, e.g. 100 or -110 (blank cells are not "
+                                                  "heard too)")] = 100.0,
     frequency_hz: Annotated[float | None, typer.Option(help="Carrier [Hz]")] = None,
     split: Annotated[str, typer.Option(help="Split name stored in the file")] = "train",
+    holdout_points: Annotated[float | None, typer.Option(help="Hold out this fraction of each environment's "
+                                                              "reference points as --test-split")] = None,
+    test_split: Annotated[str, typer.Option(help="With --holdout-points: the held-out split's name")] = "test",
+    seed: Annotated[int, typer.Option(help="With --holdout-points: seed of the draw")] = 0,
 ) -> None:
-    """A generic RSS survey CSV -> .h5 (see docs/data.md for the expected layout)."""
-    fset = read_survey_csv(
-        path, rss_columns=rss_column or None, rss_prefix=rss_prefix, x_column=x, y_column=y, z_column=z,
-        environment_column=env_column, environment=env, point_column=point_column,
-        device_column=device_column, session_column=session_column, not_heard=not_heard,
-        frequency_hz=frequency_hz,
-    )
-    splits = {split: fset}
-    if out.exists():  # add or replace this split; the file's other splits stay (train and test from two CSVs)
-        kept = {name: data for name, data in load_fingerprints(out).items() if name != split}
-        splits = {**kept, split: fset}
+    """A survey CSV -> .h5 (see docs/data.md for both layouts).
+
+    Example: xloc import csv scans.csv -o site.h5 --layout long --ap-column bssid --rss-column rssi
+    --env-column floor --time-column time --not-heard -110 --holdout-points 0.2"""
+    from xloc.data.csv_survey import holdout_points as split_points
+    from xloc.data.csv_survey import read_long_csv
+
+    common = dict(x_column=x, y_column=y, z_column=z, environment_column=env_column, environment=env,
+                  device_column=device_column, session_column=session_column, time_column=time_column,
+                  not_heard=not_heard, frequency_hz=frequency_hz)
+    if layout == "wide":
+        fset = read_survey_csv(path, rss_columns=rss_column or None, rss_prefix=rss_prefix,
+                               point_column=point_column, **common)  # type: ignore[arg-type]
+    elif layout == "long":
+        if rss_prefix is not None or point_column is not None or len(rss_column or []) > 1:
+            raise typer.BadParameter("--layout long reads one --rss-column of readings; --rss-prefix and "
+                                     "--point-column are for --layout wide")
+        fset = read_long_csv(path, scan_column=scan_column, ap_column=ap_column,
+                             rss_column=(rss_column or ["rss_dbm"])[0], **common)  # type: ignore[arg-type]
+    else:
+        raise typer.BadParameter(f"--layout must be wide or long, got {layout!r}")
+    new = {split: fset}
+    if holdout_points is not None:
+        if test_split == split:
+            raise typer.BadParameter("--test-split must differ from --split")
+        new = dict(zip((split, test_split), split_points(fset, holdout_points, seed), strict=True))
+    splits = new
+    if out.exists():  # add or replace these splits; the file's other splits stay (train and test from two CSVs)
+        kept = {name: data for name, data in load_fingerprints(out).items() if name not in new}
+        splits = {**kept, **new}
     save_fingerprints(out, splits)
-    console.print(f"wrote {out} (splits: {', '.join(splits)})")
-    console.print(dataset_table(f"{out} [{split}]", fset))
+    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
+    for name, data in new.items():
+        console.print(dataset_table(f"{out} [{name}]", data))
+
+
+@app.command()
+@friendly
+def export(
+    data: Annotated[Path, typer.Argument(help="An xloc .h5 file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .parquet or .npz")],
+    split: Annotated[str, typer.Option(help="Split to export")] = "train",
+    env: Annotated[list[str] | None, typer.Option(help="Environment to export (repeat; default all)")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="csv, parquet or npz (default: the suffix of "
+                                                                "--out)")] = None,
+) -> None:
+    """An xloc .h5 split -> a file other tools read: CSV or Parquet (one row per sample: environment, point_id,
+    x_m, y_m, ..., one RSS column per AP) or npz (every array, CSI too).
+
+    Example: xloc export site.h5 -o site-train.parquet --split train"""
+    from xloc.cli.common import environments
+    from xloc.data.tables import export_fingerprints
+
+    fset = environments(data, split, env, None)
+    target = export_fingerprints(fset, out, format)
+    console.print(f"wrote {escape(str(target))}: {sum(len(fp) for fp in fset.values())} samples of "
+                  f"{len(fset)} environment(s)")

@@ -7,6 +7,7 @@ Environments may have different AP sets and feature sizes, so samples are held p
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -253,6 +254,12 @@ class Fingerprints:
             out["heard_frac"] = float(np.isfinite(self.measurements).mean())
         return out
 
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per sample (see :mod:`xloc.data.tables`)."""
+        from xloc.data.tables import to_frame
+
+        return to_frame(self)
+
     def __repr__(self) -> str:
         return (
             f"Fingerprints({self.name!r}, kind={self.environment.kind}, samples={len(self)}, "
@@ -292,6 +299,19 @@ class FingerprintSet(Mapping[str, Fingerprints]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame of every environment, one row per sample (see :mod:`xloc.data.tables`)."""
+        from xloc.data.tables import to_frame
+
+        return to_frame(self)
+
+    @classmethod
+    def from_frame(cls, frame: Any, **kwargs: Any) -> FingerprintSet:
+        """The inverse of :meth:`to_frame` (see :func:`xloc.data.tables.from_frame`)."""
+        from xloc.data.tables import from_frame
+
+        return from_frame(frame, **kwargs)
 
     def without(self, name: str) -> FingerprintSet:
         """All environments except ``name`` (leave-one-environment-out)."""
