@@ -84,7 +84,7 @@ def test_evaluate_any_method_on_an_imported_survey(tmp_path):
 
 def test_import_sodindoorloc(tmp_path, sod_root):
     out = tmp_path / "sod.h5"
-    result = runner.invoke(app, ["import", "sodindoorloc", "--root", str(sod_root), "--out", str(out)])
+    result = runner.invoke(app, ["import", "sodindoorloc", str(sod_root), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sum(len(f) for f in load_fingerprints(out, "train")["train"].values()) == 955 + 11370 + 8880
 
@@ -181,7 +181,7 @@ def test_train_alloc_and_predict_with_references(tmp_path):
 
 def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
     sod, twins, meta, adapted, preds = (tmp_path / n for n in ("sod.h5", "twins.h5", "agml", "adapted", "p.csv"))
-    assert runner.invoke(app, ["import", "sodindoorloc", "--root", str(sod_root), "--out", str(sod)]).exit_code == 0
+    assert runner.invoke(app, ["import", "sodindoorloc", str(sod_root), "--out", str(sod)]).exit_code == 0
     r = runner.invoke(app, ["twin", "--data", str(sod), "--env", "CETC331-F3", "--copies", "2", "--spacing-m", "3",
                             "--sodindoorloc-root", str(sod_root), "-o", str(twins)])
     assert r.exit_code == 0 and "floor loss" in r.output, r.output
@@ -245,3 +245,9 @@ def test_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"xloc {__version__}"
+
+
+def test_help_texts_keep_units_and_extras_in_brackets():
+    assert "x column [m]" in flat(runner.invoke(app, ["import", "csv", "--help"]).output)
+    assert "receiver SNR [dB]" in flat(runner.invoke(app, ["simulate", "--help"]).output)
+    assert "(the raytrace extra)" in flat(runner.invoke(app, ["twins", "--help"]).output)

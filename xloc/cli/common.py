@@ -23,7 +23,10 @@ from xloc.errors import DataWarning, XlocError
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.io import atomic_write_text
 
-app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True)
+# rich_markup_mode=None: help texts are plain text, so units in brackets ([m], [dB]) and extras (xloc[raytrace])
+# print as written instead of being read as rich markup and dropped.
+app = typer.Typer(help="xloc: wireless localization that carries over to new environments.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 
 def _version(value: bool) -> None:
@@ -40,7 +43,8 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """xloc: wireless localization that carries over to new environments."""
 
 
-import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True)
+import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True,
+                         rich_markup_mode="markdown")
 app.add_typer(import_app, name="import")
 
 

@@ -29,11 +29,14 @@ def info(path: Annotated[Path, typer.Argument(help="An xloc .h5 file or a SODInd
 @import_app.command("sodindoorloc")
 @friendly
 def import_sodindoorloc(
-    out: Annotated[Path, typer.Option(help="Output .h5 file")],
-    root: Annotated[Path | None, typer.Option(help="SODIndoorLoc folder (default ../shared/data/sodindoorloc)")]
-    = None,
+    root: Annotated[Path | None, typer.Argument(help="SODIndoorLoc folder, relative to the current folder like every "
+                                                     "path (default: $XLOC_SODINDOORLOC_ROOT, else "
+                                                     "../shared/data/sodindoorloc beside the xloc checkout)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file")] = Path("sodindoorloc.h5"),
 ) -> None:
-    """SODIndoorLoc training and testing sheets -> one .h5 file with splits 'train' and 'test'."""
+    """SODIndoorLoc training and testing sheets -> one .h5 file with splits 'train' and 'test'.
+
+    Example: xloc import sodindoorloc ../shared/data/sodindoorloc -o sod.h5"""
     splits = {s: load_sodindoorloc(root, s) for s in ("train", "test")}
     save_fingerprints(out, splits)
     console.print(f"wrote {out}")

@@ -3,6 +3,7 @@ fine-tuning; federated MetaLoc."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -169,8 +170,12 @@ def pretrain(
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes (torchrun, gloo on CPU); each encodes a share "
                                             "of every batch")] = 1,
+    param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter KEY=VALUE (repeat; JSON values), e.g. "
+                                                         "depth=2 or d_model=32")] = None,
 ) -> None:
-    """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample)."""
+    """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample).
+
+    Example: xloc pretrain --data city.h5 --env city-A-cond1 --epochs 10 -o lwlm/"""
     from xloc.learn import distributed
     from xloc.learn.lwlm import LWLM, OBJECTIVES
 
@@ -179,10 +184,16 @@ def pretrain(
                      "--seed", str(seed)]
         forwarded += [a for e in env or [] for a in ("--env", e)]
         forwarded += [a for o in objective or [] for a in ("--objective", o)]
+        forwarded += [a for p in param or [] for a in ("--param", p)]
         raise typer.Exit(torchrun(nproc, forwarded))
     in_group = distributed.init_from_environment()
     sources = environments(data, split, env, None)
-    model = LWLM(objectives=tuple(objective or OBJECTIVES), epochs=epochs, seed=seed)
+    from xloc.learn.base import make_config
+    from xloc.learn.lwlm import LWLMConfig
+
+    config = make_config(LWLMConfig, {"objectives": tuple(objective or OBJECTIVES), "epochs": epochs, "seed": seed,
+                                      **parse_params(param)}, "xloc pretrain --param")  # names a bad key
+    model = LWLM(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
     model.pretrain(sources, progress=distributed.is_main())
     if distributed.is_main():
         model.save(out)
