@@ -11,7 +11,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import skip_or_fail
