@@ -209,10 +209,11 @@ def _warn_sentinels(path: Path, rss: np.ndarray, columns: Sequence[str]) -> None
                       f"{'...' if len(never) > 4 else ''}): they carry no information", DataWarning, stacklevel=3)
 
 
-def rss_from_cells(table: CsvTable, columns: Sequence[str], not_heard: float) -> np.ndarray:
-    """RSS [dBm] from the given columns: blanks and the sentinel become NaN; any other out-of-range value raises."""
+def rss_from_cells(table: CsvTable, columns: Sequence[str], not_heard: float, *, warn: bool = True) -> np.ndarray:
+    """RSS [dBm] from the given columns: blanks and the sentinel become NaN; any other out-of-range value raises.
+    ``warn``: :class:`DataWarning` for a look-alike sentinel and never-heard APs (off for curated datasets)."""
     raw = table.numeric(columns, allow_nan=True, blank=np.nan)
-    return _checked_rss(table.path, raw, columns, not_heard, table.lines)
+    return _checked_rss(table.path, raw, columns, not_heard, table.lines, warn=warn)
 
 
 def _checked_rss(path: Path, raw: np.ndarray, columns: Sequence[str], not_heard: float,

@@ -87,7 +87,8 @@ def _building(
     macs = [h for h in table.header if h.startswith("MAC")]
     if not macs:
         raise DataValidationError(f"{table.path}: no MAC columns; is this a SODIndoorLoc sheet?")
-    rss = rss_from_cells(table, macs, NOT_HEARD)
+    # warn=False: the dataset lists every MAC of a building, and some floors never hear some of them
+    rss = rss_from_cells(table, macs, NOT_HEARD, warn=False)
     coords = table.numeric(["ECoord", "NCoord", "FloorID", "PhoneID", "SampleTimes"])
     info = np.asarray([aps.get((building, m), (np.nan, np.nan, np.nan)) for m in macs], dtype=np.float64)
     freqs = info[:, 2]

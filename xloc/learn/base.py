@@ -82,6 +82,31 @@ def make_config(config_class: type, params: Mapping[str, Any], owner: str) -> An
         raise ConfigError(f"{owner}: {exc}") from None
 
 
+#: Methods that take scikit-learn's ``fit(X, y)`` on one environment's arrays.
+ARRAY_METHODS = ("knn", "wknn", "mlp")
+
+
+def support_from_arrays(measurements: Any, positions_m: Any, owner: str) -> Fingerprints:
+    """One environment's labelled support from arrays: real ``(n, n_ap)`` RSS [dBm] (NaN = not heard) or complex
+    ``(n, bs, antennas, subcarriers)`` CSI, and positions ``(n, 2|3)`` [m]; samples at one spot share a point."""
+    from xloc.data.environment import EnvironmentMeta
+
+    x = np.asarray(measurements)
+    y = np.asarray(positions_m, dtype=np.float64)
+    if np.iscomplexobj(x) and x.ndim == 4:
+        kind = "csi"
+    elif x.ndim == 2 and np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x):
+        kind = "rss"
+    else:
+        raise DataValidationError(f"{owner}.fit(X, y): X must be RSS (n, n_ap) or complex CSI (n, bs, antennas, "
+                                  f"subcarriers), got {x.dtype} {x.shape}")
+    if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] not in (2, 3):
+        raise DataValidationError(f"{owner}.fit(X, y): y must be positions ({x.shape[0]}, 2|3) [m], got {y.shape}")
+    _, points = np.unique(np.round(y, 3), axis=0, return_inverse=True)
+    aps = tuple(f"ap{i}" for i in range(x.shape[1]))
+    return Fingerprints(EnvironmentMeta(name="arrays", kind=kind, ap_ids=aps), x, y, points.reshape(-1))
+
+
 class Estimator(abc.ABC):
     """Base class: hyper-parameters in a frozen ``Config`` dataclass; scikit-learn's parameter manners.
 
@@ -128,12 +153,45 @@ class Estimator(abc.ABC):
 
     # ------------------------------------------------------------------ scikit-learn manners
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The hyper-parameters, as the constructor takes them."""
+        """The hyper-parameters, as the constructor takes them (normalised: JSON lists as tuples)."""
         return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
 
     def set_params(self: E, **params: Any) -> E:
         """Change hyper-parameters (validated); fitted state is kept, as in scikit-learn."""
         self.config = make_config(self.Config, {**self.get_params(), **params}, self._owner())
+        return self
+
+    def __sklearn_clone__(self: E) -> E:
+        """scikit-learn's ``clone``: same hyper-parameters and registered method name, no fitted state. (Its
+        default clone would refuse: the config normalises values, e.g. lists to tuples, so they are not the very
+        objects the constructor was given.)"""
+        return clone(self)
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True, multi_output=True,
+                                                                      single_output=False),
+                    regressor_tags=RegressorTags())
+
+    def score(self, measurements: np.ndarray, positions_m: np.ndarray) -> float:
+        """Minus the mean localization error [m] of ``predict(measurements)`` — negative so that scikit-learn's
+        model selection (``cross_val_score``, ``GridSearchCV``), which maximises scores, minimises the error."""
+        truth = np.asarray(positions_m, dtype=np.float64)
+        predicted = np.asarray(self.predict(measurements), dtype=np.float64)
+        if truth.ndim != 2 or truth.shape[0] != predicted.shape[0]:
+            raise DataValidationError(f"{self._owner()}.score: positions_m must be ({predicted.shape[0]}, 2|3) "
+                                      f"metres, got {truth.shape}")
+        dims = min(truth.shape[1], predicted.shape[1])
+        return -float(np.linalg.norm(predicted[:, :dims] - truth[:, :dims], axis=1).mean())
+
+    def _fit_arrays(self: E, measurements: Any, positions_m: Any) -> E:
+        """scikit-learn's ``fit(X, y)`` for the methods that learn from one environment alone: ``(X, y)`` is that
+        environment's labelled support; the fitted state lands on ``self``."""
+        adapted = self.adapt(support_from_arrays(measurements, positions_m, self._owner()))
+        for key, value in vars(adapted).items():
+            if key.endswith("_") and not key.startswith("_"):
+                setattr(self, key, value)
         return self
 
     def __repr__(self) -> str:
@@ -152,6 +210,12 @@ class Estimator(abc.ABC):
         """The kind of ``data`` (None for None), or a :class:`DataKindError` naming method, role and kind."""
         if data is None:
             return None
+        if not isinstance(data, Fingerprints | FingerprintSet):
+            single = ", ".join(ARRAY_METHODS)
+            raise DataValidationError(
+                f"{self._owner()} learns from environments: give it a FingerprintSet (fit) or Fingerprints (adapt), "
+                f"e.g. from xloc.data.load_fingerprints or read_survey_csv, not {type(data).__name__}; "
+                f"scikit-learn's fit(X, y) on one environment's arrays works for {single}")
         envs = list(data.values()) if isinstance(data, FingerprintSet) else [data]
         if not envs:
             raise DataValidationError(f"{self._owner()}: the {role} set holds no environments")

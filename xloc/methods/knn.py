@@ -54,8 +54,10 @@ class KNN(Estimator):
     Config = KNNConfig
     kinds = ("rss", "csi")
 
-    def fit(self, sources: FingerprintSet | None = None) -> KNN:
+    def fit(self, sources: FingerprintSet | None = None, positions_m: Any = None) -> KNN:
         """Nothing is learned across environments (the sources' kind is still checked)."""
+        if positions_m is not None:  # scikit-learn's fit(X, y): X and y are one environment's support
+            return self._fit_arrays(sources, positions_m)
         self._check_kind(sources, "source")
         return self
 

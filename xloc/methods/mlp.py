@@ -41,7 +41,9 @@ class MLPEstimator(Estimator):
     Config = MLPConfig
     kinds = ("rss", "csi")
 
-    def fit(self, sources: FingerprintSet | None = None) -> MLPEstimator:
+    def fit(self, sources: FingerprintSet | None = None, positions_m: Any = None) -> MLPEstimator:
+        if positions_m is not None:  # scikit-learn's fit(X, y): X and y are one environment's support
+            return self._fit_arrays(sources, positions_m)
         self._check_kind(sources, "source")
         return self
 
