@@ -17,7 +17,9 @@ from xloc.data.storage import load_fingerprints, save_fingerprints
 @app.command()
 @friendly
 def info(path: Annotated[Path, typer.Argument(help="An xloc .h5 file or a SODIndoorLoc folder")]) -> None:
-    """Environments, samples, points, APs and area of a dataset."""
+    """Environments, samples, points, APs and area of a dataset.
+
+    Example: xloc info ../shared/data/sodindoorloc"""
     if path.is_dir():
         splits = {s: load_sodindoorloc(path, s) for s in ("train", "test")}
     else:

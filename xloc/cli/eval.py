@@ -53,7 +53,9 @@ def evaluate(
     = False,
 ) -> None:
     """Run every applicable method under one protocol and print the leaderboard; writes <out>/<protocol>.json
-    (rows with provenance), .md and _cdf.png."""
+    (rows with provenance), .md and _cdf.png.
+
+    Example: xloc evaluate --data mine.h5 --method wknn --method maml-dg --k 10 --seeds 3"""
     from xloc.eval.protocols import P1_KS, P1_METHODS, run_on_file, run_p1, run_p2
     from xloc.eval.report import save_protocol_result, summary_table
 
@@ -111,7 +113,9 @@ def list_methods(
     kind: Annotated[str | None, typer.Option(help="Only methods that accept this data kind (rss, csi, csi_image)")]
     = None,
 ) -> None:
-    """The registered methods: data kinds, what they use, and their description."""
+    """The registered methods: data kinds, what they use, and their description.
+
+    Example: xloc methods --kind csi"""
     table = Table(title="registered methods")
     for col in ("method", "kinds", "trains on sources", "uses", "description"):
         table.add_column(col, overflow="fold")
@@ -159,7 +163,9 @@ def bench(
                                              "few minutes); results go to benchmarks/results-quick")] = False,
 ) -> None:
     """Benchmarks: every registered bench (or those named), each writing its result file as it goes; then the
-    report."""
+    report.
+
+    Example: xloc bench --protocol service --protocol perf"""
     from xloc.bench import registry
     from xloc.bench.report import write_report
 
@@ -196,7 +202,9 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Report file (default: REPORT.md beside the results folder)")]
     = None,
 ) -> None:
-    """Regenerate benchmarks/REPORT.md from the committed result files."""
+    """Regenerate benchmarks/REPORT.md from the committed result files.
+
+    Example: xloc report"""
     from xloc.bench.report import write_report
 
     console.print(f"wrote {write_report(results, out)}")
@@ -209,7 +217,9 @@ def demo(
     reference_points: Annotated[int, typer.Option(help="Labelled reference points in the unseen environment")] = 10,
 ) -> None:
     """Offline demo: meta-train MetaLoc on five simulated path-loss environments and localize in a sixth, unseen
-    one with a few labelled reference points, against KNN, WKNN, RI and TL."""
+    one with a few labelled reference points, against KNN, WKNN, RI and TL.
+
+    Example: xloc demo --reference-points 10"""
     t0 = time.perf_counter()
     configs = [PathLossConfig(family=f) for f in FAMILY_LETTERS] + [
         PathLossConfig(family="c", sigma_nlos_db=10.0, room_size_m=(30.0, 20.0), tx_power_dbm=15.0)

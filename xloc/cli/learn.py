@@ -18,6 +18,7 @@ from xloc.data.storage import load_fingerprints
 from xloc.io import atomic_write_text
 from xloc.learn.alloc import coarse_from_truth
 from xloc.methods import get, load_model, specs
+from xloc.progress import take_interrupt
 
 
 @app.command()
@@ -37,7 +38,9 @@ def train(
     nproc: Annotated[int, typer.Option(help="Distributable methods: data-parallel processes (torchrun, gloo on "
                                             "CPU); each takes a share of every batch")] = 1,
 ) -> None:
-    """Fit any registered method on the historical environments and save it; Ctrl-C keeps what was learned."""
+    """Fit any registered method on the historical environments and save it; Ctrl-C keeps what was learned.
+
+    Example: xloc train --data pl.h5 --exclude log_distance-s0 --method maml-dg -o metaloc/"""
     from xloc.learn import distributed
 
     spec = get(method)
@@ -64,7 +67,11 @@ def train(
     in_group = distributed.init_from_environment()
     sources = environments(data, split, env, exclude)
     model.progress = distributed.is_main()
+    take_interrupt()
     model.fit(sources)
+    stopped = take_interrupt()
+    if stopped is not None:  # Ctrl-C: the trainer kept its best state; say so in the model and the exit code
+        model.interrupted_ = {"what": stopped.what, "done": stopped.done, "total": stopped.total}
     if distributed.is_main():  # every rank holds the same parameters; one writes them
         model.save(out)
         ranks = f" on {distributed.world()[1]} processes" if in_group else ""
@@ -72,6 +79,10 @@ def train(
             if spec.capabilities.trains_on_sources else f"{method} learns nothing from source environments; saved " \
             "its hyper-parameters"
         console.print(f"{what}; wrote {out}")
+    if stopped is not None:
+        console.print(f"[yellow]interrupted:[/] {stopped.what} stopped after {stopped.done} of {stopped.total} "
+                      "steps; the saved model holds the best state so far and says so in meta.json")
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -95,7 +106,9 @@ def federated(
 ) -> None:
     """MetaLoc's privacy-preserving paradigm on Flower (extra xloc-federated): every environment is a client that
     keeps its fingerprints; only meta-parameters, their gradients and scalars travel, and every client message
-    is audited into OUT/audit."""
+    is audited into OUT/audit.
+
+    Example: xloc federated --data pl.h5 --paradigm maml-dg -o fed/"""
     from xloc.learn.federated import FederatedRun, read_audit, run_loopback, run_simulation_mode
 
     if mode not in ("simulation", "loopback"):
@@ -138,7 +151,9 @@ def adapt(
                                                          "(MAML-TS trained federated)")] = None,
 ) -> None:
     """Adapt a trained model to a new environment with a few labelled reference points (analogical models only
-    bind them as references; no gradient step)."""
+    bind them as references; no gradient step).
+
+    Example: xloc adapt --model metaloc/ --data pl.h5 --env log_distance-s0 --points 10 -o adapted/"""
     base = load_model(str(model))
     spec = get(base.method_name)
     if param:
@@ -219,7 +234,9 @@ def finetune(
     steps: Annotated[int | None, typer.Option(help="Adam steps (default: the model's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the label draw and the head")] = 0,
 ) -> None:
-    """Fine-tune an LWLM decoder (and a copy of its encoder) on a fraction of the labelled users."""
+    """Fine-tune an LWLM decoder (and a copy of its encoder) on a fraction of the labelled users.
+
+    Example: xloc finetune --model lwlm/ --data city.h5 --env city-A-cond1 --task multi-bs -o lwlm-pos/"""
     from xloc.learn.lwlm import LWLM
 
     lwlm = LWLM(seed=seed) if model is None else LWLM.load(model)  # a clear error for any other model folder
@@ -254,7 +271,9 @@ def predict(
     seed: Annotated[int, typer.Option(help="Seed of the simulated coarse positions")] = 0,
 ) -> None:
     """Predict positions [m] (LWLM ToA/AoA models: per-BS delays/angles) and, where the file has the truth, print
-    the errors."""
+    the errors.
+
+    Example: xloc predict --model adapted/ --data pl.h5 --env log_distance-s0 -o positions.csv"""
     est = load_model(str(model))
     spec = get(est.method_name)
     fp = load_fingerprints(data, split)[split][env]

@@ -53,7 +53,9 @@ def simulate(
                                                     "resumes from them)")] = None,
 ) -> None:
     """Simulate a CSI scenario preset (--scenario), a Sionna RT scene (--engine sionna) or path-loss RSS
-    environments (--family) into an .h5 file."""
+    environments (--family) into an .h5 file.
+
+    Example: xloc simulate -o pl.h5 --family a --family b   |   xloc simulate --scenario mo1 --users 600 -o mo1.h5"""
     if scenario is not None and family:
         raise typer.BadParameter("give either --scenario (CSI presets) or --family (path-loss RSS), not both")
     if engine not in ("geometric", "sionna"):
@@ -138,7 +140,9 @@ def twin(
     = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
 ) -> None:
-    """Path-loss digital twins of one site, fitted on the file's other environments (AGML's synthetic data)."""
+    """Path-loss digital twins of one site, fitted on the file's other environments (AGML's synthetic data).
+
+    Example: xloc twin --data sod.h5 --env SYL -o syl-twins.h5"""
     from xloc.data.sodindoorloc import environment_ap_floors
     from xloc.sim.twin import fit_pathloss_twin, simulate_twins
 
@@ -167,7 +171,9 @@ def twins(
     seed: Annotated[int, typer.Option(help="Seed of the user draws and office furniture")] = 0,
 ) -> None:
     """Ray-trace the Sionna RT twin collection (the raytrace extra): five outdoor scenes, the street canyon
-    with cars, and a procedural office over five furniture days. Interrupted runs resume from finished chunks."""
+    with cars, and a procedural office over five furniture days. Interrupted runs resume from finished chunks.
+
+    Example: xloc twins -o twins --preset munich --preset office"""
     from xloc.sim.rt_presets import FULL_SIZES, QUICK_SIZES, RT_PRESETS, generate_twins, load_twin, plot_twin
 
     for name in preset or []:

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch.func import functional_call
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
@@ -46,6 +45,8 @@ from xloc.features.signal import fill_not_heard
 from xloc.learn import maml
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.models.agnn import AGNN
+from xloc.progress import note_interrupt
+from xloc.progress import progress as progress_bar
 
 __all__ = ["AGML", "AGNNLocalizer", "AdaptedAGML", "AGMLConfig", "node_features"]
 
@@ -263,8 +264,7 @@ class AGML(_GraphModel):
         opt = torch.optim.Adam(params.values(), lr=cfg.meta_lr)
         self.history_: list[float] = []
         t0 = time.perf_counter()
-        with Progress(disable=not self.progress, transient=True) as bar:
-            task = bar.add_task("AGML meta-training", total=cfg.iterations)
+        with progress_bar("AGML meta-training", cfg.iterations, enabled=self.progress) as bar:
             try:
                 for _ in range(cfg.iterations):
                     batch = self._task_batch(data, rng)
@@ -275,9 +275,9 @@ class AGML(_GraphModel):
                         v.grad = grads[k]
                     opt.step()
                     self.history_.append(loss)
-                    bar.advance(task)
-            except KeyboardInterrupt:
-                bar.stop()
+                    bar.advance(loss=f"{loss:.4f}")
+            except KeyboardInterrupt:  # keep what was learned; the command line marks the model interrupted
+                note_interrupt("AGML meta-training", bar.done, cfg.iterations)
         self.params_ = {k: v.detach().clone() for k, v in params.items()}
         self.train_s_ = time.perf_counter() - t0
         return self

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
@@ -40,6 +39,8 @@ from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.learn.references import ReferenceDB
 from xloc.models.icl import ICLTransformer
 from xloc.models.mateformer import Mateformer
+from xloc.progress import note_interrupt
+from xloc.progress import progress as progress_bar
 from xloc.sim.impairments import coarse_locations
 
 __all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search"]
@@ -218,14 +219,11 @@ class Analogical:
         cfg = self.config
         opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr if lr is None else lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps) if lr is None else 1.0)
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"),
-                   TimeElapsedColumn())
         if callback is not None:
             self.model_.eval()
             callback(0, self)
         self.model_.train()
-        with Progress(*columns, disable=not self.progress, transient=True) as bar:
-            task = bar.add_task(f"{cfg.architecture} ({cfg.sampling})", total=steps, loss="")
+        with progress_bar(f"{cfg.architecture} ({cfg.sampling})", steps, enabled=self.progress) as bar:
             try:
                 running = None
                 for step in range(steps):
@@ -245,14 +243,14 @@ class Analogical:
                     running = value if running is None else 0.98 * running + 0.02 * value
                     if step % 50 == 0 or step == steps - 1:
                         self.loss_history_.append(running)
-                        bar.update(task, loss=f"loss {running:.4f}")
-                    bar.advance(task)
+                        bar.advance(0, loss=f"{running:.4f}")
+                    bar.advance()
                     if callback is not None and every and (step + 1) % every == 0:
                         self.model_.eval()
                         callback(step + 1, self)
                         self.model_.train()
-            except KeyboardInterrupt:
-                bar.stop()
+            except KeyboardInterrupt:  # keep what was learned; the command line marks the model interrupted
+                note_interrupt(f"{cfg.architecture} training", bar.done, steps)
         self.model_.eval()
 
     # ----------------------------------------------------------------- inference

@@ -123,6 +123,8 @@ class Estimator(abc.ABC):
     engine_kinds: ClassVar[tuple[str, ...]] = ()
     #: Show progress bars while training (not a hyper-parameter: it changes no result).
     progress: bool = False
+    #: Set when a Ctrl-C stopped training early (what, done, total); saved into meta.json as "interrupted".
+    interrupted_: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the verbs (subclasses implement them)
     @abc.abstractmethod
@@ -261,8 +263,10 @@ class Estimator(abc.ABC):
         from xloc.learn.checkpoint import save_model_folder
 
         tensors, meta, parts = self._state()
-        doc = {"kind": "estimator", "estimator": type(self).__name__, "method": self.method_name,
-               "params": _jsonable(self.get_params()), "state": meta}
+        doc: dict[str, Any] = {"kind": "estimator", "estimator": type(self).__name__, "method": self.method_name,
+                               "params": _jsonable(self.get_params()), "state": meta}
+        if getattr(self, "interrupted_", None):  # a Ctrl-C stopped training: the budget in params was not spent
+            doc["interrupted"] = self.interrupted_
         return save_model_folder(path, tensors, doc, parts)
 
     @abc.abstractmethod

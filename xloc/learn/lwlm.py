@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 from torch import nn
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
@@ -42,6 +41,7 @@ from xloc.learn import distributed
 from xloc.learn.channel_tasks import labelled_users, task_samples
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.models.lwlm import ChannelEncoder, ChannelHead, MultiBSHead, PatchReconstruction, ProjectionHead
+from xloc.progress import progress as progress_bar
 
 __all__ = ["LWLM", "LWLMConfig", "OBJECTIVES", "block_masks", "masked_reconstruction_loss", "info_nce",
            "negative_cosine", "channel_tensors"]
@@ -231,8 +231,7 @@ class LWLM:
         self.pretrain_losses_ = []
         t0 = time.perf_counter()
         enc.train()
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("pretraining LWLM", total=c.epochs * steps_per_epoch)
+        with progress_bar("pretraining LWLM", c.epochs * steps_per_epoch, enabled=progress) as bar:
             for epoch in range(1, c.epochs + 1):
                 order = rng.permutation(n)
                 sums: dict[str, float] = {}
@@ -243,7 +242,7 @@ class LWLM:
                     sched.step()
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + distributed.sum_scalar(v) / steps_per_epoch
-                    bar.advance(task)
+                    bar.advance(epoch=epoch)
                 self.pretrain_losses_.append(sums)
                 if callback is not None:
                     callback(epoch, sums)

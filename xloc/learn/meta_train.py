@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xloc.learn import distributed, maml
+from xloc.progress import note_interrupt
+from xloc.progress import progress as progress_bar
 
 __all__ = ["History", "LoopSettings", "meta_train"]
 
@@ -77,9 +78,7 @@ def meta_train(
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
     opt = torch.optim.Adam(params.values(), lr=s.outer_lr)
     best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[loss]}"), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{s.paradigm} [{group}]", total=s.iterations, loss="")
+    with progress_bar(f"{s.paradigm} {group}", s.iterations, enabled=progress) as bar:
         try:
             for it in range(1, s.iterations + 1):
                 p = {k: v.detach() for k, v in params.items()}
@@ -113,10 +112,12 @@ def meta_train(
                     history.group.append(group)
                     if v_loss < best[0]:
                         best = (v_loss, {k: v.detach().clone() for k, v in params.items()})
-                    bar.update(task, loss=f"loss {loss:.4f}  val {v_loss:.4f}")
-                bar.advance(task)
+                    bar.advance(0, loss=f"{loss:.4f}", val=f"{v_loss:.4f}")
+                bar.advance()
         except KeyboardInterrupt:
-            bar.stop()
+            bar.close()
+            note_interrupt(f"{s.paradigm} {group}", bar.done, s.iterations)
             if progress:
-                print(f"interrupted: keeping the best checkpoint (validation loss {best[0]:.4f})")
+                print(f"interrupted after {bar.done} of {s.iterations} iterations: keeping the best checkpoint "
+                      f"(validation loss {best[0]:.4f})")
     return best[1]

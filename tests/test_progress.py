@@ -1,0 +1,44 @@
+import json
+
+from typer.testing import CliRunner
+
+from xloc.cli import app
+from xloc.learn import maml
+from xloc.progress import Bar
+
+runner = CliRunner()
+
+
+def test_plain_lines_with_percentage_rate_and_eta_outside_a_terminal(capsys):
+    bar = Bar("work", 40, enabled=True)
+    for _ in range(40):
+        bar.advance(loss="0.5")
+    bar.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[0].startswith("work:  10% (4/40), ") and "ETA" in lines[0]
+    assert lines[-1].startswith("work: 100% (40/40)") and lines[-1].endswith("loss 0.5")
+
+
+def test_ctrl_c_keeps_the_best_model_marks_it_and_exits_130(tmp_path, monkeypatch):
+    data = tmp_path / "pl.h5"
+    assert runner.invoke(app, ["simulate", "-o", str(data), "--family", "a", "--family", "c"]).exit_code == 0
+    calls = {"n": 0}
+    real = maml.meta_gradient
+
+    def stop_at_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maml, "meta_gradient", stop_at_the_fourth)
+    r = runner.invoke(app, ["train", "--data", str(data), "--method", "maml", "--iterations", "50", "-o",
+                            str(tmp_path / "m")])
+    assert r.exit_code == 130, r.output
+    assert "interrupted" in r.output and "after 3 of 50" in r.output
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["interrupted"] == {"what": "maml all", "done": 3, "total": 50}
+    assert meta["params"]["iterations"] == 50  # the budget asked for; "interrupted" says what was spent
+    from xloc.methods import load_model
+
+    assert load_model(tmp_path / "m").get_params()["iterations"] == 50  # and it loads

@@ -1,0 +1,104 @@
+"""Progress of long work, one way everywhere: percentage, count, rate and ETA.
+
+On a terminal it is a rich bar that stays on screen when done; in a log or CI (stdout not a TTY) it is a plain
+line every 10 % — no control characters, no blank lines. A Ctrl-C inside ``progress(...)`` is caught by the
+trainers that keep their best state; they record it with :func:`note_interrupt`, and the command line reads it with
+:func:`take_interrupt` to mark the saved model and exit with code 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["progress", "Bar", "note_interrupt", "take_interrupt", "Interrupt"]
+
+
+@dataclass
+class Interrupt:
+    """Where a Ctrl-C stopped a loop: ``done`` of ``total`` steps of ``what``."""
+
+    what: str
+    done: int
+    total: int
+
+
+_interrupt: Interrupt | None = None
+
+
+def note_interrupt(what: str, done: int, total: int) -> None:
+    """Record that a Ctrl-C stopped ``what`` after ``done`` of ``total`` steps (the trainer kept its best state)."""
+    global _interrupt
+    _interrupt = Interrupt(what, int(done), int(total))
+
+
+def take_interrupt() -> Interrupt | None:
+    """The last recorded interrupt, cleared."""
+    global _interrupt
+    found, _interrupt = _interrupt, None
+    return found
+
+
+class Bar:
+    """One task's progress: ``advance(n, **info)``; ``info`` (e.g. ``loss="0.12"``) is shown beside the count."""
+
+    def __init__(self, description: str, total: int, enabled: bool) -> None:
+        self.description, self.total, self.enabled = description, max(int(total), 1), enabled
+        self.done, self._t0, self._next_line = 0, time.perf_counter(), 10
+        self._info = ""
+        self._rich: Any = None
+        self._task: Any = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self._rich.start()
+            self._task = self._rich.add_task(description, total=self.total, rate="", info="")
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        self.done += n
+        if info:
+            self._info = "  ".join(f"{k} {v}" for k, v in info.items())
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self._rich is not None:
+            self._rich.update(self._task, advance=n, rate=f"{rate:.1f}/s", info=self._info)
+            return
+        percent = 100 * self.done / self.total
+        if percent >= self._next_line or self.done >= self.total:
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            print(f"{self.description}: {percent:3.0f}% ({self.done}/{self.total}), {rate:.1f}/s, "
+                  f"{elapsed:.0f} s, ETA {eta:.0f} s{'  ' + self._info if self._info else ''}", flush=True)
+            while self._next_line <= percent:
+                self._next_line += 10
+
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int, *, enabled: bool = True) -> Iterator[Bar]:
+    """A :class:`Bar` for ``total`` steps, closed on exit (also on Ctrl-C and errors)."""
+    bar = Bar(description, total, enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()
