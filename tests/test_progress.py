@@ -42,3 +42,16 @@ def test_ctrl_c_keeps_the_best_model_marks_it_and_exits_130(tmp_path, monkeypatc
     from xloc.methods import load_model
 
     assert load_model(tmp_path / "m").get_params()["iterations"] == 50  # and it loads
+
+
+def test_verbose_logs_details_and_quiet_silences_progress(tmp_path):
+    data = tmp_path / "pl.h5"
+    assert runner.invoke(app, ["simulate", "-o", str(data), "--family", "a", "--family", "c"]).exit_code == 0
+    train = ["train", "--data", str(data), "--method", "maml", "--iterations", "20", "-o", str(tmp_path / "m")]
+    loud = runner.invoke(app, ["-v", *train])
+    assert loud.exit_code == 0 and "validation loss" in loud.output and "ETA" in loud.output
+    normal = runner.invoke(app, train)
+    assert "ETA" in normal.output and "validation loss" not in normal.output
+    quiet = runner.invoke(app, ["-q", *train])
+    assert quiet.exit_code == 0 and "ETA" not in quiet.output and "validation loss" not in quiet.output
+    assert runner.invoke(app, ["-v", "-q", "methods"]).exit_code == 2

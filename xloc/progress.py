@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["progress", "Bar", "note_interrupt", "take_interrupt", "Interrupt"]
+__all__ = ["progress", "Bar", "note_interrupt", "take_interrupt", "Interrupt", "set_quiet"]
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence every progress display (``xloc -q``)."""
+    global _quiet
+    _quiet = bool(quiet)
 
 
 @dataclass
@@ -47,12 +55,12 @@ class Bar:
     """One task's progress: ``advance(n, **info)``; ``info`` (e.g. ``loss="0.12"``) is shown beside the count."""
 
     def __init__(self, description: str, total: int, enabled: bool) -> None:
-        self.description, self.total, self.enabled = description, max(int(total), 1), enabled
+        self.description, self.total, self.enabled = description, max(int(total), 1), enabled and not _quiet
         self.done, self._t0, self._next_line = 0, time.perf_counter(), 10
         self._info = ""
         self._rich: Any = None
         self._task: Any = None
-        if enabled and sys.stdout.isatty():
+        if self.enabled and sys.stdout.isatty():
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,

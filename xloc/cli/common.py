@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import warnings
@@ -22,6 +23,7 @@ from xloc.data.storage import load_fingerprints
 from xloc.errors import DataWarning, XlocError
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.io import atomic_write_text
+from xloc.progress import set_quiet
 
 # rich_markup_mode=None: help texts are plain text, so units in brackets ([m], [dB]) and extras (xloc[raytrace])
 # print as written instead of being read as rich markup and dropped.
@@ -39,8 +41,31 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print xloc's version and exit")) -> None:
+                                       help="Print xloc's version and exit"),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details (per-step losses, timings)"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors: no progress, no "
+                                                                  "details")) -> None:
     """xloc: wireless localization that carries over to new environments."""
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet exclude each other")
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    set_quiet(quiet)
+
+
+def configure_logging(level: int) -> None:
+    """xloc's loggers to stderr at ``level``: through rich on a terminal, one plain line per record in a log."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("xloc")
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 import_app = typer.Typer(help="Import survey data into an xloc HDF5 file.", no_args_is_help=True,

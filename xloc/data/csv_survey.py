@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -44,6 +45,8 @@ from xloc.errors import DataValidationError, DataWarning
 
 __all__ = ["read_survey_csv", "read_long_csv", "CsvTable", "read_csv_table", "group_points", "rss_from_cells",
            "holdout_points"]
+
+_log = logging.getLogger(__name__)
 
 #: A value (other than the sentinel) filling more than this share of an RSS column's cells looks like a sentinel.
 SENTINEL_SHARE = 0.5
@@ -323,6 +326,8 @@ def read_survey_csv(
                 f"{table.path}: row {table.lines[r]}, column {point_column!r}: {raw_points[r]:g} is not an integer id"
             )
         points = raw_points.astype(np.int64)
+    _log.info("%s: %d scans, %d RSS columns, %d environment(s)", table.path, len(table), len(columns),
+              len(set(names.tolist())))
     return _build(names, columns, rss, positions, points,
                   table.text(device_column) if device_column else None,
                   table.text(session_column) if session_column else None,
@@ -391,6 +396,8 @@ def read_long_csv(
     rss[np.isneginf(rss)] = np.nan
     _warn_sentinels(table.path, rss, [str(a) for a in ap_ids])
     pick = first
+    _log.info("%s: %d readings -> %d scans over %d APs, %d environment(s)", table.path, len(table), len(pick),
+              len(ap_ids), len(set(np.asarray(names)[pick].tolist())))
     return _build(np.asarray(names)[pick], [str(a) for a in ap_ids], rss, positions[pick], None,
                   per_row["device"][pick] if device_column else None,
                   per_row["session"][pick] if session_column else None,

@@ -17,13 +17,13 @@ set), and "all data" rows adapt WKNN (histogram KNN for CSI images) on the targe
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import ENVIRONMENTS as SOD_ENVIRONMENTS
@@ -34,10 +34,13 @@ from xloc.eval.results import sample_std
 from xloc.learn.alloc import coarse_from_truth
 from xloc.learn.base import Localizer
 from xloc.methods import create, get
+from xloc.progress import progress as progress_bar
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 
 __all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "P1_KS", "P2_RS", "DEFAULT_SEEDS",
            "TRIVIAL_METHODS", "P1_METHODS"]
+
+_log = logging.getLogger(__name__)
 
 P1_KS = (5, 10, 20, 50)
 #: The methods P1 and P2 compare (MetaLoc's Fig. 9 / Table II set).
@@ -162,13 +165,14 @@ def run_leave_one_out(
              "p_within_5m": prob_within(err, WITHIN_RADIUS_M), "train_s": train_s, "adapt_s": adapt_s,
              "steps": n_steps})
         pooled.setdefault((method, k), []).append(err)
+        _log.debug("%s on %s, k=%s: mean %.2f m, median %.2f m (train %.1f s, adapt %.2f s)", method, target,
+                   "all" if k is None else k, s.mean_m, s.median_m, train_s, adapt_s)
 
     # k = None already adapts every method on the whole reference set: the "all data" row would repeat it
     all_data_reference = all_data_reference and None not in ks
     run_methods = list(specs) + ([f"{ALL_DATA_METHOD[kind]}:all"] if all_data_reference else [])
     total = len(seeds) * len(targets) * len(run_methods)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{protocol}", total=total)
+    with progress_bar(f"{protocol}", total, enabled=progress) as bar:
         for seed in seeds:
             train, test = data_for_seed(seed)
             for target in targets:
@@ -188,7 +192,7 @@ def run_leave_one_out(
                 for entry in run_methods:
                     method, _, mode = entry.partition(":")
                     caps = get(method).capabilities
-                    bar.update(task, description=f"{protocol} seed {seed} {target} {entry}")
+                    bar.advance(0, now=f"seed {seed} {target} {entry}")
                     t0 = time.perf_counter()
                     model = make(method, seed).fit(sources)
                     train_s = time.perf_counter() - t0
@@ -202,7 +206,7 @@ def run_leave_one_out(
                                                coarse_positions_m=coarse if caps.needs_coarse_fix else None)
                         record(method, target, k, pred, truth, train_s, adapt_s,
                                int(getattr(adapted, "adapt_steps_", 0)))
-                    bar.advance(task)
+                    bar.advance()
     rows = [_aggregate(protocol, dataset, m, t, k, v) for (m, t, k), v in stats.items()]
     # Average over targets, per seed, so the std is over seeds of the target-averaged mean error.
     for method, k in {(m, k) for (m, _, k) in stats}:

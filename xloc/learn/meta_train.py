@@ -8,6 +8,7 @@ parameters are kept; Ctrl-C ends training early and still returns the best param
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from xloc.progress import note_interrupt
 from xloc.progress import progress as progress_bar
 
 __all__ = ["History", "LoopSettings", "meta_train"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,6 +113,8 @@ def meta_train(
                     history.meta_loss.append(float(loss))
                     history.val_loss.append(v_loss)
                     history.group.append(group)
+                    _log.debug("%s %s iteration %d: meta-loss %.4f, validation loss %.4f", s.paradigm, group, it,
+                               float(loss), v_loss)
                     if v_loss < best[0]:
                         best = (v_loss, {k: v.detach().clone() for k, v in params.items()})
                     bar.advance(0, loss=f"{loss:.4f}", val=f"{v_loss:.4f}")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from xloc.errors import DataValidationError
+from xloc.progress import progress as progress_bar
 from xloc.sim.geometry import BaseStation, Scene
 from xloc.sim.paths import Paths, solve_paths
 
@@ -105,15 +105,14 @@ def simulate_channels(
     los = np.zeros((n, n_bs), dtype=bool)
     toa, aoa, elev = (np.full((n, n_bs), np.nan) for _ in range(3))
     count = np.zeros((n, n_bs), dtype=np.int64)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("channels", total=n * n_bs)
+    with progress_bar("channels", n * n_bs, enabled=progress) as bar:
         for j, bs in enumerate(scene.base_stations):
             for start in range(0, n, chunk):
                 sl = slice(start, start + chunk)
                 paths = solve_paths(scene, bs, users[sl])
                 csi[sl, j] = frequency_response(scene, bs, paths)
                 los[sl, j], toa[sl, j], aoa[sl, j], elev[sl, j], count[sl, j] = _truth(bs, paths)
-                bar.advance(task, users[sl].shape[0])
+                bar.advance(users[sl].shape[0])
     power = (np.abs(csi) ** 2).mean(axis=(2, 3))
     power_db = 10 * np.log10(np.maximum(power, 1e-30))
     return ChannelData(csi, los, toa, aoa, elev, count, power_db)

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
+from xloc.progress import progress as progress_bar
 
 __all__ = ["RTBaseStation", "RTConfig", "require_sionna", "simulate_raytraced", "xloc_scene", "INSTALL_HINT"]
 
@@ -167,8 +167,7 @@ def simulate_raytraced(cfg: RTConfig, stations: Sequence[RTBaseStation], users_m
         cache.mkdir(parents=True, exist_ok=True)
     parts: list[dict[str, Any]] = []
     starts = range(0, len(users), cfg.chunk)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"ray tracing {cfg.scene}", total=len(users))
+    with progress_bar(f"ray tracing {cfg.scene}", len(users), enabled=progress) as bar:
         for start in starts:
             chunk = users[start : start + cfg.chunk]
             path = None if cache is None else cache / f"chunk-{start:08d}-{len(chunk)}.npz"
@@ -180,7 +179,7 @@ def simulate_raytraced(cfg: RTConfig, stations: Sequence[RTBaseStation], users_m
                 if path is not None:
                     _save_atomic(path, part)
             parts.append(part)
-            bar.advance(task, len(chunk))
+            bar.advance(len(chunk))
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     import drjit
     import mitsuba
