@@ -14,11 +14,12 @@ def flat(output: str) -> str:
     return " ".join(output.replace("│", " ").split())
 
 
-def test_demo_prints_table():
-    result = runner.invoke(app, ["demo", "--reference-points", "10"])
+def test_demo_prints_table_and_draws_its_picture(tmp_path):
+    result = runner.invoke(app, ["demo", "--points", "10", "--plot", str(tmp_path / "demo.png")])
     assert result.exit_code == 0, result.output
-    for method in ("wknn", "maml-dg", "tl", "ri"):
+    for method in ("wknn", "maml-dg", "tl", "ri", "support centroid"):
         assert method in result.output
+    assert (tmp_path / "demo.png").stat().st_size > 20_000
 
 
 def test_simulate_then_info(tmp_path):
@@ -182,8 +183,8 @@ def test_train_alloc_and_predict_with_references(tmp_path):
 def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
     sod, twins, meta, adapted, preds = (tmp_path / n for n in ("sod.h5", "twins.h5", "agml", "adapted", "p.csv"))
     assert runner.invoke(app, ["import", "sodindoorloc", str(sod_root), "--out", str(sod)]).exit_code == 0
-    r = runner.invoke(app, ["twin", "--data", str(sod), "--env", "CETC331-F3", "--copies", "2", "--spacing-m", "3",
-                            "--sodindoorloc-root", str(sod_root), "-o", str(twins)])
+    r = runner.invoke(app, ["twin", "--data", str(sod), "--env", "CETC331-F3", "--copies", "2", "--grid-spacing-m", "3",
+                            "--root", str(sod_root), "-o", str(twins)])
     assert r.exit_code == 0 and "floor loss" in r.output, r.output
     r = runner.invoke(app, ["train", "--data", str(twins), "--method", "agml", "--iterations", "2", "-o", str(meta)])
     assert r.exit_code == 0, r.output

@@ -1,5 +1,5 @@
 """P1 and P2 as benches: the leave-one-environment-out runner (``xloc.eval.protocols``) on SODIndoorLoc and on the
-synthetic path-loss families, with every method named by ``--methods`` (default ``P1_METHODS``)."""
+synthetic path-loss families, with every method named by ``--method`` (default ``P1_METHODS``)."""
 
 from __future__ import annotations
 

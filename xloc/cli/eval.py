@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from xloc.cli.common import app, console, friendly, parse_params
-from xloc.data.fingerprints import FingerprintSet
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.methods import create, get, methods_for_kind, specs
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
@@ -155,8 +155,8 @@ def bench(
                                                               "multi, rain, traffic, tokens, complexity; p4 main, "
                                                               "unseen, ablation; p5 sodindoorloc, o1-drive; twins "
                                                               "p3, p4, p5 (repeat; default all)")] = None,
-    methods: Annotated[list[str] | None, typer.Option(help="p1/p2: registered methods to run (repeat; default "
-                                                           "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="p1/p2: registered method to run (repeat; default "
+                                                          "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
     append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
                                               "ones (the report then shows per-row provenance)")] = False,
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
@@ -172,6 +172,7 @@ def bench(
     out = out or (QUICK_RESULTS if quick else Path("benchmarks/results"))
     chosen = ([registry.get(p) for p in protocol] if protocol
               else [s for s in registry.specs() if s.in_quick or not quick])
+    methods = method
     for name in methods or []:
         get(name)
     if experiment:
@@ -214,12 +215,17 @@ def report(
 @friendly
 def demo(
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
-    reference_points: Annotated[int, typer.Option(help="Labelled reference points in the unseen environment")] = 10,
+    points: Annotated[int, typer.Option(help="Labelled reference points of the unseen environment (as in 'xloc "
+                                             "adapt --points')")] = 10,
+    plot: Annotated[Path, typer.Option(help="Picture: the unseen environment with its labelled points and each test "
+                                            "point's error for WKNN and MAML-DG, and every method's error CDF")]
+    = Path("xloc-demo.png"),
 ) -> None:
     """Offline demo: meta-train MetaLoc on five simulated path-loss environments and localize in a sixth, unseen
-    one with a few labelled reference points, against KNN, WKNN, RI and TL.
+    one with a few labelled reference points, against KNN, WKNN, RI, TL and the trivial answer (the labelled
+    points' centroid); prints the table and draws the picture.
 
-    Example: xloc demo --reference-points 10"""
+    Example: xloc demo --points 10"""
     t0 = time.perf_counter()
     configs = [PathLossConfig(family=f) for f in FAMILY_LETTERS] + [
         PathLossConfig(family="c", sigma_nlos_db=10.0, room_size_m=(30.0, 20.0), tx_power_dbm=15.0)
@@ -230,13 +236,22 @@ def demo(
         refs.append(ref)
         tests.append(test)
     sources, target, target_test = FingerprintSet(refs[:-1]), refs[-1], tests[-1]
-    support = target.sample_points(reference_points, np.random.default_rng(seed))
+    support = target.sample_points(points, np.random.default_rng(seed))
     console.print(f"historical environments: {', '.join(sources)}; unseen: {target.name} "
-                  f"({reference_points} labelled reference points, {len(target_test)} test points)")
+                  f"({points} labelled reference points, {len(target_test)} test points)")
     table = Table(title=f"xloc demo: localization in an unseen environment (seed {seed})")
     for col in ("method", "mean [m]", "median [m]", "p90 [m]", "P(err<5 m)", "steps", "train [s]", "adapt [s]"):
         table.add_column(escape(col), justify="left" if col == "method" else "right", overflow="fold")
-    for name in DEMO_METHODS:
+    predictions: dict[str, np.ndarray] = {}
+    centroid = np.repeat(support.positions_m[:, :2].mean(0, keepdims=True), len(target_test), 0)
+    for name in (*DEMO_METHODS, "support centroid"):
+        if name == "support centroid":  # the trivial answer with the same labels: every method must beat it
+            err = localization_errors_m(centroid, target_test.positions_m)
+            s = summarize_errors(err)
+            table.add_row(name, f"{s.mean_m:.2f}", f"{s.median_m:.2f}", f"{s.p90_m:.2f}",
+                          f"{prob_within(err, 5.0):.2f}", "0", "0.0", "0.00")
+            predictions[name] = centroid
+            continue
         t1 = time.perf_counter()
         # A shorter meta-training than the benchmarks' keeps the demo well under two minutes on 2 cores.
         spec = get(name)
@@ -245,9 +260,48 @@ def demo(
         t2 = time.perf_counter()
         adapted = model.adapt(support)
         t3 = time.perf_counter()
-        err = localization_errors_m(adapted.predict(target_test.measurements), target_test.positions_m)
+        predictions[name] = adapted.predict(target_test.measurements)
+        err = localization_errors_m(predictions[name], target_test.positions_m)
         s = summarize_errors(err)
         table.add_row(name, f"{s.mean_m:.2f}", f"{s.median_m:.2f}", f"{s.p90_m:.2f}", f"{prob_within(err, 5.0):.2f}",
                       str(getattr(adapted, "adapt_steps_", 0)), f"{t2 - t1:.1f}", f"{t3 - t2:.2f}")
     console.print(table)
-    console.print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    _demo_picture(plot, target, support, target_test, predictions)
+    console.print(f"demo finished in {time.perf_counter() - t0:.1f} s; picture: {escape(str(plot))}")
+
+
+def _demo_picture(path: Path, target: Fingerprints, support: Fingerprints, test: Fingerprints,
+                  predictions: dict[str, np.ndarray]) -> None:
+    """The unseen environment: APs, labelled points, test points with error segments (WKNN, MAML-DG); the CDFs."""
+    from xloc.figures import plt, save_figure
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    truth = test.positions_m[:, :2]
+    aps = target.environment.ap_positions_m
+    shown = np.random.default_rng(0).choice(len(truth), min(150, len(truth)), replace=False)  # legible segments
+    for ax, name in zip(axes[:2], ("wknn", "maml-dg"), strict=True):
+        pred = predictions[name]
+        err = localization_errors_m(pred, truth)
+        for t, p in zip(truth[shown], pred[shown], strict=True):
+            ax.plot([t[0], p[0]], [t[1], p[1]], color="#d62728", lw=0.8, alpha=0.6)
+        ax.scatter(*truth[shown].T, s=10, color="#444", label=f"{len(shown)} of {len(truth)} test points", zorder=3)
+        ax.scatter(*support.positions_m[:, :2].T, s=60, marker="s", color="#1f77b4", edgecolor="k",
+                   label=f"{support.n_points} labelled points", zorder=4)
+        if aps is not None:
+            ax.scatter(*aps[:, :2].T, s=70, marker="^", color="#2ca02c", edgecolor="k", label="APs", zorder=4)
+        ax.set_title(f"{name}: mean error {err.mean():.2f} m over all test points\n(red: truth -> estimate)")
+        ax.set_xlabel("x [m]")
+        ax.set_ylabel("y [m]")
+        ax.set_aspect("equal")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper left", ncol=3, fontsize=9, frameon=False)
+    fig.subplots_adjust(top=0.80, wspace=0.25)
+    for name, pred in predictions.items():
+        err = np.sort(localization_errors_m(pred, truth))
+        axes[2].plot(err, np.arange(1, len(err) + 1) / len(err), label=name,
+                     ls="--" if name == "support centroid" else "-")
+    axes[2].set_xlabel("error [m]")
+    axes[2].set_ylabel("fraction of test points")
+    axes[2].set_title("error CDF in the unseen environment")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    save_figure(fig, path)

@@ -135,8 +135,8 @@ def twin(
     env: Annotated[str, typer.Option(help="The target site: twins are drawn over its footprint")],
     out: Annotated[Path, typer.Option("--out", "-o", help=".h5 file for the synthetic environments")],
     copies: Annotated[int, typer.Option(help="Perturbed synthetic copies")] = 8,
-    spacing_m: Annotated[float, typer.Option(help="Grid spacing [m]")] = 1.5,
-    sodindoorloc_root: Annotated[Path | None, typer.Option(help="Folder with access_points.csv (AP floors)")]
+    grid_spacing_m: Annotated[float, typer.Option(help="Grid spacing of the twins' reference points [m]")] = 1.5,
+    root: Annotated[Path | None, typer.Option(help="SODIndoorLoc folder with access_points.csv (AP floors)")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
 ) -> None:
@@ -148,11 +148,11 @@ def twin(
 
     train_set = load_fingerprints(data, "train")["train"]
     target = train_set[env]
-    floors = environment_ap_floors(train_set, sodindoorloc_root)
+    floors = environment_ap_floors(train_set, root)
     model = fit_pathloss_twin(train_set.without(env), floors)
     lo, hi = target.positions_m[:, :2].min(0), target.positions_m[:, :2].max(0)
     twins = simulate_twins(target.environment, floors, model, (lo[0], hi[0], lo[1], hi[1]), copies=copies,
-                           spacing_m=spacing_m, seed=seed)
+                           spacing_m=grid_spacing_m, seed=seed)
     save_fingerprints(out, {"train": twins})
     console.print(f"twin of {env}: exponent {model.exponent[0]:.2f}/{model.exponent[1]:.2f} (2.4/5 GHz), floor loss "
                   f"{model.floor_loss_db:.1f} dB, residual {model.residual_db:.1f} dB; {copies} copies x "
