@@ -134,3 +134,51 @@ def export(
     target = export_fingerprints(fset, out, format)
     console.print(f"wrote {escape(str(target))}: {sum(len(fp) for fp in fset.values())} samples of "
                   f"{len(fset)} environment(s)")
+
+
+@import_app.command("arrays")
+@friendly
+def import_arrays(
+    path: Annotated[Path, typer.Argument(help="A .npz file or a folder of .npy files (Sionna RT, DeepMIMO, your "
+                                              "own code)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
+    positions: Annotated[str, typer.Option(help="Name of the (n, 2|3) user positions [m]")],
+    csi: Annotated[str | None, typer.Option(help="Name of the CSI array: complex (n, bs, antennas, subcarriers)")]
+    = None,
+    rss: Annotated[str | None, typer.Option(help="Name of the RSS array (n, n_ap) [dBm], instead of --csi")] = None,
+    ap_positions: Annotated[str | None, typer.Option(help="Name of the (n_bs, 2|3) BS/AP positions [m]")] = None,
+    axes: Annotated[str | None, typer.Option(help="CSI axis order to transpose to (n, bs, antennas, subcarriers), "
+                                                  "e.g. 0,1,3,2")] = None,
+    env: Annotated[str | None, typer.Option(help="Environment name (default: the file's name)")] = None,
+    frequency_hz: Annotated[float | None, typer.Option(help="Carrier [Hz]")] = None,
+    split: Annotated[str, typer.Option(help="Split name stored in the file")] = "train",
+    holdout_points: Annotated[float | None, typer.Option(help="Hold out this fraction of the points as "
+                                                              "--test-split")] = None,
+    test_split: Annotated[str, typer.Option(help="With --holdout-points: the held-out split's name")] = "test",
+    seed: Annotated[int, typer.Option(help="With --holdout-points: seed of the draw")] = 0,
+) -> None:
+    """Channels or RSS another simulator saved with NumPy -> .h5 (nothing downloaded, nothing unpickled).
+
+    Example: xloc import arrays munich.npz -o munich.h5 --csi h --positions rx_pos --ap-positions tx_pos"""
+    from xloc.data.arrays import read_arrays
+    from xloc.data.csv_survey import holdout_points as split_points
+    from xloc.data.fingerprints import FingerprintSet
+
+    order = None
+    if axes is not None:
+        try:
+            order = [int(a) for a in axes.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"--axes wants comma-separated integers, got {axes!r}") from None
+    fset = FingerprintSet([read_arrays(path, positions=positions, csi=csi, rss=rss, ap_positions=ap_positions,
+                                       axes=order, environment=env, frequency_hz=frequency_hz)])
+    new = {split: fset}
+    if holdout_points is not None:
+        new = dict(zip((split, test_split), split_points(fset, holdout_points, seed), strict=True))
+    splits = new
+    if out.exists():
+        splits = {**{k: v for k, v in load_fingerprints(out).items() if k not in new}, **new}
+    save_fingerprints(out, splits)
+    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
+    for name, data in new.items():
+        console.print(dataset_table(f"{out} [{name}]", data))
