@@ -55,3 +55,14 @@ def test_verbose_logs_details_and_quiet_silences_progress(tmp_path):
     quiet = runner.invoke(app, ["-q", *train])
     assert quiet.exit_code == 0 and "ETA" not in quiet.output and "validation loss" not in quiet.output
     assert runner.invoke(app, ["-v", "-q", "methods"]).exit_code == 2
+
+
+def test_ctrl_c_anywhere_else_exits_130_without_a_traceback(monkeypatch):
+    import xloc.cli.eval as cli_eval
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_eval, "specs", interrupted)
+    r = runner.invoke(app, ["methods"])
+    assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output

@@ -104,6 +104,9 @@ def friendly(fn: F) -> F:
         except XlocError as exc:
             console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:  # the trainers catch their own Ctrl-C and keep their best state; this is the rest
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
 

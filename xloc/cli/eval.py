@@ -47,7 +47,8 @@ def evaluate(
     coarse_error_m: Annotated[float | None, typer.Option(help="Coarse fix for the methods that need one (ALLoc): "
                                                               "truth + U[-l, l] m per axis")] = None,
     root: Annotated[Path | None, typer.Option(help="p1: SODIndoorLoc folder")] = None,
-    out: Annotated[Path | None, typer.Option(help="Results folder (default: a new xloc-results/<name>-<time>)")]
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default: a new "
+                                                                  "xloc-results/<name>-<time>)")]
     = None,
     append: Annotated[bool, typer.Option(help="Keep rows of other commits already in --out's result file")]
     = False,
@@ -149,7 +150,7 @@ def bench(
     seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2; metaloc uses the "
                                             "first 3, metaloc-csi the first 2)")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
-    out: Annotated[Path | None, typer.Option(help="Results folder (default benchmarks/results, or "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default benchmarks/results, or "
                                                   "benchmarks/results-quick with --quick)")] = None,
     experiment: Annotated[list[str] | None, typer.Option(help="Parts of the benches that have them: p3 single, "
                                                               "multi, rain, traffic, tokens, complexity; p4 main, "
@@ -200,7 +201,8 @@ def bench(
 @friendly
 def report(
     results: Annotated[Path, typer.Option(help="Folder of result JSON files")] = Path("benchmarks/results"),
-    out: Annotated[Path | None, typer.Option(help="Report file (default: REPORT.md beside the results folder)")]
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report file (default: REPORT.md beside the "
+                                                                  "results folder)")]
     = None,
 ) -> None:
     """Regenerate benchmarks/REPORT.md from the committed result files.
