@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from xloc.cli.common import app, console, dataset_table, friendly, import_app
 from xloc.data.csv_survey import read_survey_csv
+from xloc.data.fingerprints import FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.data.storage import load_fingerprints, save_fingerprints
 
@@ -44,6 +45,26 @@ def import_sodindoorloc(
     console.print(f"wrote {out}")
     for split, fset in splits.items():
         console.print(dataset_table(f"{out} [{split}]", fset))
+
+
+def _add_splits(out: Path, fset: FingerprintSet, split: str, holdout: float | None, test_split: str,
+                seed: int) -> None:
+    """Write ``fset`` as ``split`` (or, with ``holdout``, split by reference point into ``split`` and
+    ``test_split``) into ``out``, keeping the file's other splits; print what was written."""
+    from xloc.data.csv_survey import holdout_points
+
+    new = {split: fset}
+    if holdout is not None:
+        if test_split == split:
+            raise typer.BadParameter("--test-split must differ from --split")
+        new = dict(zip((split, test_split), holdout_points(fset, holdout, seed), strict=True))
+    splits = new
+    if out.exists():  # add or replace these splits; the file's other splits stay (train and test from two files)
+        splits = {**{name: data for name, data in load_fingerprints(out).items() if name not in new}, **new}
+    save_fingerprints(out, splits)
+    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
+    for name, data in new.items():
+        console.print(dataset_table(f"{out} [{name}]", data))
 
 
 @import_app.command("csv")
@@ -81,7 +102,6 @@ def import_csv(
 
     Example: xloc import csv scans.csv -o site.h5 --layout long --ap-column bssid --rss-column rssi
     --env-column floor --time-column time --not-heard -110 --holdout-points 0.2"""
-    from xloc.data.csv_survey import holdout_points as split_points
     from xloc.data.csv_survey import read_long_csv
 
     common = dict(x_column=x, y_column=y, z_column=z, environment_column=env_column, environment=env,
@@ -98,19 +118,7 @@ def import_csv(
                              rss_column=(rss_column or ["rss_dbm"])[0], **common)  # type: ignore[arg-type]
     else:
         raise typer.BadParameter(f"--layout must be wide or long, got {layout!r}")
-    new = {split: fset}
-    if holdout_points is not None:
-        if test_split == split:
-            raise typer.BadParameter("--test-split must differ from --split")
-        new = dict(zip((split, test_split), split_points(fset, holdout_points, seed), strict=True))
-    splits = new
-    if out.exists():  # add or replace these splits; the file's other splits stay (train and test from two CSVs)
-        kept = {name: data for name, data in load_fingerprints(out).items() if name not in new}
-        splits = {**kept, **new}
-    save_fingerprints(out, splits)
-    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
-    for name, data in new.items():
-        console.print(dataset_table(f"{out} [{name}]", data))
+    _add_splits(out, fset, split, holdout_points, test_split, seed)
 
 
 @app.command()
@@ -161,8 +169,6 @@ def import_arrays(
 
     Example: xloc import arrays munich.npz -o munich.h5 --csi h --positions rx_pos --ap-positions tx_pos"""
     from xloc.data.arrays import read_arrays
-    from xloc.data.csv_survey import holdout_points as split_points
-    from xloc.data.fingerprints import FingerprintSet
 
     order = None
     if axes is not None:
@@ -172,13 +178,4 @@ def import_arrays(
             raise typer.BadParameter(f"--axes wants comma-separated integers, got {axes!r}") from None
     fset = FingerprintSet([read_arrays(path, positions=positions, csi=csi, rss=rss, ap_positions=ap_positions,
                                        axes=order, environment=env, frequency_hz=frequency_hz)])
-    new = {split: fset}
-    if holdout_points is not None:
-        new = dict(zip((split, test_split), split_points(fset, holdout_points, seed), strict=True))
-    splits = new
-    if out.exists():
-        splits = {**{k: v for k, v in load_fingerprints(out).items() if k not in new}, **new}
-    save_fingerprints(out, splits)
-    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
-    for name, data in new.items():
-        console.print(dataset_table(f"{out} [{name}]", data))
+    _add_splits(out, fset, split, holdout_points, test_split, seed)
