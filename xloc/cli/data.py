@@ -179,3 +179,44 @@ def import_arrays(
     fset = FingerprintSet([read_arrays(path, positions=positions, csi=csi, rss=rss, ap_positions=ap_positions,
                                        axes=order, environment=env, frequency_hz=frequency_hz)])
     _add_splits(out, fset, split, holdout_points, test_split, seed)
+
+
+@import_app.command("deepmimo")
+@friendly
+def import_deepmimo(
+    folder: Annotated[Path, typer.Argument(help="A DeepMIMO v4 scenario folder (its .mat matrices and params.json)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
+    tx: Annotated[list[int] | None, typer.Option(help="Transmitter (BS) index of the tx set (repeat; default "
+                                                      "all found)")] = None,
+    tx_set: Annotated[int, typer.Option(help="DeepMIMO tx set (the t### in the file names)")] = 1,
+    rx_set: Annotated[int, typer.Option(help="DeepMIMO rx set (the r### in the file names; 0 = user grid)")] = 0,
+    carrier_hz: Annotated[float | None, typer.Option(help="Carrier [Hz] (default: params.json's "
+                                                          "rt_params.frequency)")] = None,
+    bandwidth_hz: Annotated[float, typer.Option(help="OFDM bandwidth [Hz]")] = 40e6,
+    subcarriers: Annotated[int, typer.Option(help="Subcarriers over the bandwidth")] = 32,
+    antennas: Annotated[int, typer.Option(help="BS uniform linear array elements")] = 32,
+    spacing_wavelengths: Annotated[float, typer.Option(help="Element spacing [carrier wavelengths]")] = 0.5,
+    orientation_deg: Annotated[float, typer.Option(help="Azimuth of the array axis from +x [deg]")] = 0.0,
+    snr_db: Annotated[float | None, typer.Option(help="Receiver SNR [dB]; default noise-free")] = None,
+    max_users: Annotated[int | None, typer.Option(help="Keep a seeded random subset of this many receivers")]
+    = None,
+    env: Annotated[str | None, typer.Option(help="Environment name (default: the folder's name)")] = None,
+    split: Annotated[str, typer.Option(help="Split name stored in the file")] = "train",
+    holdout_points: Annotated[float | None, typer.Option(help="Hold out this fraction of the users as "
+                                                              "--test-split")] = None,
+    test_split: Annotated[str, typer.Option(help="With --holdout-points: the held-out split's name")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed of --max-users, --snr-db noise and --holdout-points")] = 0,
+) -> None:
+    """A DeepMIMO v4 scenario on disk -> CSI .h5: xloc computes the MIMO-OFDM channel from the exported paths
+    (nothing downloaded, nothing unpickled).
+
+    Example: xloc import deepmimo ./O1_3p5 -o o1.h5 --tx 2 --antennas 32 --subcarriers 32 --max-users 5000"""
+    import numpy as np
+
+    from xloc.sim.deepmimo import read_deepmimo
+
+    fp = read_deepmimo(folder, transmitters=tx, tx_set=tx_set, rx_set=rx_set, carrier_hz=carrier_hz,
+                       bandwidth_hz=bandwidth_hz, n_subcarriers=subcarriers, n_antennas=antennas,
+                       spacing_wavelengths=spacing_wavelengths, orientation_rad=float(np.deg2rad(orientation_deg)),
+                       snr_db=snr_db, max_users=max_users, seed=seed, environment=env)
+    _add_splits(out, FingerprintSet([fp]), split, holdout_points, test_split, seed)

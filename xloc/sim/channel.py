@@ -20,7 +20,7 @@ from xloc.progress import progress as progress_bar
 from xloc.sim.geometry import BaseStation, Scene
 from xloc.sim.paths import Paths, solve_paths
 
-__all__ = ["ChannelData", "frequency_response", "simulate_channels"]
+__all__ = ["ChannelData", "first_path_truth", "frequency_response", "simulate_channels"]
 
 
 @dataclass
@@ -77,7 +77,8 @@ def frequency_response(scene: Scene, bs: BaseStation, paths: Paths) -> np.ndarra
     return np.matmul(weighted.transpose(0, 2, 1), np.exp(1j * two_pi * delay_phase))
 
 
-def _truth(bs: BaseStation, paths: Paths) -> tuple[Any, ...]:
+def first_path_truth(bs: BaseStation, paths: Paths) -> tuple[Any, ...]:
+    """``(los, toa_s, aoa_rad, elevation_rad, path_count)``, each ``(N,)``, of the first (shortest) valid path."""
     delay = np.where(paths.valid, paths.delay_s, np.inf)
     first = np.argmin(delay, axis=1)
     rows = np.arange(delay.shape[0])
@@ -111,7 +112,7 @@ def simulate_channels(
                 sl = slice(start, start + chunk)
                 paths = solve_paths(scene, bs, users[sl])
                 csi[sl, j] = frequency_response(scene, bs, paths)
-                los[sl, j], toa[sl, j], aoa[sl, j], elev[sl, j], count[sl, j] = _truth(bs, paths)
+                los[sl, j], toa[sl, j], aoa[sl, j], elev[sl, j], count[sl, j] = first_path_truth(bs, paths)
                 bar.advance(users[sl].shape[0])
     power = (np.abs(csi) ** 2).mean(axis=(2, 3))
     power_db = 10 * np.log10(np.maximum(power, 1e-30))
