@@ -252,3 +252,16 @@ def test_help_texts_keep_units_and_extras_in_brackets():
     assert "x column [m]" in flat(runner.invoke(app, ["import", "csv", "--help"]).output)
     assert "receiver SNR [dB]" in flat(runner.invoke(app, ["simulate", "--help"]).output)
     assert "(the raytrace extra)" in flat(runner.invoke(app, ["twins", "--help"]).output)
+
+
+def test_the_command_line_starts_without_torch_pandas_or_matplotlib() -> None:
+    """`xloc --help`, `--version` and every `--help` start in well under a second: the heavy libraries load in
+    the commands that use them, not when the command line is built."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from xloc.cli import app; "
+            "print(','.join(m for m in ('torch', 'pandas', 'matplotlib', 'scipy.spatial', 'sklearn') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"building the CLI imported {loaded}"

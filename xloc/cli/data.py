@@ -9,9 +9,7 @@ import typer
 from rich.markup import escape
 
 from xloc.cli.common import app, console, dataset_table, friendly, import_app
-from xloc.data.csv_survey import read_survey_csv
 from xloc.data.fingerprints import FingerprintSet
-from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.data.storage import load_fingerprints, save_fingerprints
 
 
@@ -21,6 +19,8 @@ def info(path: Annotated[Path, typer.Argument(help="An xloc .h5 file or a SODInd
     """Environments, samples, points, APs and area of a dataset.
 
     Example: xloc info ../shared/data/sodindoorloc"""
+    from xloc.data.sodindoorloc import load_sodindoorloc
+
     if path.is_dir():
         splits = {s: load_sodindoorloc(path, s) for s in ("train", "test")}
     else:
@@ -40,6 +40,8 @@ def import_sodindoorloc(
     """SODIndoorLoc training and testing sheets -> one .h5 file with splits 'train' and 'test'.
 
     Example: xloc import sodindoorloc ../shared/data/sodindoorloc -o sod.h5"""
+    from xloc.data.sodindoorloc import load_sodindoorloc
+
     splits = {s: load_sodindoorloc(root, s) for s in ("train", "test")}
     save_fingerprints(out, splits)
     console.print(f"wrote {out}")
@@ -102,7 +104,7 @@ def import_csv(
 
     Example: xloc import csv scans.csv -o site.h5 --layout long --ap-column bssid --rss-column rssi
     --env-column floor --time-column time --not-heard -110 --holdout-points 0.2"""
-    from xloc.data.csv_survey import read_long_csv
+    from xloc.data.csv_survey import read_long_csv, read_survey_csv
 
     common = dict(x_column=x, y_column=y, z_column=z, environment_column=env_column, environment=env,
                   device_column=device_column, session_column=session_column, time_column=time_column,

@@ -16,7 +16,6 @@ from rich.table import Table
 from xloc.cli.common import app, console, friendly, parse_params
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
-from xloc.methods import create, get, methods_for_kind, specs
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 
 
@@ -59,6 +58,7 @@ def evaluate(
     Example: xloc evaluate --data mine.h5 --method wknn --method maml-dg --k 10 --seeds 3"""
     from xloc.eval.protocols import P1_KS, P1_METHODS, run_on_file, run_p1, run_p2
     from xloc.eval.report import save_protocol_result, summary_table
+    from xloc.methods import get, methods_for_kind
 
     if (data is None) == (protocol is None):
         raise typer.BadParameter("give --data FILE.h5 (your own survey) or --protocol p1|p2 (built-in data)")
@@ -117,6 +117,8 @@ def list_methods(
     """The registered methods: data kinds, what they use, and their description.
 
     Example: xloc methods --kind csi"""
+    from xloc.methods import specs
+
     table = Table(title="registered methods")
     for col in ("method", "kinds", "trains on sources", "uses", "description"):
         table.add_column(col, overflow="fold")
@@ -169,6 +171,7 @@ def bench(
     Example: xloc bench --protocol service --protocol perf"""
     from xloc.bench import registry
     from xloc.bench.report import write_report
+    from xloc.methods import get
 
     out = out or (QUICK_RESULTS if quick else Path("benchmarks/results"))
     chosen = ([registry.get(p) for p in protocol] if protocol
@@ -228,6 +231,8 @@ def demo(
     points' centroid); prints the table and draws the picture.
 
     Example: xloc demo --points 10"""
+    from xloc.methods import create, get
+
     t0 = time.perf_counter()
     configs = [PathLossConfig(family=f) for f in FAMILY_LETTERS] + [
         PathLossConfig(family="c", sigma_nlos_db=10.0, room_size_m=(30.0, 20.0), tx_power_dbm=15.0)

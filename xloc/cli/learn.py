@@ -12,12 +12,9 @@ import numpy as np
 import typer
 
 from xloc.cli.common import app, console, environments, friendly, parse_params, torchrun, write_positions
-from xloc.data.csv_survey import read_csv_table
 from xloc.data.fingerprints import Fingerprints
 from xloc.data.storage import load_fingerprints
 from xloc.io import atomic_write_text
-from xloc.learn.alloc import coarse_from_truth
-from xloc.methods import get, load_model, specs
 from xloc.progress import take_interrupt
 
 
@@ -42,6 +39,7 @@ def train(
 
     Example: xloc train --data pl.h5 --exclude log_distance-s0 --method maml-dg -o metaloc/"""
     from xloc.learn import distributed
+    from xloc.methods import get, specs
 
     spec = get(method)
     if nproc < 1:
@@ -154,6 +152,8 @@ def adapt(
     bind them as references; no gradient step).
 
     Example: xloc adapt --model metaloc/ --data pl.h5 --env log_distance-s0 --points 10 -o adapted/"""
+    from xloc.methods import get, load_model
+
     base = load_model(str(model))
     spec = get(base.method_name)
     if param:
@@ -274,6 +274,8 @@ def predict(
     the errors.
 
     Example: xloc predict --model adapted/ --data pl.h5 --env log_distance-s0 -o positions.csv"""
+    from xloc.methods import get, load_model
+
     est = load_model(str(model))
     spec = get(est.method_name)
     fp = load_fingerprints(data, split)[split][env]
@@ -320,6 +322,10 @@ def _write_channel_parameters(pred: np.ndarray, fp: Fingerprints, task: str, out
 
 def _coarse_positions(fp: Fingerprints, refs: Fingerprints | None, coarse: Path | None, coarse_error_m: float | None,
                       random_model: Path | None, seed: int) -> np.ndarray:
+    from xloc.data.csv_survey import read_csv_table
+    from xloc.learn.alloc import coarse_from_truth
+    from xloc.methods import get, load_model
+
     given = [o for o, v in (("--coarse", coarse), ("--coarse-error-m", coarse_error_m),
                             ("--random-model", random_model)) if v is not None]
     if len(given) != 1:

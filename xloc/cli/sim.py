@@ -14,7 +14,6 @@ from xloc.cli.common import app, console, dataset_table, friendly
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
-from xloc.sim.plot import plot_scenario
 from xloc.sim.presets import SCENARIOS, scenario_scene, simulate_scenario
 
 
@@ -74,6 +73,8 @@ def simulate(
             splits["test"] = simulate_scenario(scenario, test_users, seed, split="test", **kwargs)
         if plot is not None:
             first = next(iter(splits["train"].values()))
+            from xloc.sim.plot import plot_scenario
+
             plot_scenario(scenario_scene(scenario, seed, first.name, conditions=conditions), first, plot)
             console.print(f"wrote {plot}")
     else:
