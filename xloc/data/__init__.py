@@ -26,7 +26,8 @@ _WHERE = {
     "load_fingerprints": "storage",
     "list_splits": "storage",
 }
-__all__ = list(_WHERE)
+__all__ = ["EnvironmentMeta", "Fingerprints", "FingerprintSet", "read_survey_csv", "load_sodindoorloc",
+           "save_fingerprints", "load_fingerprints", "list_splits"]
 
 
 def __getattr__(name: str) -> Any:
