@@ -46,7 +46,7 @@ def test_check_localizer(name):
     pytest.fail(f"{name} now beats the trivial answers: take it off DOES_NOT_LEARN_AT_CHECK_BUDGET")
 
 
-@pytest.mark.parametrize("name", ["knn", "wknn"])
+@pytest.mark.parametrize("name", ["knn", "wknn", "wknn-stale", "wknn-pooled", "map-correct"])
 def test_check_localizer_on_csi(name):
     assert get(name).kinds == ("rss", "csi")
     check_localizer(name, kind="csi")

@@ -45,6 +45,11 @@ def evaluate(
                                                          "e.g. maml-dg.iterations=200")] = None,
     coarse_error_m: Annotated[float | None, typer.Option(help="Coarse fix for the methods that need one (ALLoc): "
                                                               "truth + U[-l, l] m per axis")] = None,
+    drift: Annotated[list[str] | None, typer.Option(help="--data: the drift protocol instead: STALE:NEW environment "
+                                                         "pairs (repeat), or 'auto' (site/collection attributes or "
+                                                         "sessions); k defaults to 0 5 10 20")] = None,
+    sessions: Annotated[bool, typer.Option(help="--data: split each environment by session first; the first "
+                                                "session is the survey the later ones drifted from")] = False,
     root: Annotated[Path | None, typer.Option(help="p1: SODIndoorLoc folder")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default: a new "
                                                                   "xloc-results/<name>-<time>)")]
@@ -55,8 +60,9 @@ def evaluate(
     """Run every applicable method under one protocol and print the leaderboard; writes <out>/<protocol>.json
     (rows with provenance), .md and _cdf.png.
 
-    Example: xloc evaluate --data mine.h5 --method wknn --method maml-dg --k 10 --seeds 3"""
-    from xloc.eval.protocols import P1_KS, P1_METHODS, run_on_file, run_p1, run_p2
+    Example: xloc evaluate --data mine.h5 --method wknn --method maml-dg --k 10 --seeds 3   |   xloc evaluate
+    --data drift.h5 --drift auto --method map-correct"""
+    from xloc.eval.protocols import DRIFT_KS, P1_KS, P1_METHODS, run_on_file, run_p1, run_p2
     from xloc.eval.report import save_protocol_result, summary_table
     from xloc.methods import get, methods_for_kind
 
@@ -64,14 +70,17 @@ def evaluate(
         raise typer.BadParameter("give --data FILE.h5 (your own survey) or --protocol p1|p2 (built-in data)")
     if seeds < 1:
         raise typer.BadParameter("--seeds must be >= 1")
+    is_drift = bool(drift) or sessions
+    if is_drift and data is None:
+        raise typer.BadParameter("--drift and --sessions run on your file: give --data FILE.h5")
     ks: list[int | None] = []
-    for item in k or [str(v) for v in P1_KS]:
+    for item in k or [str(v) for v in (DRIFT_KS if is_drift else P1_KS)]:
         if item == "all":
             ks.append(None)
-        elif item.isdigit() and int(item) > 0:
+        elif item.isdigit() and (int(item) > 0 or is_drift):
             ks.append(int(item))
         else:
-            raise typer.BadParameter(f"--k wants a positive integer or 'all', got {item!r}")
+            raise typer.BadParameter(f"--k wants a positive integer or 'all' (0 too with --drift), got {item!r}")
     params: dict[str, dict[str, Any]] = {}
     for key, value in parse_params(param).items():
         name, dot, field = key.partition(".")
@@ -85,12 +94,13 @@ def evaluate(
         from xloc.data.storage import load_fingerprints
 
         first = next(iter(load_fingerprints(data, split)[split].values()))
-        methods = method or methods_for_kind(first.environment.kind)
+        methods = method or [m for m in methods_for_kind(first.environment.kind)
+                             if get(m).capabilities.stale_survey == is_drift]
         for m in methods:
             get(m)
         result = run_on_file(str(data), methods, ks, seed_list, split=split, test_split=test_split,
                              test_data=None if test_data is None else str(test_data), targets=target, steps=steps,
-                             params=params, coarse_error_m=coarse_error_m)
+                             params=params, coarse_error_m=coarse_error_m, drift=drift, sessions=sessions)
         name = data.stem
     elif protocol in ("p1", "p2"):
         methods = method or list(P1_METHODS)

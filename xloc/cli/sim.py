@@ -30,6 +30,10 @@ def simulate(
     plot: Annotated[Path | None, typer.Option(help="CSI: write a layout/PDP/CSI plot of the first environment")]
     = None,
     family: Annotated[list[str] | None, typer.Option(help="Path-loss family a-e or name (repeat)")] = None,
+    drift: Annotated[list[str] | None, typer.Option(help="RSS sites surveyed at t0 and collected again at t1 after "
+                                                         "this drift: none, device, aps, furniture, all (repeat)")]
+    = None,
+    sites: Annotated[int, typer.Option(help="--drift: number of sites (seeds seed, seed+1, ...)")] = 3,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     n_aps: Annotated[int, typer.Option(help="Path loss: APs per environment")] = 24,
     frequency_hz: Annotated[float, typer.Option(help="Path loss: carrier [Hz]")] = 2.44e9,
@@ -54,9 +58,11 @@ def simulate(
     """Simulate a CSI scenario preset (--scenario), a Sionna RT scene (--engine sionna) or path-loss RSS
     environments (--family) into an .h5 file.
 
-    Example: xloc simulate -o pl.h5 --family a --family b   |   xloc simulate --scenario mo1 --users 600 -o mo1.h5"""
-    if scenario is not None and family:
-        raise typer.BadParameter("give either --scenario (CSI presets) or --family (path-loss RSS), not both")
+    Example: xloc simulate -o pl.h5 --family a --family b   |   xloc simulate --scenario mo1 --users 600 -o mo1.h5
+    |   xloc simulate --drift device --drift all -o drift.h5"""
+    if sum(bool(x) for x in (scenario is not None, family, drift)) > 1:
+        raise typer.BadParameter("give one of --scenario (CSI presets), --family (path-loss RSS) or --drift (drifted "
+                                 "RSS sites)")
     if engine not in ("geometric", "sionna"):
         raise typer.BadParameter(f"--engine must be 'geometric' or 'sionna', got {engine!r}")
     t0 = time.perf_counter()
@@ -64,7 +70,15 @@ def simulate(
         _simulate_sionna(out, scene, bs, area_m, users, test_users, max_depth, antennas, cache, seed, snr_db)
         console.print(f"ray-traced {scene} in {time.perf_counter() - t0:.1f} s -> {out}")
         return
-    if scenario is not None:
+    if drift:
+        from xloc.sim.drift import DriftConfig, simulate_drift_site
+
+        if sites < 1:
+            raise typer.BadParameter(f"--sites must be >= 1, got {sites}")
+        parts = [simulate_drift_site(DriftConfig(), seed + i, tuple(drift)) for i in range(sites)]
+        splits = {"train": FingerprintSet(fp for ref, _ in parts for fp in ref.values()),
+                  "test": FingerprintSet(fp for _, tst in parts for fp in tst.values())}
+    elif scenario is not None:
         if scenario not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
         kwargs: dict[str, Any] = {"snr_db": snr_db, "conditions": conditions, "days": days, "progress": True}

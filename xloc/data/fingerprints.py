@@ -6,6 +6,7 @@ Environments may have different AP sets and feature sizes, so samples are held p
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -197,6 +198,13 @@ class Fingerprints:
             session=pick(self.session),
             time_s=pick(self.time_s),
             labels={k: v[idx] for k, v in self.labels.items()},
+        )
+
+    def renamed(self, name: str) -> Fingerprints:
+        """The same samples as environment ``name`` (e.g. one session of a site as an environment of its own)."""
+        return Fingerprints(
+            dataclasses.replace(self.environment, name=name), self.measurements, self.positions_m, self.point_ids,
+            device=self.device, session=self.session, time_s=self.time_s, labels=dict(self.labels),
         )
 
     def select_points(self, point_ids: Iterable[int]) -> Fingerprints:

@@ -37,8 +37,9 @@ from xloc.methods import create, get
 from xloc.progress import progress as progress_bar
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 
-__all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "P1_KS", "P2_RS", "DEFAULT_SEEDS",
-           "TRIVIAL_METHODS", "P1_METHODS"]
+__all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "run_drift", "drift_pairs",
+           "split_sessions", "P1_KS", "P2_RS", "DEFAULT_SEEDS", "TRIVIAL_METHODS", "P1_METHODS", "DRIFT_BASELINES",
+           "DRIFT_KS"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 ALL_DATA_METHOD = {"rss": "wknn", "csi": "wknn", "csi_image": "histogram-knn"}
 #: Rows that score a trivial answer, not a method.
 TRIVIAL_METHODS = ("support-centroid", "coarse-fix")
+#: What every drift run reports beside its methods: WKNN on the stale survey alone, on the fresh points alone, on
+#: both pooled.
+DRIFT_BASELINES = ("wknn-stale", "wknn", "wknn-pooled")
+#: Fresh labelled points of the later collection (0: none, the stale survey as it is).
+DRIFT_KS = (0, 5, 10, 20)
 WITHIN_RADIUS_M = 5.0
 
 
@@ -117,11 +123,14 @@ def run_leave_one_out(
     params: dict[str, dict[str, Any]] | None = None,
     coarse_error_m: float | None = None,
     factory: Callable[[str, int], Localizer] | None = None,
+    sources_of: Callable[[FingerprintSet, str], FingerprintSet] | None = None,
 ) -> ProtocolResult:
     """Run a leave-one-environment-out protocol (see module docstring) and aggregate over seeds.
 
     ``methods`` are registered names; ``params`` maps a name to hyper-parameters; ``ks`` may hold None for "the
-    whole reference set of the target" as support.
+    whole reference set of the target" as support, and 0 for "no labelled point" (only the methods that predict
+    after ``fit`` run there). ``sources_of(train, target)`` gives a target's sources instead of every other
+    environment (the drift protocol: the same site's earlier survey).
     """
     if not methods:
         raise ConfigError("no methods given")
@@ -151,6 +160,12 @@ def run_leave_one_out(
         raise DataValidationError(f"unknown target environments {unknown}; available: {names}")
     if len(names) < 2 and any(s.capabilities.trains_on_sources for s in specs.values()):
         raise DataValidationError(f"{dataset}: leave-one-environment-out needs at least two environments")
+    stale = [n for n, s in specs.items() if s.capabilities.stale_survey]
+    if stale and sources_of is None:
+        raise ConfigError(f"{', '.join(stale)} learn from the same site's earlier survey: run them with the drift "
+                          "protocol (xloc evaluate --drift), not leave-one-environment-out")
+    if any(k is not None and k < 0 for k in ks):
+        raise ConfigError(f"support sizes must be >= 0 (or None for all), got {list(ks)}")
     uses_coarse = any(s.capabilities.needs_coarse_fix for s in specs.values())
     # per (method, target, k) -> list of per-seed stats; per (method, k) -> pooled errors
     stats: dict[tuple[str, str, int | None], list[dict[str, float]]] = {}
@@ -177,13 +192,16 @@ def run_leave_one_out(
             train, test = data_for_seed(seed)
             for target in targets:
                 t_index = names.index(target)
-                sources = train.without(target) if len(train) > 1 else None
+                if sources_of is not None:
+                    sources: FingerprintSet | None = sources_of(train, target)
+                else:
+                    sources = train.without(target) if len(train) > 1 else None
                 truth = test[target].positions_m
                 coarse = coarse_from_truth(truth, coarse_error_m, seed) if uses_coarse and coarse_error_m is not None \
                     else None
                 supports: dict[int | None, Fingerprints] = {
                     k: train[target] if k is None else train[target].sample_points(k, _support_rng(seed, k, t_index))
-                    for k in ks}
+                    for k in ks if k != 0}
                 for k, support in supports.items():
                     centroid = np.repeat(support.positions_m[:, :2].mean(0, keepdims=True), len(truth), 0)
                     record("support-centroid", target, k, centroid, truth, 0.0, 0.0, 0)
@@ -197,6 +215,11 @@ def run_leave_one_out(
                     model = make(method, seed).fit(sources)
                     train_s = time.perf_counter() - t0
                     for k in ([None] if mode == "all" else list(ks)):
+                        if k == 0:  # no labelled point of the target: what fit learned, where a method has that
+                            if caps.predicts_after_fit:
+                                record(method, target, 0, model.predict(test[target].measurements), truth,
+                                       train_s, 0.0, 0)
+                            continue
                         support = train[target] if k is None else supports[k]
                         unlabelled = _rest_of(train[target], support) if caps.uses_unlabelled else None
                         t1 = time.perf_counter()
@@ -299,10 +322,15 @@ def run_on_file(
     params: dict[str, dict[str, Any]] | None = None,
     coarse_error_m: float | None = None,
     progress: bool = True,
+    drift: Sequence[str] | None = None,
+    sessions: bool = False,
 ) -> ProtocolResult:
     """Leave-one-environment-out on a user's xloc HDF5 file: ``split`` holds every environment's reference
     (labelled) data; the test data comes from ``test_split`` of the same file (default ``"test"``) or of
-    ``test_data``. The protocol name is ``"loeo"`` and the dataset the file's stem."""
+    ``test_data``. The protocol name is ``"loeo"`` and the dataset the file's stem.
+
+    With ``drift`` (``"STALE:NEW"`` pairs, or ``["auto"]`` to find them, see :func:`drift_pairs`) it runs the drift
+    protocol instead; ``sessions`` first splits environments by session (both splits)."""
     from pathlib import Path
 
     from xloc.data.storage import list_splits, load_fingerprints
@@ -314,9 +342,102 @@ def run_on_file(
         raise DataValidationError(f"{source}: no split {wanted!r} to test on (splits: {list_splits(source)}); "
                                   "import test points with --split test, or give --test-data / --test-split")
     test = load_fingerprints(source, wanted)[wanted]
+    if sessions:
+        train, test = split_sessions(train), split_sessions(test)
+    if drift is not None or sessions:
+        pairs = drift_pairs(train, None if not drift or list(drift) == ["auto"] else drift)
+        if targets:
+            pairs = {t: pairs[t] for t in targets if t in pairs} or pairs
+        return run_drift(train, test, pairs, methods, ks, seeds, dataset=Path(data).stem, steps=steps, params=params,
+                         progress=progress)
     missing = [name for name in (targets or list(train)) if name not in test]
     if missing:
         raise DataValidationError(f"{source}: split {wanted!r} has no test data for environment(s) {missing}")
     return run_leave_one_out("loeo", Path(data).stem, lambda seed: (train, test), methods, ks, seeds,
                              targets=targets, steps=steps, params=params, coarse_error_m=coarse_error_m,
                              progress=progress)
+
+
+def split_sessions(fset: FingerprintSet) -> FingerprintSet:
+    """Each environment whose samples carry sessions becomes one environment per session,
+    ``<environment>@<session>`` (sessions in sorted order; one session too, so that a test split holding only the
+    later session names it the same way); others stay as they are."""
+    out = []
+    for fp in fset.values():
+        if fp.session is None:
+            out.append(fp)
+            continue
+        for session in sorted(np.unique(fp.session)):
+            part = fp.subset(np.flatnonzero(fp.session == session))
+            out.append(part.renamed(f"{fp.name}@{session}"))
+    return FingerprintSet(out)
+
+
+def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dict[str, str]:
+    """Later collection -> the same site's stale survey.
+
+    ``spec`` holds ``"STALE:NEW"`` environment names. Without it: environments whose ``attrs`` carry ``site`` and
+    ``collection`` (``t0`` the survey, anything else a later collection, as :func:`xloc.sim.drift.simulate_drift_site`
+    writes); else sessions split by :func:`split_sessions` (``<env>@<first session>`` is the survey of each later
+    ``<env>@<session>``).
+    """
+    names = list(train)
+    pairs: dict[str, str] = {}
+    if spec:
+        for item in spec:
+            stale, colon, new = item.partition(":")
+            if not colon or not stale or not new:
+                raise ConfigError(f"a drift pair is STALE:NEW (two environment names), got {item!r}")
+            for name in (stale, new):
+                if name not in train:
+                    raise DataValidationError(f"no environment {name!r} for drift pair {item!r}; available: {names}")
+            if stale == new:
+                raise ConfigError(f"drift pair {item!r}: the stale survey and the new collection must differ")
+            pairs[new] = stale
+        return pairs
+    surveys = {fp.environment.attrs.get("site"): fp.name for fp in train.values()
+               if fp.environment.attrs.get("collection") == "t0"}
+    for fp in train.values():
+        site = fp.environment.attrs.get("site")
+        if site in surveys and fp.environment.attrs.get("collection") not in (None, "t0"):
+            pairs[fp.name] = surveys[site]
+    if pairs:
+        return pairs
+    by_env: dict[str, list[str]] = {}
+    for name in names:
+        base, at, _ = name.partition("@")
+        if at:
+            by_env.setdefault(base, []).append(name)
+    for group in by_env.values():
+        for later in group[1:]:
+            pairs[later] = group[0]
+    if not pairs:
+        raise DataValidationError("no drift pairs: name them (--drift STALE:NEW), or give environments with several "
+                                  "sessions, or site/collection attributes")
+    return pairs
+
+
+def run_drift(
+    train: FingerprintSet,
+    test: FingerprintSet,
+    pairs: dict[str, str],
+    methods: Sequence[str],
+    ks: Sequence[int | None] = DRIFT_KS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    *,
+    dataset: str,
+    steps: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> ProtocolResult:
+    """The drift protocol: for each later collection (a key of ``pairs``) a method is ``fit`` on the same site's
+    stale survey (its value) and ``adapt``-ed on ``k`` labelled points of the later collection, then tested on the
+    later collection's test data; k = 0 scores the methods that predict after ``fit``. The baselines
+    :data:`DRIFT_BASELINES` always run; ``wknn:all`` rows adapt WKNN on all of the later collection's points."""
+    missing = [t for t in pairs if t not in test]
+    if missing:
+        raise DataValidationError(f"{dataset}: no test data for the later collection(s) {missing}")
+    run = list(dict.fromkeys([*DRIFT_BASELINES, *methods]))
+    return run_leave_one_out("drift", dataset, lambda seed: (train, test), run, ks, seeds, targets=list(pairs),
+                             steps=steps, params=params, progress=progress,
+                             sources_of=lambda data, target: FingerprintSet([data[pairs[target]]]))

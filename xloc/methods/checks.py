@@ -51,8 +51,12 @@ def _errors_m(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 @cache
-def problem(kind: str) -> Problem:
-    """The small problem of ``kind`` (cached per process)."""
+def problem(kind: str, drift: bool = False) -> Problem:
+    """The small problem of ``kind`` (cached per process); ``drift``: the sources are the target site's earlier
+    survey (RSS: a simulated site after every drift of :mod:`xloc.sim.drift`; CSI: the o2 road under another
+    traffic condition)."""
+    if drift:
+        return _drift_problem(kind)
     if kind == "rss":
         from xloc.sim.pathloss import PathLossConfig, simulate_pathloss_environment
 
@@ -86,6 +90,27 @@ def problem(kind: str) -> Problem:
                                                    for p in np.unique(reference.point_ids)]))
     else:
         raise ConfigError(f"no check problem for kind {kind!r}")
+    rest = np.flatnonzero(~np.isin(reference.point_ids, np.unique(support.point_ids)))
+    return Problem(kind, sources, support, test, reference.subset(rest) if rest.size else None)
+
+
+def _drift_problem(kind: str) -> Problem:
+    if kind == "rss":
+        from xloc.sim.drift import DriftConfig, simulate_drift_site
+
+        train, test_set = simulate_drift_site(DriftConfig(n_test_points=150), 0, ("all",), site="check")
+        sources, reference, test = FingerprintSet([train["check-t0"]]), train["check-t1-all"], test_set["check-t1-all"]
+        support = reference.sample_points(25, np.random.default_rng(0))
+    elif kind == "csi":
+        from xloc.sim.presets import simulate_scenario
+
+        train = simulate_scenario("o2", 300, 0, conditions=2)
+        first, second = list(train)
+        sources, reference = FingerprintSet([train[first]]), train[second]
+        test = simulate_scenario("o2", 80, 0, conditions=2, split="test")[second]
+        support = reference.sample_points(60, np.random.default_rng(0))
+    else:
+        raise ConfigError(f"no drift check problem for kind {kind!r}")
     rest = np.flatnonzero(~np.isin(reference.point_ids, np.unique(support.point_ids)))
     return Problem(kind, sources, support, test, reference.subset(rest) if rest.size else None)
 
@@ -137,7 +162,7 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
     problem of ``kind`` (default: its first kind). Raises AssertionError naming the failed check."""
     spec = get(name)
     kind = kind or spec.kinds[0]
-    prob = problem(kind)
+    prob = problem(kind, drift=spec.capabilities.stale_survey)
     hyper = {**spec.check_params, **(params or {})}
     caps = spec.capabilities
 
@@ -163,6 +188,10 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
     assert adapted is not fitted, f"{name}: adapt must return a new estimator"
     assert vars(fitted).keys() == before.keys() and all(vars(fitted)[k] is v for k, v in before.items()), \
         f"{name}: adapt changed the original estimator"
+    if caps.predicts_after_fit:  # k = 0: what fit learned, with no support
+        unadapted = _predict(fitted, spec, x_test, coarse)
+        assert unadapted.shape == (len(x_test), unadapted.shape[1]) and np.isfinite(unadapted).all(), \
+            f"{name}: predict after fit (no support) must give finite positions, got {unadapted.shape}"
     pred = _predict(adapted, spec, x_test, coarse)
     assert pred.ndim == 2 and len(pred) == len(x_test) and pred.shape[1] in (2, 3) and np.isfinite(pred).all(), \
         f"{name}: predictions must be finite positions (n, 2|3), got {pred.shape}"

@@ -40,6 +40,10 @@ class Capabilities:
     needs_pretrained: bool = False
     #: its training splits over torch.distributed ranks (``xloc train --nproc N``)
     distributable: bool = False
+    #: predicts from what ``fit`` learned, before any ``adapt`` (k = 0 of the drift protocol)
+    predicts_after_fit: bool = False
+    #: ``fit`` takes the same site's earlier survey, not other sites (the drift protocol, not leave-one-out)
+    stale_survey: bool = False
     #: the config field that counts training iterations (``xloc train --iterations``), if any
     budget_field: str | None = None
 

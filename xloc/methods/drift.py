@@ -1,0 +1,215 @@
+"""Methods for a site that drifted: ``fit`` takes the same site's earlier (stale) survey, ``adapt`` a few fresh
+labelled points (the drift protocol, :func:`xloc.eval.protocols.run_drift`).
+
+* ``wknn-stale``: WKNN on the stale survey alone (the fresh points are ignored) — what a deployment does when it
+  does nothing;
+* ``wknn-pooled``: WKNN on the stale survey and the fresh points pooled;
+* ``map-correct``: WKNN on the stale survey corrected per AP by what the fresh points measure
+  (:mod:`xloc.learn.drift`), with the fresh points in the map.
+
+WKNN on the fresh points alone is the registered ``wknn``. The stale map is one entry per reference point: the
+mean of its heard samples, "not heard" where fewer than half of them heard the AP. Columns are matched by AP id,
+so the later collection may list APs in another order, lose some or add new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xloc.baselines.knn import KNNLocalizer
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.errors import DataValidationError
+from xloc.learn.base import Estimator
+from xloc.learn.drift import fit_map_correction, interpolate_map, merge_fresh_points, smooth_residuals
+from xloc.methods.knn import signal_features
+from xloc.methods.registry import Capabilities, MethodSpec, register
+
+__all__ = ["DriftKNN", "DRIFT_MODES"]
+
+DRIFT_MODES = ("stale", "pooled", "corrected")
+
+
+@dataclass(frozen=True)
+class DriftKNNConfig:
+    """Hyper-parameters of the drift methods (WKNN on a stale, pooled or corrected map)."""
+
+    #: which map WKNN searches: the stale survey, stale + fresh points, or the corrected stale survey + fresh points
+    mode: str = "corrected"
+    #: neighbours averaged
+    k: int = 5
+    #: value [dBm] that stands for "not heard" in distances
+    floor_dbm: float = -105.0
+    #: stale reference points interpolated at each fresh point
+    neighbours: int = 4
+    #: fresh points with both values heard needed for a gain as well as an offset per AP
+    min_pairs_affine: int = 5
+    #: spread [dB] of the stale values below which only an offset is fitted
+    min_spread_db: float = 3.0
+    #: stale level [dBm] above which an AP that no fresh point hears counts as gone
+    gone_level_dbm: float = -80.0
+    #: length [m] over which what the per-AP correction leaves at the fresh points is spread (0: not spread)
+    residual_length_m: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in DRIFT_MODES:
+            raise DataValidationError(f"mode must be one of {DRIFT_MODES}, got {self.mode!r}")
+        for name in ("k", "neighbours", "min_pairs_affine"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise DataValidationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _point_map(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per reference point: mean of the heard values (NaN if heard in under half the samples)."""
+    x = signal_features(fp.measurements, fp.environment.kind).reshape(len(fp), -1)
+    ids, inverse = np.unique(fp.point_ids, return_inverse=True)
+    heard = ~np.isnan(x)
+    count = np.zeros((ids.size, x.shape[1]))
+    total = np.zeros((ids.size, x.shape[1]))
+    np.add.at(count, inverse, heard)
+    np.add.at(total, inverse, np.nan_to_num(x))
+    samples = np.bincount(inverse).astype(np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(count >= samples / 2, total / np.maximum(count, 1), np.nan)
+    pos = np.zeros((ids.size, fp.dims))
+    np.add.at(pos, inverse, fp.positions_m)
+    return values, pos / samples
+
+
+def _columns(fp: Fingerprints) -> tuple[str, ...]:
+    """Feature column ids: the AP ids for RSS; for CSI, one block of features per BS."""
+    if fp.environment.kind == "rss":
+        return fp.environment.ap_ids
+    width = signal_features(fp.measurements[:1], fp.environment.kind).size // len(fp.environment.ap_ids)
+    return tuple(f"{ap}#{i}" for ap in fp.environment.ap_ids for i in range(width))
+
+
+class DriftKNN(Estimator):
+    """WKNN on a site's stale survey, pooled with or corrected by a few fresh labelled points."""
+
+    Config = DriftKNNConfig
+    kinds = ("rss", "csi")
+
+    def fit(self, sources: FingerprintSet | None = None) -> DriftKNN:
+        """Store the stale survey (several environments are pooled, columns matched by id)."""
+        kind = self._check_kind(sources, "source")
+        if sources is None or kind is None:
+            raise DataValidationError(f"{self._owner()}: fit needs the site's earlier survey as sources")
+        columns: list[str] = []
+        maps = []
+        for fp in sources.values():
+            values, pos = _point_map(fp)
+            cols = _columns(fp)
+            columns += [c for c in cols if c not in columns]
+            maps.append((values, pos, cols))
+        index = {c: i for i, c in enumerate(columns)}
+        stale = np.full((sum(len(v) for v, _, _ in maps), len(columns)), np.nan)
+        row = 0
+        for values, _, cols in maps:
+            stale[row:row + len(values), [index[c] for c in cols]] = values
+            row += len(values)
+        dims = min(p.shape[1] for _, p, _ in maps)
+        self.stale_map_ = stale
+        self.stale_positions_m_ = np.concatenate([p[:, :dims] for _, p, _ in maps])
+        self.stale_columns_ = tuple(columns)
+        self.data_kind_ = kind
+        first = next(iter(sources.values()))
+        self.stale_sample_shape_ = first.measurements.shape[1:]
+        self._set_engine(self.stale_map_, self.stale_positions_m_, np.ones(len(columns), dtype=bool))
+        return self
+
+    def _set_engine(self, values: np.ndarray, positions: np.ndarray, used: np.ndarray) -> None:
+        cfg = self.config
+        self.map_, self.map_positions_m_, self.used_columns_ = values, positions, used
+        filled = np.where(np.isnan(values[:, used]), cfg.floor_dbm, values[:, used])
+        self.engine_ = KNNLocalizer(int(cfg.k), weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
+            .fit_arrays(filled.astype(np.float32), positions)
+
+    def adapt(self, support: Fingerprints, *, steps: int | None = None,
+              unlabelled: Fingerprints | None = None) -> DriftKNN:
+        """The map for the support's environment: the stale one aligned to its columns, then pooled with or
+        corrected by its labelled points (``mode``)."""
+        self._require("stale_map_")
+        kind = self._check_kind(support, "support")
+        if kind != self.data_kind_:
+            raise DataValidationError(f"{self._owner()}: the support holds {kind!r}, the stale survey "
+                                      f"{self.data_kind_!r}")
+        cols = _columns(support)
+        index = {c: i for i, c in enumerate(self.stale_columns_)}
+        shared = [j for j, c in enumerate(cols) if c in index]
+        if not shared:
+            raise DataValidationError(f"{self._owner()}: environment {support.name!r} shares no AP id with the "
+                                      f"stale survey ({', '.join(self.stale_columns_[:5])}, ...)")
+        stale = np.full((len(self.stale_map_), len(cols)), np.nan)
+        stale[:, shared] = self.stale_map_[:, [index[cols[j]] for j in shared]]
+        fresh, fresh_pos = _point_map(support)
+        dims = min(self.stale_positions_m_.shape[1], fresh_pos.shape[1])
+        stale_pos, fresh_pos = self.stale_positions_m_[:, :dims], fresh_pos[:, :dims]
+        used = ~np.isnan(stale).all(0)  # a column the stale survey never heard (a new AP) stays out of distances
+        cfg = self.config
+        correction = None
+        if cfg.mode == "stale":
+            values, positions = stale, stale_pos
+        elif cfg.mode == "pooled":
+            values, positions = np.concatenate([stale, fresh]), np.concatenate([stale_pos, fresh_pos])
+        else:
+            at_fresh = interpolate_map(stale, stale_pos, fresh_pos, cfg.neighbours)
+            correction = fit_map_correction(
+                at_fresh, fresh, min_pairs_affine=cfg.min_pairs_affine, min_spread=cfg.min_spread_db,
+                gone_level=cfg.gone_level_dbm if kind == "rss" else np.inf)
+            corrected = correction.apply(stale)
+            if cfg.residual_length_m > 0:
+                left = fresh - interpolate_map(corrected, stale_pos, fresh_pos, cfg.neighbours)
+                corrected = corrected + smooth_residuals(left, fresh_pos, stale_pos, cfg.residual_length_m)
+            values, positions = merge_fresh_points(corrected, stale_pos, fresh, fresh_pos)
+            used &= ~correction.gone
+        new = self._adapted_copy(sample_shape_=support.measurements.shape[1:], correction_=correction)
+        new._set_engine(values, positions, used)
+        return new
+
+    def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        """Positions [m]; before ``adapt``, from the stale survey (measurements in its column order)."""
+        self._require("engine_")
+        shape = getattr(self, "sample_shape_", self.stale_sample_shape_)
+        x = self._check_measurements(measurements, self.data_kind_, shape)
+        features = signal_features(x, self.data_kind_).reshape(len(x), -1)[:, self.used_columns_]
+        return self.engine_.predict(features)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        if not hasattr(self, "stale_map_"):
+            return {}, {}, {}
+        tensors = {name: torch.from_numpy(np.array(getattr(self, name + "_"), copy=True))  # no shared memory
+                   for name in ("stale_map", "stale_positions_m", "map", "map_positions_m")}
+        tensors["used_columns"] = torch.from_numpy(self.used_columns_.astype(np.uint8))
+        meta = {"data_kind": self.data_kind_, "stale_columns": list(self.stale_columns_),
+                "stale_sample_shape": list(self.stale_sample_shape_),
+                "sample_shape": list(self.sample_shape_) if self.is_adapted else None}
+        return tensors, meta, {}
+
+    def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
+        if "stale_map" not in tensors:
+            return
+        self.stale_map_, self.stale_positions_m_ = tensors["stale_map"].numpy(), tensors["stale_positions_m"].numpy()
+        self.stale_columns_ = tuple(meta["stale_columns"])
+        self.data_kind_ = meta["data_kind"]
+        self.stale_sample_shape_ = tuple(meta["stale_sample_shape"])
+        if meta.get("sample_shape") is not None:
+            self.sample_shape_ = tuple(meta["sample_shape"])
+        self._set_engine(tensors["map"].numpy(), tensors["map_positions_m"].numpy(),
+                         tensors["used_columns"].numpy().astype(bool))
+
+
+_DRIFT = Capabilities(trains_on_sources=True, predicts_after_fit=True, stale_survey=True)
+register(MethodSpec("wknn-stale", "WKNN on the site's earlier survey alone (drift baseline: the fresh points "
+                    "are ignored)", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "stale"}, "drift protocol"))
+register(MethodSpec("wknn-pooled", "WKNN on the site's earlier survey pooled with the fresh labelled points "
+                    "(drift baseline)", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "pooled"}, "drift protocol"))
+register(MethodSpec("map-correct", "WKNN on the earlier survey corrected per AP (gain, offset, gone APs) by the "
+                    "fresh labelled points", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "corrected"},
+                    "drift protocol"))
