@@ -97,6 +97,8 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               "agml:report", experiments="agml:DATASETS"),
     BenchSpec("twins", "twins", "P3, P4 and P5 on the ray-traced twins (Sionna RT)", "twins:run", "twins:report",
               experiments="twins:PARTS"),
+    BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
+              "drift:run", "drift:report", experiments="drift:PARTS"),
     BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report"),
     BenchSpec("service", "service", "Service load", "service:run", "service:report"),
     BenchSpec("perf", "perf", "Performance against peers and the machine", "perf:run", "perf:report"),
