@@ -65,6 +65,8 @@ def test_map_page_draws_references_aps_and_located_positions(server):
             assert canvas.get_attribute("data-located") == "3"
             assert page.evaluate(CANVAS_INK) > 500  # the area, 40 points, 6 APs and 3 circles were drawn
             assert "40 reference points" in page.locator("#status").inner_text()
+            # the drift line asks the drift score (3 located scans: too few to score yet)
+            _wait_for(page, "document.getElementById('drift').textContent.includes('needs 20')")
             # hovering over a located position names it, in metres
             box = canvas.bounding_box()
             assert box is not None

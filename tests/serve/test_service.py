@@ -28,7 +28,7 @@ def test_calibrate_and_locate_flow(lab):
         sl = slice(20 * i, 20 * (i + 1))
         r = c.post(f"/environments/{eid}/fingerprints", json={"batch_id": f"b{i}", "positions_m": pos[sl].tolist(),
                                                                "rss_dbm": rss[sl].tolist()})
-        assert r.status_code == 201 and r.json() == {"batch_id": f"b{i}", "n": 20, "created": True}
+        assert r.status_code == 201 and r.json() == {"batch_id": f"b{i}", "n": 20, "created": True, "purpose": "survey"}
     again = c.post(f"/environments/{eid}/fingerprints", json={"batch_id": "b1", "positions_m": pos[20:40].tolist(),
                                                                "rss_dbm": rss[20:40].tolist()})
     assert again.status_code == 200 and again.json()["created"] is False

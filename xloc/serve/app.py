@@ -36,8 +36,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from xloc.data.fingerprints import Fingerprints
 from xloc.errors import XlocError
-from xloc.serve.calibration import EnvironmentInfo, ServedModel, calibrate, calibration_spec, load_version
+from xloc.features.drift_score import drift_score
+from xloc.methods.knn import signal_features
+from xloc.serve.calibration import (
+    EnvironmentInfo,
+    ServedModel,
+    calibrate,
+    calibration_spec,
+    load_version,
+    recalibrate,
+    stale_map,
+)
 from xloc.serve.db import Database, array_bytes, bytes_array
 from xloc.serve.map_page import MAP_CSP, map_html
 from xloc.serve.schemas import (
@@ -54,6 +65,9 @@ from xloc.serve.schemas import (
 __all__ = ["create_app", "hash_key"]
 
 LATEST_LOCATED = 500
+#: Located fingerprints kept per site for its drift score, and how many the score needs.
+RECENT_SCANS = 300
+MIN_DRIFT_SCANS = 20
 #: Largest floor-plan image [bytes], and the image types accepted with the bytes each must start with.
 FLOOR_PLAN_MAX_BYTES = 4 * 2**20
 FLOOR_PLAN_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
@@ -198,6 +212,9 @@ class Service:
         self._lock = threading.Lock()
         self.located: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(
             maxlen=LATEST_LOCATED))
+        # the latest located fingerprints per site, for its drift score (per process: each scores what it served)
+        self.recent: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(
+            maxlen=RECENT_SCANS))
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.job_lease_s, self.keep_versions = float(job_lease_s), int(keep_versions)
         self.expire_leases()
@@ -263,12 +280,28 @@ class Service:
                 del self._served[key]
 
     def references(self, env_id: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.query("SELECT positions, measurements FROM batches WHERE environment_id = ? "
-                             "ORDER BY created_at, batch_id", (env_id,))
+        rows = self.db.query("SELECT positions, measurements FROM batches WHERE environment_id = ? AND purpose = "
+                             "'survey' ORDER BY created_at, batch_id", (env_id,))
         if not rows:
             return np.zeros((0, 2)), np.zeros((0,))
         return (np.concatenate([bytes_array(p) for p, _ in rows]),
                 np.concatenate([bytes_array(m) for _, m in rows]))
+
+    def batch(self, env_id: str, batch_id: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """(purpose, positions, measurements) of one uploaded batch, or a 404/422."""
+        rows = self.db.query("SELECT purpose, positions, measurements FROM batches WHERE environment_id = ? AND "
+                             "batch_id = ?", (env_id, batch_id))
+        if not rows:
+            raise HTTPException(422, f"environment {env_id!r} has no batch {batch_id!r}")
+        purpose, pos, meas = rows[0]
+        return purpose, bytes_array(pos), bytes_array(meas)
+
+    def stale(self, env_id: str, version: int) -> Fingerprints:
+        """The site's stale survey as version ``version`` sees it (its radio map, or the survey batches)."""
+        rows = self.db.query("SELECT path FROM models WHERE environment_id = ? AND version = ?", (env_id, version))
+        if not rows:
+            raise HTTPException(409, f"environment {env_id!r} has no model version {version}")
+        return stale_map(self.models_dir / rows[0][0], self.info(env_id), self.references(env_id))
 
     def measurements(self, env: EnvironmentInfo, body: _Measurements) -> np.ndarray:
         """The body's fingerprints as the environment's array, or a 422 naming what is wrong."""
@@ -353,12 +386,22 @@ class Service:
         try:
             update(0.0, "started")
             env = self.info(env_id)
-            positions, meas = self.references(env_id)
-            base = None
-            if request.base_model is not None:
-                base = (request.base_model, self.base_models[request.base_model])
-            summary = calibrate(request.method, env, positions, meas, self.models_dir / folder, base_model=base,
-                                steps=request.steps, progress=lambda f, m: update(0.9 * f, m))
+            from_version = None
+            if request.recalibration_batch is not None:
+                from_version = self.serving_version(env_id)
+                if from_version is None:
+                    raise XlocError("no version serves yet: calibrate the site before recalibrating it")
+                _, positions, meas = self.batch(env_id, request.recalibration_batch)
+                summary = recalibrate(request.method, env, self.stale(env_id, from_version), positions, meas,
+                                      self.models_dir / folder, progress=lambda f, m: update(0.9 * f, m))
+                summary["from_version"] = from_version
+            else:
+                positions, meas = self.references(env_id)
+                base = None
+                if request.base_model is not None:
+                    base = (request.base_model, self.base_models[request.base_model])
+                summary = calibrate(request.method, env, positions, meas, self.models_dir / folder, base_model=base,
+                                    steps=request.steps, progress=lambda f, m: update(0.9 * f, m))
             with self.db.transaction() as tx:
                 version = int(tx.fetch("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE environment_id = ?",
                                        (env_id,))[0][0])
@@ -368,6 +411,9 @@ class Service:
                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (env_id, version, request.method, folder, len(positions), json.dumps(summary),
                             time.time()))
+                if from_version is not None:  # a pinned version hands its pin to its recalibration, now ready
+                    tx.execute("UPDATE environments SET pinned_version = ? WHERE id = ? AND pinned_version = ?",
+                               (version, env_id, from_version))
                 pruned = self._prune_versions(tx, env_id)
             for old in pruned:
                 shutil.rmtree(self.models_dir / old, ignore_errors=True)
@@ -503,11 +549,16 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
     @app.get("/environments/{env_id}")
     def get_environment(env_id: str = Depends(owner)) -> dict[str, Any]:
         env = service.info(env_id)
-        counts = service.db.query("SELECT COUNT(*), COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ?",
-                                  (env_id,))[0]
+        counts = dict.fromkeys(("survey", "recalibration"), (0, 0))
+        for purpose, n_batches, n_rows in service.db.query(
+                "SELECT purpose, COUNT(*), COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ? GROUP BY purpose",
+                (env_id,)):
+            counts[purpose] = (int(n_batches), int(n_rows))
         return {"id": env.id, "name": env.name, "kind": env.kind, "frequency_hz": env.frequency_hz,
                 "ap_ids": list(env.ap_ids), "bounds_m": env.bounds_m, "measurement_shape": list(env.shape),
-                "batches": int(counts[0]), "fingerprints": int(counts[1]),
+                "batches": counts["survey"][0], "fingerprints": counts["survey"][1],
+                "recalibration_batches": counts["recalibration"][0],
+                "recalibration_fingerprints": counts["recalibration"][1],
                 "serving_version": service.serving_version(env_id)}
 
     @app.delete("/environments/{env_id}", status_code=204)
@@ -518,6 +569,7 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             tx.execute("DELETE FROM environments WHERE id = ?", (env_id,))
         shutil.rmtree(service.models_dir / env_id, ignore_errors=True)
         service.located.pop(env_id, None)
+        service.recent.pop(env_id, None)
         service.forget(env_id)
         return Response(status_code=204)
 
@@ -541,7 +593,9 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
             if len(out):
                 raise HTTPException(422, f"positions_m row {out[0]} {pos[out[0]].tolist()} lies outside the "
                                          f"environment's bounds_m {list(env.bounds_m)} (metres)")
-        digest = hashlib.sha256(array_bytes(pos) + array_bytes(meas)).hexdigest()
+        # the purpose is part of the content (survey batches keep the digest they always had)
+        marker = b"" if body.purpose == "survey" else body.purpose.encode()
+        digest = hashlib.sha256(marker + array_bytes(pos) + array_bytes(meas)).hexdigest()
         with service.db.transaction() as tx:
             old = tx.fetch("SELECT digest, n FROM batches WHERE environment_id = ? AND batch_id = ?",
                            (env_id, body.batch_id))
@@ -551,17 +605,26 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
                 response.status_code = 200
                 return {"batch_id": body.batch_id, "n": int(old[0][1]), "created": False}
             tx.execute("INSERT INTO batches (environment_id, batch_id, n, digest, positions, measurements, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (env_id, body.batch_id, len(pos), digest, array_bytes(pos), array_bytes(meas), time.time()))
-        return {"batch_id": body.batch_id, "n": len(pos), "created": True}
+                       "created_at, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (env_id, body.batch_id, len(pos), digest, array_bytes(pos), array_bytes(meas), time.time(),
+                        body.purpose))
+        return {"batch_id": body.batch_id, "n": len(pos), "created": True, "purpose": body.purpose}
 
     @app.post("/environments/{env_id}/calibrations", status_code=202)
     def start_calibration(body: CalibrationRequest, env_id: str = Depends(owner)) -> dict[str, Any]:
         env = service.info(env_id)
+        recalibration = body.recalibration_batch is not None
         try:
-            calibration_spec(body.method, env.kind, body.base_model, list(service.base_models))
+            calibration_spec(body.method, env.kind, body.base_model, list(service.base_models), recalibration)
         except XlocError as exc:
             raise HTTPException(422, str(exc)) from None
+        if recalibration:
+            purpose, _, _ = service.batch(env_id, str(body.recalibration_batch))
+            if purpose != "recalibration":
+                raise HTTPException(422, f"batch {body.recalibration_batch!r} is part of the survey; upload the fresh "
+                                         "labelled points with purpose 'recalibration'")
+            if service.serving_version(env_id) is None:
+                raise HTTPException(409, f"environment {env_id!r} has no version to recalibrate: calibrate it first")
         if body.base_model is not None and body.base_model not in service.base_models:
             raise HTTPException(422, f"no base model {body.base_model!r}; registered: {sorted(service.base_models)}")
         job_id = uuid.uuid4().hex[:12]
@@ -636,8 +699,35 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         unc = [None] * len(positions) if uncertainty is None else [float(u) for u in uncertainty]
         service.located[env_id].extend((float(p[0]), float(p[1]), u, now) for p, u in zip(positions, unc,
                                                                                              strict=True))
+        service.recent[env_id].extend(meas[-RECENT_SCANS:])
         return JSONResponse({"version": version, "method": model.method,
                              "positions_m": positions.round(4).tolist(), "uncertainty_m": unc})
+
+    @app.get("/environments/{env_id}/drift")
+    def drift(env_id: str = Depends(owner)) -> dict[str, Any]:
+        """Has the site drifted since the serving version's map? The MMD permutation score of the fingerprints
+        this process located lately against that map (xloc.features.drift_score)."""
+        version = service.serving_version(env_id)
+        if version is None:
+            raise HTTPException(409, f"environment {env_id!r} has no model yet: nothing to compare with")
+        recent = list(service.recent.get(env_id, ()))
+        out: dict[str, Any] = {"version": version, "scans": len(recent), "min_scans": MIN_DRIFT_SCANS}
+        if len(recent) < MIN_DRIFT_SCANS:
+            return {**out, "z": None, "message": f"{len(recent)} located scans so far; the score needs "
+                                                 f"{MIN_DRIFT_SCANS}"}
+        env = service.info(env_id)
+        stale = service.stale(env_id, version)
+        survey, now = (signal_features(np.asarray(a), env.kind).reshape(len(a), -1)
+                       for a in (stale.measurements, np.stack(recent)))
+        score = drift_score(survey, now, seed=version)
+        drifted = score.drifted()
+        return {**out, "z": round(score.z, 3), "p_value": score.p_value, "drifted": drifted,
+                "mean_shift_db": None if np.isnan(score.mean_shift_db) else round(score.mean_shift_db, 2),
+                "aps_gone": [env.ap_ids[i] for i in score.gone] if env.kind == "rss" else [],
+                "aps_new": [env.ap_ids[i] for i in score.new] if env.kind == "rss" else [],
+                "message": "the site has changed since this version's survey: upload a few fresh labelled points "
+                           "(purpose 'recalibration') and recalibrate (method map-correct)" if drifted else
+                           "no significant change since this version's survey"}
 
     @app.get("/environments/{env_id}/map", response_class=HTMLResponse, include_in_schema=False)
     def map_page(env_id: str) -> HTMLResponse:
@@ -689,8 +779,8 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         """What the map draws. ``references=false`` leaves the reference points out (the page asks for them only
         now and then); at most ``max_references`` of them are sent, evenly subsampled."""
         env = service.info(env_id)
-        n_refs = int(service.db.query("SELECT COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ?",
-                                      (env_id,))[0][0])
+        n_refs = int(service.db.query("SELECT COALESCE(SUM(n), 0) FROM batches WHERE environment_id = ? AND "
+                                      "purpose = 'survey'", (env_id,))[0][0])
         refs: list | None = None
         if references:
             positions, _ = service.references(env_id)

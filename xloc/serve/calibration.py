@@ -20,21 +20,37 @@ from typing import Any
 import numpy as np
 
 from xloc.data.environment import EnvironmentMeta
-from xloc.data.fingerprints import Fingerprints
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 from xloc.methods import MethodSpec, get, load_model
 
-__all__ = ["EnvironmentInfo", "ServedModel", "calibrate", "load_version", "calibration_spec"]
+__all__ = ["EnvironmentInfo", "ServedModel", "calibrate", "recalibrate", "load_version", "calibration_spec",
+           "stale_map"]
 
 
-def calibration_spec(method: str, kind: str, base_model: str | None, base_models: list[str]) -> MethodSpec:
-    """The spec of ``method`` if it can calibrate an environment of ``kind`` with ``base_model``; else a
-    :class:`DataValidationError` / :class:`ConfigError` saying why."""
+#: Fresh labelled fingerprints a recalibration needs (a per-AP offset from fewer is noise).
+MIN_RECALIBRATION_POINTS = 3
+
+
+def calibration_spec(method: str, kind: str, base_model: str | None, base_models: list[str],
+                     recalibration: bool = False) -> MethodSpec:
+    """The spec of ``method`` if it can calibrate an environment of ``kind`` with ``base_model`` (or, with
+    ``recalibration``, recalibrate the serving version with a fresh batch); else a :class:`DataValidationError` /
+    :class:`ConfigError` saying why."""
     spec = get(method)
     if kind not in spec.kinds:
         raise DataValidationError(f"method {method!r} serves {' or '.join(spec.kinds)} environments; this one holds "
                                   f"{kind}")
-    if spec.capabilities.trains_on_sources and base_model is None:
+    if recalibration != spec.capabilities.stale_survey:
+        if recalibration:
+            from xloc.methods import specs
+
+            usable = [s.name for s in specs() if s.capabilities.stale_survey and kind in s.kinds]
+            raise DataValidationError(f"method {method!r} does not recalibrate from a version's map and a fresh "
+                                      f"batch; use one of {', '.join(usable)}")
+        raise DataValidationError(f"method {method!r} recalibrates the serving version: give recalibration_batch, "
+                                  "the id of a batch uploaded with purpose 'recalibration'")
+    if spec.capabilities.trains_on_sources and not recalibration and base_model is None:
         raise DataValidationError(f"method {method!r} adapts a base model: name one of {sorted(base_models)} in "
                                   "base_model")
     return spec
@@ -103,6 +119,53 @@ def calibrate(method: str, env: EnvironmentInfo, positions_m: np.ndarray, measur
     info.update(references=len(fp), steps=int(getattr(adapted, "adapt_steps_", 0)))
     progress(1.0, "done")
     return {**info, "seconds": time.perf_counter() - t0}
+
+
+def stale_map(version: Path, env: EnvironmentInfo, references: tuple[np.ndarray, np.ndarray]) -> Fingerprints:
+    """What version folder ``version`` localizes against, as the site's stale survey: for RSS KNN/WKNN and drift
+    versions their radio map [dBm] (a recalibrated version's corrected map, so recalibrations chain); otherwise
+    the survey ``references`` (positions, measurements) it was calibrated from."""
+    from xloc.methods.drift import DriftKNN
+    from xloc.methods.knn import KNN
+
+    model = load_model(version)
+    if env.kind == "rss" and isinstance(model, DriftKNN) and model.is_adapted:
+        return env.fingerprints(model.map_positions_m_[:, :2], model.map_.astype(np.float32))
+    if env.kind == "rss" and isinstance(model, KNN) and model.is_adapted:
+        engine = model.engine_
+        values = np.where(engine.radio_map_dbm_ <= engine.floor_dbm, np.nan, engine.radio_map_dbm_)
+        return env.fingerprints(engine.positions_m_[:, :2], values.astype(np.float32))
+    positions, measurements = references
+    if len(positions) < 2:
+        raise DataValidationError(f"environment {env.id!r}: the serving version has no radio map and the site has "
+                                  f"{len(positions)} survey fingerprint(s)")
+    return env.fingerprints(positions, measurements)
+
+
+def recalibrate(method: str, env: EnvironmentInfo, stale: Fingerprints, positions_m: np.ndarray,
+                measurements: np.ndarray, out: Path, *,
+                progress: Callable[[float, str], None] = lambda f, m: None) -> dict[str, Any]:
+    """Build version folder ``out`` with drift method ``method`` from the ``stale`` survey (the serving version's
+    map) and a fresh labelled batch; returns a JSON-able summary."""
+    calibration_spec(method, env.kind, None, [], recalibration=True)
+    if len(positions_m) < MIN_RECALIBRATION_POINTS:
+        raise DataValidationError(f"the recalibration batch holds {len(positions_m)} labelled fingerprint(s); a "
+                                  f"correction needs at least {MIN_RECALIBRATION_POINTS}")
+    t0 = time.perf_counter()
+    progress(0.1, "loading the stale map and the fresh batch")
+    fresh = env.fingerprints(positions_m, measurements)
+    model = get(method).create(0).fit(FingerprintSet([stale]))
+    progress(0.5, f"correcting the map ({method})")
+    adapted = model.adapt(fresh)
+    adapted.save(out)
+    progress(1.0, "done")
+    info: dict[str, Any] = {"stale_references": len(stale), "fresh_references": len(fresh),
+                            "seconds": time.perf_counter() - t0}
+    correction = getattr(adapted, "correction_", None)
+    if correction is not None:
+        info["aps_gone"] = [env.ap_ids[i] for i in np.flatnonzero(correction.gone)]
+        info["median_offset_db"] = float(np.median(correction.offset))
+    return info
 
 
 def load_version(path: Path) -> ServedModel:

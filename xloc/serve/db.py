@@ -89,6 +89,10 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # 4: a batch is part of the site's survey or a fresh labelled batch for recalibrating the serving version.
+    """
+    ALTER TABLE batches ADD COLUMN purpose TEXT NOT NULL DEFAULT 'survey'
+    """,
 )
 
 

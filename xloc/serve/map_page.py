@@ -1,7 +1,7 @@
 """The live map page: the environment's area (over its floor plan, if one was uploaded), reference points, APs/BSs
 and the latest located positions with error circles, redrawn every second from ``/environments/{id}/map-data``;
-a selector pins the serving model version. Open it as ``/environments/{id}/map#key=ENV_KEY`` (the fragment stays
-in the browser)."""
+a selector pins the serving model version; a line gives the site's drift score every 30 s. Open it as
+``/environments/{id}/map#key=ENV_KEY`` (the fragment stays in the browser)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _PAGE = """<!doctype html>
  canvas { border: 1px solid #bbb; background: #fbfbf8; }
  .legend span { margin-right: 1.2rem; }
  .ref { color: #777; } .ap { color: #c0392b; } .located { color: #1f6fd1; }
- #status, #hover { color: #666; font-size: 0.9rem; }
+ #status, #hover, #drift { color: #666; font-size: 0.9rem; }
  .controls { margin: 0.4rem 0; font-size: 0.9rem; }
 </style></head>
 <body data-env-id="__ENV_ID__">
@@ -29,6 +29,7 @@ _PAGE = """<!doctype html>
 <div class="controls"><label>serving model version <select id="version"></select></label></div>
 <canvas id="map" width="900" height="600" data-drawn="0" data-floor-plan="0"></canvas>
 <p id="status">loading...</p>
+<p id="drift">drift: waiting for located scans</p>
 <p id="hover">hover over a located position for its details</p>
 <script>
 const envId = encodeURIComponent(document.body.dataset.envId);
@@ -162,8 +163,21 @@ async function refresh() {
     draw(body);
   } catch (e) { status.textContent = `error: ${e}`; }
 }
+const driftLine = document.getElementById("drift");
+async function refreshDrift() {  // the score costs a permutation test: every 30 s, not every second
+  try {
+    const r = await fetch(`/environments/${envId}/drift`, {headers: {"X-API-Key": key || ""}});
+    const d = await r.json();
+    if (!r.ok) { driftLine.textContent = `drift: ${d.detail}`; return; }
+    if (d.z === null) { driftLine.textContent = `drift: ${d.message}`; return; }
+    const gone = d.aps_gone.length ? `; APs gone: ${d.aps_gone.join(", ")}` : "";
+    driftLine.textContent = `drift vs version ${d.version} (${d.scans} recent scans): z = ${d.z.toFixed(1)}, ` +
+      `p = ${d.p_value.toFixed(3)}, mean level shift ${d.mean_shift_db ?? "?"} dB${gone}. ${d.message}`;
+    driftLine.style.color = d.drifted ? "#b03a2e" : "#666";
+  } catch (e) { driftLine.textContent = `drift: error ${e}`; }
+}
 if (!key) status.textContent = "add #key=YOUR_ENVIRONMENT_KEY to the address";
-else { refresh(); setInterval(refresh, 1000); }
+else { refresh(); setInterval(refresh, 1000); refreshDrift(); setInterval(refreshDrift, 30000); }
 </script></body></html>
 """
 

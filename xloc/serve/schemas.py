@@ -87,6 +87,10 @@ class FingerprintBatch(_Measurements):
 
     batch_id: str = Field(min_length=1, max_length=200)
     positions_m: list[list[Coordinate]] = Field(min_length=1, description="(n, 2) [m]")
+    purpose: Literal["survey", "recalibration"] = Field("survey", description="survey: part of the site's survey "
+                                                        "(calibrations use every survey batch); recalibration: a "
+                                                        "fresh labelled batch for recalibrating the serving version "
+                                                        "after the site changed")
 
     @field_validator("positions_m")
     @classmethod
@@ -109,6 +113,10 @@ class CalibrationRequest(_Strict):
     base_model: str | None = Field(None, description="name of a model registered with xloc serve --model")
     steps: Annotated[int, Strict()] | None = Field(None, ge=0, le=1000, description="adaptation steps (methods that "
                                                                                    "train)")
+    recalibration_batch: str | None = Field(None, min_length=1, max_length=200, description="recalibrate: the "
+                                            "serving version's map corrected by this batch (uploaded with purpose "
+                                            "'recalibration') with a drift method, e.g. map-correct; the version "
+                                            "serving now keeps serving until the new one is ready")
 
 
 class PinRequest(_Strict):
