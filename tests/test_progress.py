@@ -58,11 +58,11 @@ def test_verbose_logs_details_and_quiet_silences_progress(tmp_path):
 
 
 def test_ctrl_c_anywhere_else_exits_130_without_a_traceback(monkeypatch):
-    import xloc.cli.eval as cli_eval
+    import xloc.methods
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_eval, "specs", interrupted)
+    monkeypatch.setattr(xloc.methods, "specs", interrupted)  # `xloc methods` imports it when it runs
     r = runner.invoke(app, ["methods"])
     assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output

@@ -14,7 +14,7 @@ so the later collection may list APs in another order, lose some or add new ones
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from xloc.errors import DataValidationError
 from xloc.learn.base import Estimator
 from xloc.learn.drift import fit_map_correction, interpolate_map, merge_fresh_points, smooth_residuals
 from xloc.methods.knn import signal_features
-from xloc.methods.registry import Capabilities, MethodSpec, register
+from xloc.methods.registry import Capabilities, MethodSpec, get, load_model, register
 
 __all__ = ["DriftKNN", "DRIFT_MODES"]
 
@@ -213,3 +213,105 @@ register(MethodSpec("wknn-pooled", "WKNN on the site's earlier survey pooled wit
 register(MethodSpec("map-correct", "WKNN on the earlier survey corrected per AP (gain, offset, gone APs) by the "
                     "fresh labelled points", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "corrected"},
                     "drift protocol"))
+
+
+@dataclass(frozen=True)
+class CorrectedSupportConfig:
+    """Hyper-parameters of a learning method adapted on the corrected stale map plus the fresh points."""
+
+    #: the registered RSS method adapted on the corrected map (it is fitted on the stale survey first)
+    inner: str = "tl"
+    #: its training budget (its iterations field; None: its default)
+    iterations: int | None = None
+    #: seed of the inner method
+    seed: int = 0
+    #: other hyper-parameters of the inner method
+    inner_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        spec = get(self.inner)
+        if spec.capabilities.stale_survey or "rss" not in spec.kinds:
+            raise DataValidationError(f"inner must be a registered RSS method that is not itself a drift method, "
+                                      f"got {self.inner!r}")
+
+
+class CorrectedSupport(Estimator):
+    """A learning method (MetaLoc/TL) that adapts on the stale survey corrected by the fresh points
+    (``map-correct``'s map, the fresh points in it) instead of on the fresh points alone."""
+
+    Config = CorrectedSupportConfig
+    kinds = ("rss",)
+
+    def _inner(self) -> Estimator:
+        spec = get(self.config.inner)
+        params = dict(self.config.inner_params)
+        if self.config.iterations is not None and spec.capabilities.budget_field:
+            params[spec.capabilities.budget_field] = self.config.iterations
+        return spec.create(self.config.seed, **params)
+
+    def fit(self, sources: FingerprintSet | None = None) -> CorrectedSupport:
+        """Fit the map correction's stale map and the inner method on the stale survey."""
+        self._check_kind(sources, "source")
+        map_model = get("map-correct").create(0).fit(sources)
+        assert isinstance(map_model, DriftKNN)
+        self.map_model_ = map_model
+        inner = self._inner()
+        self.inner_ = inner.fit(sources if get(self.config.inner).capabilities.trains_on_sources else None)
+        return self
+
+    def adapt(self, support: Fingerprints, *, steps: int | None = None,
+              unlabelled: Fingerprints | None = None) -> CorrectedSupport:
+        self._require("map_model_", "inner_")
+        self._check_kind(support, "support")
+        corrected = self.map_model_.adapt(support)
+        values = np.asarray(corrected.map_, dtype=np.float32)
+        positions = corrected.map_positions_m_
+        merged = Fingerprints(support.environment, values, positions[:, :2] if support.dims == 2 else positions,
+                              np.arange(len(values)))
+        uses_unlabelled = get(self.config.inner).capabilities.uses_unlabelled
+        adapted = self.inner_.adapt(merged, steps=steps, unlabelled=unlabelled if uses_unlabelled else None)
+        return self._adapted_copy(adapted_=adapted, sample_shape_=support.measurements.shape[1:],
+                                  adapt_steps_=int(getattr(adapted, "adapt_steps_", 0)))
+
+    def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        self._require("adapted_", what="adapt(support)")
+        x = self._check_measurements(measurements, "rss", self.sample_shape_)
+        return self.adapted_.predict(x)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        parts: dict[str, Any] = {}
+        meta: dict[str, Any] = {}
+        if hasattr(self, "map_model_"):
+            parts.update(map=self.map_model_.save, inner=self.inner_.save)
+        if hasattr(self, "adapted_"):
+            parts["adapted"] = self.adapted_.save
+            meta["sample_shape"] = list(self.sample_shape_)
+            meta["adapt_steps"] = self.adapt_steps_
+        return {}, meta, parts
+
+    def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
+        if (folder / "map").is_dir():
+            map_model = load_model(folder / "map")
+            if not isinstance(map_model, DriftKNN):
+                raise DataValidationError(f"{folder / 'map'}: not a map-correct model")
+            self.map_model_, self.inner_ = map_model, load_model(folder / "inner")
+        if (folder / "adapted").is_dir():
+            self.adapted_ = load_model(folder / "adapted")
+            self.sample_shape_ = tuple(meta["sample_shape"])
+            self.adapt_steps_ = int(meta.get("adapt_steps", 0))
+
+
+register(MethodSpec("tl-corrected", "TL fitted on the earlier survey and fine-tuned on it corrected by the fresh "
+                    "labelled points (map-correct's map)", CorrectedSupport, ("rss",),
+                    Capabilities(trains_on_sources=True, stale_survey=True, budget_field="iterations"),
+                    {"inner": "tl"}, "drift protocol", check_params={"iterations": 100}))
+
+register(MethodSpec("agml-corrected", "AGML fitted on the earlier survey; its graph holds that survey corrected by the "
+                    "fresh labelled points (labelled nodes) and the new collection's unlabelled fingerprints",
+                    CorrectedSupport, ("rss",),
+                    Capabilities(trains_on_sources=True, uses_unlabelled=True, stale_survey=True,
+                                 budget_field="iterations"),
+                    {"inner": "agml"}, "drift protocol; agml_summary",
+                    check_params={"iterations": 15, "inner_params": {"hidden": 32, "latent": 16, "max_unlabelled": 200,
+                                                                     "task_nodes": 64, "adapt_steps": 60}}))
