@@ -7,7 +7,7 @@ from xloc.eval.results import read_results
 
 def test_quick_drift_bench(tmp_path):
     ctx = BenchContext(out=tmp_path, command="xloc bench --protocol drift --quick", quick=True, seeds=[0],
-                       log=lambda text: None)
+                       methods=["map-correct"], log=lambda text: None)
     drift.run(ctx)
     doc = read_results(tmp_path / "drift.json")
     assert all(r["commit"] and r["command"] == ctx.command for r in doc["rows"])

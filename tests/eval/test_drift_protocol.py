@@ -80,7 +80,8 @@ def test_cli_runs_the_drift_protocol_on_a_file_with_sessions(site, tmp_path):
     save_fingerprints(path, {"train": FingerprintSet([floor([t0, t1], ["s1", "s2"])]),
                              "test": FingerprintSet([floor([t1_test], ["s2"])])})
     out = tmp_path / "res"
-    result = CliRunner().invoke(app, ["evaluate", "--data", str(path), "--sessions", "--k", "0", "--k", "10",
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(path), "--sessions", "--method", "map-correct",
+                                      "--k", "0", "--k", "10",
                                       "--seeds", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
     text = (out / "drift.md").read_text()

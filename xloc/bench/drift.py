@@ -27,8 +27,8 @@ __all__ = ["run", "report", "PARTS"]
 
 PARTS = ("rss", "o2", "detect")
 #: The drift methods run beside the baselines.
-METHODS = ("map-correct",)
-RSS_SITES = 5
+METHODS = ("map-correct", "tl-corrected", "agml-corrected")
+RSS_SITES = 3
 DETECT_SITES = 20
 DETECT_SCANS = (20, 60)
 O2_CONDITIONS = 5

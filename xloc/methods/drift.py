@@ -235,6 +235,13 @@ class CorrectedSupportConfig:
                                       f"got {self.inner!r}")
 
 
+def _blank(fp: Fingerprints, columns: np.ndarray) -> Fingerprints:
+    """``fp`` with ``columns`` (APs) not heard."""
+    values = np.array(fp.measurements, dtype=np.float32, copy=True)
+    values[:, columns] = np.nan
+    return Fingerprints(fp.environment, values, fp.positions_m, fp.point_ids)
+
+
 class CorrectedSupport(Estimator):
     """A learning method (MetaLoc/TL) that adapts on the stale survey corrected by the fresh points
     (``map-correct``'s map, the fresh points in it) instead of on the fresh points alone."""
@@ -269,14 +276,21 @@ class CorrectedSupport(Estimator):
         merged = Fingerprints(support.environment, values, positions[:, :2] if support.dims == 2 else positions,
                               np.arange(len(values)))
         uses_unlabelled = get(self.config.inner).capabilities.uses_unlabelled
+        # APs the correction set aside (new since the survey, gone) read "not heard" everywhere: the inner model
+        # was trained on the survey, where a new AP's column never held a value
+        unused = ~corrected.used_columns_
+        if unused.any():
+            rest = None if unlabelled is None else _blank(unlabelled, unused)
+            merged, unlabelled = _blank(merged, unused), rest
         adapted = self.inner_.adapt(merged, steps=steps, unlabelled=unlabelled if uses_unlabelled else None)
         return self._adapted_copy(adapted_=adapted, sample_shape_=support.measurements.shape[1:],
-                                  adapt_steps_=int(getattr(adapted, "adapt_steps_", 0)))
+                                  adapt_steps_=int(getattr(adapted, "adapt_steps_", 0)), unused_columns_=unused)
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
         self._require("adapted_", what="adapt(support)")
-        x = self._check_measurements(measurements, "rss", self.sample_shape_)
+        x = np.array(self._check_measurements(measurements, "rss", self.sample_shape_), dtype=np.float32)
+        x[:, self.unused_columns_] = np.nan
         return self.adapted_.predict(x)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -288,6 +302,7 @@ class CorrectedSupport(Estimator):
             parts["adapted"] = self.adapted_.save
             meta["sample_shape"] = list(self.sample_shape_)
             meta["adapt_steps"] = self.adapt_steps_
+            meta["unused_columns"] = [int(i) for i in np.flatnonzero(self.unused_columns_)]
         return {}, meta, parts
 
     def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
@@ -300,6 +315,8 @@ class CorrectedSupport(Estimator):
             self.adapted_ = load_model(folder / "adapted")
             self.sample_shape_ = tuple(meta["sample_shape"])
             self.adapt_steps_ = int(meta.get("adapt_steps", 0))
+            self.unused_columns_ = np.zeros(self.sample_shape_[0], dtype=bool)
+            self.unused_columns_[meta.get("unused_columns", [])] = True
 
 
 register(MethodSpec("tl-corrected", "TL fitted on the earlier survey and fine-tuned on it corrected by the fresh "
