@@ -252,6 +252,25 @@ def test_help_texts_keep_units_and_extras_in_brackets():
     assert "x column [m]" in flat(runner.invoke(app, ["import", "csv", "--help"]).output)
     assert "receiver SNR [dB]" in flat(runner.invoke(app, ["simulate", "--help"]).output)
     assert "(the raytrace extra)" in flat(runner.invoke(app, ["twins", "--help"]).output)
+    assert "writes OUT/PROTOCOL.json" in flat(runner.invoke(app, ["evaluate", "--help"]).output)
+
+
+def test_no_help_text_holds_what_markdown_would_eat():
+    """Help is rendered as Markdown: `<name>` would vanish as an HTML tag (write NAME instead)."""
+    import re
+
+    import typer.main
+
+    def texts(command, path):
+        yield path, command.help or ""
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from texts(sub, f"{path} {name}")
+
+    eaten = [(where, text) for where, text in texts(typer.main.get_command(app), "xloc")
+             if re.search(r"<[A-Za-z_][A-Za-z_ -]*>", text)]
+    assert not eaten, eaten
 
 
 def test_the_command_line_starts_without_torch_pandas_or_matplotlib() -> None:

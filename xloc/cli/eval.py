@@ -52,13 +52,13 @@ def evaluate(
                                                 "session is the survey the later ones drifted from")] = False,
     root: Annotated[Path | None, typer.Option(help="p1: SODIndoorLoc folder")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default: a new "
-                                                                  "xloc-results/<name>-<time>)")]
+                                                                  "xloc-results/NAME-TIME)")]
     = None,
     append: Annotated[bool, typer.Option(help="Keep rows of other commits already in --out's result file")]
     = False,
 ) -> None:
-    """Run every applicable method under one protocol and print the leaderboard; writes <out>/<protocol>.json
-    (rows with provenance), .md and _cdf.png.
+    """Run every applicable method under one protocol and print the leaderboard; writes OUT/PROTOCOL.json
+    (rows with provenance), OUT/PROTOCOL.md and OUT/PROTOCOL_cdf.png.
 
     Example: xloc evaluate --data mine.h5 --method wknn --method maml-dg --k 10 --seeds 3   |   xloc evaluate
     --data drift.h5 --drift auto --method map-correct"""
