@@ -89,3 +89,13 @@ def test_cli_runs_the_drift_protocol_on_a_file_with_sessions(site, tmp_path):
         assert f"| {method} |" in text
     bad = CliRunner().invoke(app, ["evaluate", "--protocol", "p2", "--drift", "auto"])
     assert bad.exit_code != 0 and "--data" in bad.output
+
+
+def test_cli_drift_score_tells_drifted_from_fresh(site, tmp_path):
+    train, test = site
+    path = tmp_path / "site.h5"
+    save_fingerprints(path, {"train": train, "test": test})
+    result = CliRunner().invoke(app, ["drift-score", "--data", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "site0-t1" in line}
+    assert "│ no " in rows["site0-t1-none"] and "│ yes " in rows["site0-t1-device"], result.output

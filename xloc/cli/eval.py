@@ -210,6 +210,50 @@ def bench(
     console.print(f"report: {write_report(out, report_path)}; all protocols {time.perf_counter() - started:.0f} s")
 
 
+@app.command("drift-score")
+@friendly
+def drift_score_command(
+    data: Annotated[Path, typer.Option(help="An xloc .h5 file with the survey and the later collections")],
+    drift: Annotated[list[str] | None, typer.Option(help="STALE:NEW environment pairs (repeat); default 'auto' "
+                                                         "(site/collection attributes or sessions)")] = None,
+    sessions: Annotated[bool, typer.Option(help="Split each environment by session first")] = False,
+    split: Annotated[str, typer.Option(help="Split holding both collections (the later one is read unlabelled)")]
+    = "train",
+    alpha: Annotated[float, typer.Option(help="Significance level of 'drifted'")] = 0.01,
+) -> None:
+    """Has each later collection drifted from its survey? The MMD permutation score of its fingerprints (their
+    positions are not read) against the survey's, with the mean level shift [dB] and the APs gone or new.
+
+    Example: xloc drift-score --data drift.h5"""
+    from xloc.data.storage import load_fingerprints
+    from xloc.eval.protocols import drift_pairs, split_sessions
+    from xloc.features.drift_score import drift_score
+    from xloc.methods.knn import signal_features
+
+    fset = load_fingerprints(data, split)[split]
+    if sessions:
+        fset = split_sessions(fset)
+    pairs = drift_pairs(fset, None if not drift or list(drift) == ["auto"] else drift)
+    table = Table(title=f"drift score ({data.name}, split {split})")
+    for col in ("later collection", "survey", "scans", "z", "p", "drifted", "level shift [dB]", "APs gone", "APs new"):
+        table.add_column(escape(col), overflow="fold")
+    for later, stale in pairs.items():
+        old, new = fset[stale], fset[later]
+        survey, recent = (signal_features(fp.measurements, fp.environment.kind).reshape(len(fp), -1)
+                          for fp in (old, new))
+        if survey.shape[1] != recent.shape[1]:
+            raise typer.BadParameter(f"{stale!r} and {later!r} have different measurement shapes "
+                                     f"({survey.shape[1]} vs {recent.shape[1]} features)")
+        score = drift_score(survey, recent)
+        ids = new.environment.ap_ids if new.environment.kind == "rss" else None
+        table.add_row(escape(later), escape(stale), str(len(new)), f"{score.z:.1f}", f"{score.p_value:.3f}",
+                      "yes" if score.drifted(alpha) else "no",
+                      "–" if np.isnan(score.mean_shift_db) else f"{score.mean_shift_db:.1f}",
+                      escape(", ".join(ids[i] for i in score.gone)) if ids else str(len(score.gone)),
+                      escape(", ".join(ids[i] for i in score.new)) if ids else str(len(score.new)))
+    console.print(table)
+
+
 @app.command()
 @friendly
 def report(
