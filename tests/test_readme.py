@@ -38,7 +38,7 @@ ADDED = {
     "pretrain": ["--epochs", "1", "--param", "depth=1", "--param", "d_model=32", "--param", "d_ff=64"],
     "adapt": ["--steps", "3"],
     "finetune": ["--steps", "3"],
-    "evaluate": ["--k", "10", "--param", "maml-dg.iterations=3"],
+    "evaluate": ["--k", "10"],
 }
 
 
@@ -71,6 +71,8 @@ def test_readme_walkthrough_runs_in_order(tmp_path, monkeypatch):
             args = words[1:]
         if words[1] == "evaluate" and "--target" not in line and "--protocol" in line:
             args += ["--target", "SYL"]
+        if words[1] == "evaluate" and "maml-dg" in words:
+            args += ["--param", "maml-dg.iterations=3"]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"README line failed: xloc {' '.join(args)}\n{result.output}"
         ran += 1
