@@ -619,8 +619,11 @@ def create_app(db_url: str, models_dir: str | Path, *, base_models: dict[str, Pa
         except XlocError as exc:
             raise HTTPException(422, str(exc)) from None
         if recalibration:
-            purpose, _, _ = service.batch(env_id, str(body.recalibration_batch))
-            if purpose != "recalibration":
+            rows = service.db.query("SELECT purpose FROM batches WHERE environment_id = ? AND batch_id = ?",
+                                    (env_id, body.recalibration_batch))  # the purpose only, not the arrays
+            if not rows:
+                raise HTTPException(422, f"environment {env_id!r} has no batch {body.recalibration_batch!r}")
+            if rows[0][0] != "recalibration":
                 raise HTTPException(422, f"batch {body.recalibration_batch!r} is part of the survey; upload the fresh "
                                          "labelled points with purpose 'recalibration'")
             if service.serving_version(env_id) is None:
