@@ -25,7 +25,7 @@ def _mean(rows, method, k, target="all"):
 def test_rows_baselines_and_k0(site):
     train, test = site
     pairs = drift_pairs(train)
-    assert pairs == {"site0-t1-none": "site0-t0", "site0-t1-device": "site0-t0"}
+    assert pairs == {"site0-t1-none": ("site0-t0",), "site0-t1-device": ("site0-t0",)}
     result = run_drift(train, test, pairs, ["map-correct"], ks=(0, 10), seeds=(0, 1), dataset="d", progress=False)
     methods = {(r["method"], r["k"]) for r in result.rows}
     for base in DRIFT_BASELINES:
@@ -49,7 +49,11 @@ def test_drift_methods_are_refused_outside_the_drift_protocol(site):
 
 def test_pairs_by_name_and_by_session(site):
     train, _ = site
-    assert drift_pairs(train, ["site0-t0:site0-t1-device"]) == {"site0-t1-device": "site0-t0"}
+    assert drift_pairs(train, ["site0-t0:site0-t1-device"]) == {"site0-t1-device": ("site0-t0",)}
+    pooled = drift_pairs(train, ["site0-t0+site0-t1-none:site0-t1-device"])
+    assert pooled == {"site0-t1-device": ("site0-t0", "site0-t1-none")}
+    with pytest.raises(ConfigError, match="must differ"):
+        drift_pairs(train, ["site0-t0+site0-t1-device:site0-t1-device"])
     with pytest.raises(DataValidationError, match="no environment 'nope'"):
         drift_pairs(train, ["nope:site0-t0"])
     with pytest.raises(ConfigError, match="STALE:NEW"):
@@ -62,7 +66,7 @@ def test_pairs_by_name_and_by_session(site):
                         session=["2026-01"] * len(t0) + ["2026-06"] * len(t1))
     split = split_sessions(FingerprintSet([both]))
     assert list(split) == ["floor1@2026-01", "floor1@2026-06"]
-    assert drift_pairs(split) == {"floor1@2026-06": "floor1@2026-01"}
+    assert drift_pairs(split) == {"floor1@2026-06": ("floor1@2026-01",)}
 
 
 def test_cli_runs_the_drift_protocol_on_a_file_with_sessions(site, tmp_path):

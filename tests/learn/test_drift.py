@@ -78,3 +78,27 @@ def test_residual_spread_fades_away_from_the_fresh_points() -> None:
     fresh_pos = np.array([[0.0, 0.0]])
     spread = smooth_residuals(np.array([[4.0]]), fresh_pos, np.array([[0.0, 0.0], [2.0, 0.0], [30.0, 0.0]]), 3.0)
     assert spread[0, 0] == 2.0 and 0 < spread[1, 0] < 2.0 and abs(spread[2, 0]) < 1e-6
+
+
+def test_the_correction_is_kept_only_where_it_locates_the_held_out_fresh_points_better() -> None:
+    """A per-AP offset is what the correction models: it is kept at every site. Per-point changes with no per-AP
+    pattern (the CSI-image rooms' days) are what it cannot model: spreading them misleads, and map-correct falls
+    back to the stale survey pooled with the fresh points -- then it localizes exactly like wknn-pooled."""
+    kept, fallen_back = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        stale, pos = _site(rng)
+        survey = FingerprintSet([_fp("t0", stale, pos)])
+        idx = rng.choice(len(pos), 10, replace=False)
+        shifted = stale + rng.uniform(-10, 10, stale.shape[1])
+        kept.append(create("map-correct", 0).fit(survey).adapt(_fp("t1", shifted[idx], pos[idx])).chosen_map_)
+        scrambled = stale + rng.normal(0, 8, stale.shape)
+        model = create("map-correct", 0).fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
+        fallen_back.append(model.chosen_map_)
+        if model.chosen_map_ == "pooled":
+            pooled = create("wknn-pooled", 0).fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
+            np.testing.assert_allclose(model.predict(scrambled), pooled.predict(scrambled))
+    assert kept == ["corrected"] * 8
+    assert fallen_back.count("pooled") >= 6
+    unchecked = create("map-correct", 0, select=False).fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
+    assert unchecked.chosen_map_ == "corrected"

@@ -48,7 +48,7 @@ def test_check_localizer(name):
 
 @pytest.mark.parametrize("name", ["knn", "wknn", "wknn-stale", "wknn-pooled", "map-correct"])
 def test_check_localizer_on_csi(name):
-    assert get(name).kinds == ("rss", "csi")
+    assert get(name).kinds[:2] == ("rss", "csi")
     check_localizer(name, kind="csi")
 
 

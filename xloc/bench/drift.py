@@ -1,5 +1,7 @@
-"""The drift bench: the drift protocol on simulated RSS sites (every drift of :mod:`xloc.sim.drift`) and on the o2
-road's traffic conditions (CSI), and drift detection's ROC on the RSS sites.
+"""The drift bench: the drift protocol on simulated RSS sites (every drift of :mod:`xloc.sim.drift`), on the o2
+road's traffic conditions (CSI), on the CSI-image rooms' days (days 1-4 pooled as the survey of day 5) and on the
+ray-traced office's furniture days (the same, when the twin collection is generated), and drift detection's ROC on
+the RSS sites.
 
 Rows: ``protocol == "drift"`` (errors, as :func:`xloc.eval.protocols.run_drift` writes them) and ``protocol ==
 "drift-detect"`` (one row per drift kind and number of recent scans: the ROC AUC of the score against undrifted
@@ -15,24 +17,31 @@ import numpy as np
 
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
-from xloc.data.fingerprints import FingerprintSet
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.eval import protocols
 from xloc.eval.report import save_protocol_result, summary_table
 from xloc.eval.results import markdown_table
 from xloc.features.drift_score import drift_score, roc_auc
 from xloc.methods import get
 from xloc.sim.drift import DRIFT_KINDS, DriftConfig, simulate_drift_site
+from xloc.sim.impairments import add_awgn
 from xloc.sim.presets import simulate_scenario
 
 __all__ = ["run", "report", "PARTS"]
 
-PARTS = ("rss", "o2", "detect")
+PARTS = ("rss", "o2", "rooms", "office", "detect")
 #: The drift methods run beside the baselines.
 METHODS = ("map-correct", "tl-corrected")
 RSS_SITES = 3
 DETECT_SITES = 20
 DETECT_SCANS = (20, 60)
 O2_CONDITIONS = 5
+DATASETS = ("rss-sites", "o2-traffic", "csi-image-rooms", "rt-office")
+#: CSI images per room point and day (the MetaLoc bench's collection); days 1-4 are the survey of day 5
+ROOM_IMAGES = 8
+ROOM_DAYS = 5
+#: SNR [dB] of the ray-traced office's CSI (every day alike: the drift is the furniture, not the radio)
+OFFICE_SNR_DB = 25.0
 
 
 def _rss_sites(n_sites: int, kinds: tuple[str, ...], first_seed: int = 0) -> tuple[FingerprintSet, FingerprintSet]:
@@ -65,6 +74,45 @@ def _detect_rows(n_sites: int, scans: tuple[int, ...], log: Any) -> list[dict[st
     return rows
 
 
+def _days_pairs(days: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """Each site's last day -> its earlier days pooled (``days``: site -> its environment names in day order)."""
+    return {names[-1]: tuple(names[:-1]) for names in days.values()}
+
+
+def _room_data(quick: bool) -> tuple[FingerprintSet, FingerprintSet, dict[str, tuple[str, ...]]]:
+    from xloc.sim.csi_images import room_points
+
+    rooms, days = (("hall",), 3) if quick else (("hall", "lab"), ROOM_DAYS)
+    train, test, names = [], [], {}
+    for room in rooms:
+        points = room_points(room).shape[0]
+        per_point = 2 if quick else ROOM_IMAGES
+        train += list(simulate_scenario(room, points * per_point, 0, days=days).values())
+        test += list(simulate_scenario(room, points * 2, 0, days=days, split="test").values())
+        names[room] = [fp.name for fp in train if fp.environment.attrs.get("preset") == room]
+    fset = FingerprintSet(train)
+    return fset, FingerprintSet(test), _days_pairs(names)
+
+
+def _office_data(quick: bool) -> tuple[FingerprintSet, FingerprintSet, dict[str, tuple[str, ...]]] | None:
+    """The ray-traced office's days (train and test users differ per day), or None when it is not generated."""
+    from xloc.sim.rt_presets import load_twin, twins_dir
+
+    if not (twins_dir() / "office.h5").is_file():
+        return None
+    rng = np.random.default_rng([0, 81])
+    sets = []
+    for split in ("train", "test"):
+        days = list(load_twin("office", split).values())
+        if quick:
+            days = [fp.subset(np.arange(min(40, len(fp)))) for fp in days]
+        sets.append(FingerprintSet(
+            Fingerprints(fp.environment, add_awgn(fp.measurements, OFFICE_SNR_DB, rng), fp.positions_m, fp.point_ids,
+                         labels=fp.labels) for fp in days))
+    train, test = sets
+    return train, test, _days_pairs({"office": list(train)})
+
+
 def run(ctx: BenchContext) -> None:
     parts = ctx.select(PARTS)
     methods = ctx.methods or list(METHODS)
@@ -91,9 +139,26 @@ def run(ctx: BenchContext) -> None:
         train = simulate_scenario("o2", users, 0, conditions=conditions)
         test = simulate_scenario("o2", users // 3, 0, conditions=conditions, split="test")
         names = list(train)
-        pairs = {later: names[0] for later in names[1:]}
+        pairs: dict[str, tuple[str, ...]] = {later: (names[0],) for later in names[1:]}
         csi_methods = [m for m in methods if "csi" in get(m).kinds]  # tl-/agml-corrected are RSS methods
         result = protocols.run_drift(train, test, pairs, csi_methods, ks, ctx.seeds, dataset="o2-traffic")
+        rows += result.rows
+        save()
+    for part, dataset in (("rooms", "csi-image-rooms"), ("office", "rt-office")):
+        if part not in parts:
+            continue
+        data = _room_data(ctx.quick) if part == "rooms" else _office_data(ctx.quick)
+        if data is None:
+            if ctx.experiments and part in ctx.experiments:
+                from xloc.sim.rt_presets import load_twin
+
+                load_twin("office")  # the error says how to generate it
+            ctx.log("drift: the ray-traced office is not generated (make twins); its rows are left out")
+            continue
+        train, test, days = data
+        kind = next(iter(train.values())).environment.kind
+        result = protocols.run_drift(train, test, days, [m for m in methods if kind in get(m).kinds], ks,
+                                     ctx.seeds, dataset=dataset)
         rows += result.rows
         save()
     if "detect" in parts:
@@ -131,11 +196,11 @@ def report(doc: dict[str, Any], results: Path) -> str:
     rows = doc["rows"]
     parts = ["Mean error [m] ± std over seeds at k = 10 fresh labelled points per later collection (WKNN on the "
              "stale survey, on the fresh points, on both pooled; `map-correct` corrects the stale survey):", ""]
-    for dataset in ("rss-sites", "o2-traffic"):
+    for dataset in DATASETS:
         table = _by_drift_table(rows, dataset, 10)
         if table:
             parts += [f"**{dataset}**", "", table, ""]
-    for dataset in ("rss-sites", "o2-traffic"):
+    for dataset in DATASETS:
         mine = [r for r in rows if r.get("dataset") == dataset]
         if mine:
             parts += [f"{dataset}, averaged over its later collections, by k:", "", summary_table("drift", mine), ""]

@@ -46,8 +46,9 @@ def evaluate(
     coarse_error_m: Annotated[float | None, typer.Option(help="Coarse fix for the methods that need one (ALLoc): "
                                                               "truth + U[-l, l] m per axis")] = None,
     drift: Annotated[list[str] | None, typer.Option(help="--data: the drift protocol instead: STALE:NEW environment "
-                                                         "pairs (repeat), or 'auto' (site/collection attributes or "
-                                                         "sessions); k defaults to 0 5 10 20")] = None,
+                                                         "pairs (repeat; A+B:NEW pools earlier collections), or "
+                                                         "'auto' (site/collection attributes or sessions); k "
+                                                         "defaults to 0 5 10 20")] = None,
     sessions: Annotated[bool, typer.Option(help="--data: split each environment by session first; the first "
                                                 "session is the survey the later ones drifted from")] = False,
     root: Annotated[Path | None, typer.Option(help="p1: SODIndoorLoc folder")] = None,
@@ -214,7 +215,8 @@ def bench(
 @friendly
 def drift_score_command(
     data: Annotated[Path, typer.Option(help="An xloc .h5 file with the survey and the later collections")],
-    drift: Annotated[list[str] | None, typer.Option(help="STALE:NEW environment pairs (repeat); default 'auto' "
+    drift: Annotated[list[str] | None, typer.Option(help="STALE:NEW environment pairs (repeat; A+B:NEW pools "
+                                                         "earlier collections); default 'auto' "
                                                          "(site/collection attributes or sessions)")] = None,
     sessions: Annotated[bool, typer.Option(help="Split each environment by session first")] = False,
     split: Annotated[str, typer.Option(help="Split holding both collections (the later one is read unlabelled)")]
@@ -238,15 +240,18 @@ def drift_score_command(
     for col in ("later collection", "survey", "scans", "z", "p", "drifted", "level shift [dB]", "APs gone", "APs new"):
         table.add_column(escape(col), overflow="fold")
     for later, stale in pairs.items():
-        old, new = fset[stale], fset[later]
-        survey, recent = (signal_features(fp.measurements, fp.environment.kind).reshape(len(fp), -1)
-                          for fp in (old, new))
-        if survey.shape[1] != recent.shape[1]:
-            raise typer.BadParameter(f"{stale!r} and {later!r} have different measurement shapes "
-                                     f"({survey.shape[1]} vs {recent.shape[1]} features)")
+        new = fset[later]
+        recent = signal_features(new.measurements, new.environment.kind).reshape(len(new), -1)
+        old = [signal_features(fset[s].measurements, fset[s].environment.kind).reshape(len(fset[s]), -1)
+               for s in stale]
+        for name, features in zip(stale, old, strict=True):
+            if features.shape[1] != recent.shape[1]:
+                raise typer.BadParameter(f"{name!r} and {later!r} have different measurement shapes "
+                                         f"({features.shape[1]} vs {recent.shape[1]} features)")
+        survey = np.concatenate(old)
         score = drift_score(survey, recent)
         ids = new.environment.ap_ids if new.environment.kind == "rss" else None
-        table.add_row(escape(later), escape(stale), str(len(new)), f"{score.z:.1f}", f"{score.p_value:.3f}",
+        table.add_row(escape(later), escape("+".join(stale)), str(len(new)), f"{score.z:.1f}", f"{score.p_value:.3f}",
                       "yes" if score.drifted(alpha) else "no",
                       "–" if np.isnan(score.mean_shift_db) else f"{score.mean_shift_db:.1f}",
                       escape(", ".join(ids[i] for i in score.gone)) if ids else str(len(score.gone)),

@@ -12,14 +12,15 @@ follows its registered capabilities, and every method with that capability gets 
   with ``l = coarse_error_m``, drawn once per (seed, target) -- and a ``coarse-fix`` row scores that fix itself.
 
 Every run also scores the trivial answer of the setting, ``support-centroid`` (the mean position of the support
-set), and "all data" rows adapt WKNN (histogram KNN for CSI images) on the target's whole reference data.
+set), and "all data" rows adapt WKNN on the target's whole reference data (CSI images: on each AP's mean pixel per
+subcarrier, which beats MetaLoc's histogram-intersection KNN on them).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ P1_METHODS = ("knn", "wknn", "maml", "maml-ts", "maml-dg", "tl", "ri")
 P2_RS = (10, 20, 30, 40, 54)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 #: "All data" reference per data kind.
-ALL_DATA_METHOD = {"rss": "wknn", "csi": "wknn", "csi_image": "histogram-knn"}
+ALL_DATA_METHOD = "wknn"
 #: Rows that score a trivial answer, not a method.
 TRIVIAL_METHODS = ("support-centroid", "coarse-fix")
 #: What every drift run reports beside its methods: WKNN on the stale survey alone, on the fresh points alone, on
@@ -185,7 +186,7 @@ def run_leave_one_out(
 
     # k = None already adapts every method on the whole reference set: the "all data" row would repeat it
     all_data_reference = all_data_reference and None not in ks
-    run_methods = list(specs) + ([f"{ALL_DATA_METHOD[kind]}:all"] if all_data_reference else [])
+    run_methods = list(specs) + ([f"{ALL_DATA_METHOD}:all"] if all_data_reference else [])
     total = len(seeds) * len(targets) * len(run_methods)
     with progress_bar(f"{protocol}", total, enabled=progress) as bar:
         for seed in seeds:
@@ -373,34 +374,36 @@ def split_sessions(fset: FingerprintSet) -> FingerprintSet:
     return FingerprintSet(out)
 
 
-def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dict[str, str]:
-    """Later collection -> the same site's stale survey.
+def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Later collection -> the same site's stale survey (one or more earlier collections, pooled).
 
-    ``spec`` holds ``"STALE:NEW"`` environment names. Without it: environments whose ``attrs`` carry ``site`` and
-    ``collection`` (``t0`` the survey, anything else a later collection, as :func:`xloc.sim.drift.simulate_drift_site`
-    writes); else sessions split by :func:`split_sessions` (``<env>@<first session>`` is the survey of each later
-    ``<env>@<session>``).
+    ``spec`` holds ``"STALE:NEW"`` environment names; ``"DAY1+DAY2:DAY3"`` pools several earlier collections as
+    the survey. Without it: environments whose ``attrs`` carry ``site`` and ``collection`` (``t0`` the survey,
+    anything else a later collection, as :func:`xloc.sim.drift.simulate_drift_site` writes); else sessions split by
+    :func:`split_sessions` (``<env>@<first session>`` is the survey of each later ``<env>@<session>``).
     """
     names = list(train)
-    pairs: dict[str, str] = {}
+    pairs: dict[str, tuple[str, ...]] = {}
     if spec:
         for item in spec:
             stale, colon, new = item.partition(":")
-            if not colon or not stale or not new:
-                raise ConfigError(f"a drift pair is STALE:NEW (two environment names), got {item!r}")
-            for name in (stale, new):
+            surveys = tuple(stale.split("+"))
+            if not colon or not all(surveys) or not new:
+                raise ConfigError(f"a drift pair is STALE:NEW (environment names; STALE may pool several joined "
+                                  f"by '+'), got {item!r}")
+            for name in (*surveys, new):
                 if name not in train:
                     raise DataValidationError(f"no environment {name!r} for drift pair {item!r}; available: {names}")
-            if stale == new:
+            if new in surveys:
                 raise ConfigError(f"drift pair {item!r}: the stale survey and the new collection must differ")
-            pairs[new] = stale
+            pairs[new] = surveys
         return pairs
-    surveys = {fp.environment.attrs.get("site"): fp.name for fp in train.values()
-               if fp.environment.attrs.get("collection") == "t0"}
+    surveys_of = {fp.environment.attrs.get("site"): fp.name for fp in train.values()
+                  if fp.environment.attrs.get("collection") == "t0"}
     for fp in train.values():
         site = fp.environment.attrs.get("site")
-        if site in surveys and fp.environment.attrs.get("collection") not in (None, "t0"):
-            pairs[fp.name] = surveys[site]
+        if site in surveys_of and fp.environment.attrs.get("collection") not in (None, "t0"):
+            pairs[fp.name] = (surveys_of[site],)
     if pairs:
         return pairs
     by_env: dict[str, list[str]] = {}
@@ -410,7 +413,7 @@ def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dic
             by_env.setdefault(base, []).append(name)
     for group in by_env.values():
         for later in group[1:]:
-            pairs[later] = group[0]
+            pairs[later] = (group[0],)
     if not pairs:
         raise DataValidationError("no drift pairs: name them (--drift STALE:NEW), or give environments with several "
                                   "sessions, or site/collection attributes")
@@ -420,7 +423,7 @@ def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dic
 def run_drift(
     train: FingerprintSet,
     test: FingerprintSet,
-    pairs: dict[str, str],
+    pairs: Mapping[str, Sequence[str]],
     methods: Sequence[str],
     ks: Sequence[int | None] = DRIFT_KS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
@@ -431,13 +434,14 @@ def run_drift(
     progress: bool = True,
 ) -> ProtocolResult:
     """The drift protocol: for each later collection (a key of ``pairs``) a method is ``fit`` on the same site's
-    stale survey (its value) and ``adapt``-ed on ``k`` labelled points of the later collection, then tested on the
-    later collection's test data; k = 0 scores the methods that predict after ``fit``. The baselines
-    :data:`DRIFT_BASELINES` always run; ``wknn:all`` rows adapt WKNN on all of the later collection's points."""
+    stale survey (its value: earlier collections, pooled) and ``adapt``-ed on ``k`` labelled points of the later
+    collection, then tested on the later collection's test data; k = 0 scores the methods that predict after
+    ``fit``. The baselines :data:`DRIFT_BASELINES` always run; ``wknn:all`` rows adapt WKNN on all of the later
+    collection's points."""
     missing = [t for t in pairs if t not in test]
     if missing:
         raise DataValidationError(f"{dataset}: no test data for the later collection(s) {missing}")
     run = list(dict.fromkeys([*DRIFT_BASELINES, *methods]))
     return run_leave_one_out("drift", dataset, lambda seed: (train, test), run, ks, seeds, targets=list(pairs),
                              steps=steps, params=params, progress=progress,
-                             sources_of=lambda data, target: FingerprintSet([data[pairs[target]]]))
+                             sources_of=lambda data, target: FingerprintSet(data[s] for s in pairs[target]))

@@ -54,7 +54,7 @@ def _errors_m(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def problem(kind: str, drift: bool = False) -> Problem:
     """The small problem of ``kind`` (cached per process); ``drift``: the sources are the target site's earlier
     survey (RSS: a simulated site after every drift of :mod:`xloc.sim.drift`; CSI: the o2 road under another
-    traffic condition)."""
+    traffic condition; CSI images: the lab room's first two days as the survey of its third)."""
     if drift:
         return _drift_problem(kind)
     if kind == "rss":
@@ -109,6 +109,11 @@ def _drift_problem(kind: str) -> Problem:
         sources, reference = FingerprintSet([train[first]]), train[second]
         test = simulate_scenario("o2", 80, 0, conditions=2, split="test")[second]
         support = reference.sample_points(60, np.random.default_rng(0))
+    elif kind == "csi_image":
+        # the lab room's first two days are the survey of its third (furniture and people moved)
+        days = problem("csi_image")
+        sources, test, reference = days.sources, days.test, days.support  # 3 images of each of the day's 90 points
+        support = reference.sample_points(25, np.random.default_rng(0))
     else:
         raise ConfigError(f"no drift check problem for kind {kind!r}")
     rest = np.flatnonzero(~np.isin(reference.point_ids, np.unique(support.point_ids)))
@@ -125,8 +130,8 @@ class CheckReport:
     trivial_m: dict[str, float]
 
 
-def _other_kind(accepted: tuple[str, ...]) -> Fingerprints:
-    """A tiny environment of a kind the method does not accept."""
+def _other_kind(accepted: tuple[str, ...]) -> Fingerprints | None:
+    """A tiny environment of a kind the method does not accept (None: it accepts every kind)."""
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 5, (4, 2))
     if "rss" not in accepted:
@@ -135,8 +140,10 @@ def _other_kind(accepted: tuple[str, ...]) -> Fingerprints:
     if "csi_image" not in accepted:
         return Fingerprints(EnvironmentMeta("other-kind", "csi_image", ("AP1",)),
                             rng.random((4, 3, 5, 6)).astype(np.float32), pos, np.arange(4))
-    csi = (rng.normal(size=(4, 1, 2, 3)) + 1j * rng.normal(size=(4, 1, 2, 3))).astype(np.complex64)
-    return Fingerprints(EnvironmentMeta("other-kind", "csi", ("BS1",)), csi, pos, np.arange(4))
+    if "csi" not in accepted:
+        csi = (rng.normal(size=(4, 1, 2, 3)) + 1j * rng.normal(size=(4, 1, 2, 3))).astype(np.complex64)
+        return Fingerprints(EnvironmentMeta("other-kind", "csi", ("BS1",)), csi, pos, np.arange(4))
+    return None
 
 
 def _predict(model: Estimator, spec: MethodSpec, x: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
@@ -221,7 +228,9 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
 
     # --- bad data at the boundary
     other = _other_kind(spec.kinds)
-    _expect(DataKindError, f"{name}: wrong data kind", lambda: fitted.adapt(other), name, other.environment.kind)
+    if other is not None:
+        _expect(DataKindError, f"{name}: wrong data kind", lambda: fitted.adapt(other), name,
+                other.environment.kind)
     _expect(DataValidationError, f"{name}: wrong measurement shape",
             lambda: _predict(adapted, spec, x_test[..., :1], coarse))
     bad = np.array(x_test[:3], copy=True)

@@ -5,7 +5,9 @@ labelled points (the drift protocol, :func:`xloc.eval.protocols.run_drift`).
   does nothing;
 * ``wknn-pooled``: WKNN on the stale survey and the fresh points pooled;
 * ``map-correct``: WKNN on the stale survey corrected per AP by what the fresh points measure
-  (:mod:`xloc.learn.drift`), with the fresh points in the map.
+  (:mod:`xloc.learn.drift`), with the fresh points in the map -- kept only if it locates the fresh points, each
+  left out of the correction in turn, at least as well as the pooled map does (else the pooled map: a change with
+  no per-AP pattern, like a room's multipath re-drawn, is one the correction cannot model).
 
 WKNN on the fresh points alone is the registered ``wknn``. The stale map is one entry per reference point: the
 mean of its heard samples, "not heard" where fewer than half of them heard the AP. Columns are matched by AP id,
@@ -25,7 +27,13 @@ from xloc.baselines.knn import KNNLocalizer
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 from xloc.learn.base import Estimator
-from xloc.learn.drift import fit_map_correction, interpolate_map, merge_fresh_points, smooth_residuals
+from xloc.learn.drift import (
+    MapCorrection,
+    fit_map_correction,
+    interpolate_map,
+    merge_fresh_points,
+    smooth_residuals,
+)
 from xloc.methods.knn import signal_features
 from xloc.methods.registry import Capabilities, MethodSpec, get, load_model, register
 
@@ -54,11 +62,16 @@ class DriftKNNConfig:
     gone_level_dbm: float = -80.0
     #: length [m] over which what the per-AP correction leaves at the fresh points is spread (0: not spread)
     residual_length_m: float = 3.0
+    #: keep the correction only if it locates the fresh points, each left out in turn, at least as well as the
+    #: stale survey pooled with them; else use that pooled map
+    select: bool = True
+    #: fresh points needed for that choice (fewer: the correction is kept)
+    min_select_points: int = 5
 
     def __post_init__(self) -> None:
         if self.mode not in DRIFT_MODES:
             raise DataValidationError(f"mode must be one of {DRIFT_MODES}, got {self.mode!r}")
-        for name in ("k", "neighbours", "min_pairs_affine"):
+        for name in ("k", "neighbours", "min_pairs_affine", "min_select_points"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise DataValidationError(f"{name} must be an integer >= 1, got {value!r}")
@@ -82,18 +95,21 @@ def _point_map(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _columns(fp: Fingerprints) -> tuple[str, ...]:
-    """Feature column ids: the AP ids for RSS; for CSI, one block of features per BS."""
+    """Feature column ids: the AP ids for RSS; for CSI images one block per AP; for CSI one block of angle-delay
+    magnitudes per BS and the sample's mean power (:func:`xloc.features.csi.angle_delay_features`)."""
     if fp.environment.kind == "rss":
         return fp.environment.ap_ids
-    width = signal_features(fp.measurements[:1], fp.environment.kind).size // len(fp.environment.ap_ids)
-    return tuple(f"{ap}#{i}" for ap in fp.environment.ap_ids for i in range(width))
+    size = signal_features(fp.measurements[:1], fp.environment.kind).size
+    power = ("power",) if fp.environment.kind == "csi" else ()
+    width = (size - len(power)) // len(fp.environment.ap_ids)
+    return tuple(f"{ap}#{i}" for ap in fp.environment.ap_ids for i in range(width)) + power
 
 
 class DriftKNN(Estimator):
     """WKNN on a site's stale survey, pooled with or corrected by a few fresh labelled points."""
 
     Config = DriftKNNConfig
-    kinds = ("rss", "csi")
+    kinds = ("rss", "csi", "csi_image")
 
     def fit(self, sources: FingerprintSet | None = None) -> DriftKNN:
         """Store the stale survey (several environments are pooled, columns matched by id)."""
@@ -152,25 +168,58 @@ class DriftKNN(Estimator):
         stale_pos, fresh_pos = self.stale_positions_m_[:, :dims], fresh_pos[:, :dims]
         used = ~np.isnan(stale).all(0)  # a column the stale survey never heard (a new AP) stays out of distances
         cfg = self.config
-        correction = None
+        correction, chosen = None, cfg.mode
         if cfg.mode == "stale":
             values, positions = stale, stale_pos
         elif cfg.mode == "pooled":
             values, positions = np.concatenate([stale, fresh]), np.concatenate([stale_pos, fresh_pos])
         else:
-            at_fresh = interpolate_map(stale, stale_pos, fresh_pos, cfg.neighbours)
-            correction = fit_map_correction(
-                at_fresh, fresh, min_pairs_affine=cfg.min_pairs_affine, min_spread=cfg.min_spread_db,
-                gone_level=cfg.gone_level_dbm if kind == "rss" else np.inf)
-            corrected = correction.apply(stale)
-            if cfg.residual_length_m > 0:
-                left = fresh - interpolate_map(corrected, stale_pos, fresh_pos, cfg.neighbours)
-                corrected = corrected + smooth_residuals(left, fresh_pos, stale_pos, cfg.residual_length_m)
-            values, positions = merge_fresh_points(corrected, stale_pos, fresh, fresh_pos)
-            used &= ~correction.gone
-        new = self._adapted_copy(sample_shape_=support.measurements.shape[1:], correction_=correction)
+            values, positions, correction = self._corrected_map(stale, stale_pos, fresh, fresh_pos, kind)
+            chosen = "corrected"
+            if cfg.select and len(fresh) >= cfg.min_select_points:
+                chosen = self._choose_by_held_out_points(stale, stale_pos, fresh, fresh_pos, kind, used)
+            if chosen == "pooled":
+                values, positions = np.concatenate([stale, fresh]), np.concatenate([stale_pos, fresh_pos])
+            else:
+                used &= ~correction.gone
+        new = self._adapted_copy(sample_shape_=support.measurements.shape[1:], correction_=correction,
+                                 chosen_map_=chosen)
         new._set_engine(values, positions, used)
         return new
+
+    def _corrected_map(self, stale: np.ndarray, stale_pos: np.ndarray, fresh: np.ndarray, fresh_pos: np.ndarray,
+                       kind: str) -> tuple[np.ndarray, np.ndarray, MapCorrection]:
+        """The stale map corrected per feature by the fresh points, residuals spread, the fresh points in it."""
+        cfg = self.config
+        at_fresh = interpolate_map(stale, stale_pos, fresh_pos, cfg.neighbours)
+        correction = fit_map_correction(
+            at_fresh, fresh, min_pairs_affine=cfg.min_pairs_affine, min_spread=cfg.min_spread_db,
+            gone_level=cfg.gone_level_dbm if kind == "rss" else np.inf)
+        corrected = correction.apply(stale)
+        if cfg.residual_length_m > 0:
+            left = fresh - interpolate_map(corrected, stale_pos, fresh_pos, cfg.neighbours)
+            corrected = corrected + smooth_residuals(left, fresh_pos, stale_pos, cfg.residual_length_m)
+        values, positions = merge_fresh_points(corrected, stale_pos, fresh, fresh_pos)
+        return values, positions, correction
+
+    def _choose_by_held_out_points(self, stale: np.ndarray, stale_pos: np.ndarray, fresh: np.ndarray,
+                                   fresh_pos: np.ndarray, kind: str, used: np.ndarray) -> str:
+        """``"corrected"`` or ``"pooled"``: the map that locates each fresh point better when it is left out of the
+        correction (leave-one-out over the fresh points; ties keep the correction)."""
+        cfg = self.config
+        errors: dict[str, list[float]] = {"corrected": [], "pooled": []}
+        for i in range(len(fresh)):
+            rest = np.arange(len(fresh)) != i
+            values, positions, correction = self._corrected_map(stale, stale_pos, fresh[rest], fresh_pos[rest], kind)
+            maps = {"corrected": (values, positions, used & ~correction.gone),
+                    "pooled": (np.concatenate([stale, fresh[rest]]), np.concatenate([stale_pos, fresh_pos[rest]]),
+                               used)}
+            for name, (v, p, cols) in maps.items():
+                engine = KNNLocalizer(int(cfg.k), weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
+                    .fit_arrays(np.where(np.isnan(v[:, cols]), cfg.floor_dbm, v[:, cols]).astype(np.float32), p)
+                guess = engine.predict(fresh[i:i + 1, cols])
+                errors[name].append(float(np.linalg.norm(guess[0, :2] - fresh_pos[i, :2])))
+        return "corrected" if np.mean(errors["corrected"]) <= np.mean(errors["pooled"]) else "pooled"
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
@@ -189,7 +238,8 @@ class DriftKNN(Estimator):
         tensors["used_columns"] = torch.from_numpy(self.used_columns_.astype(np.uint8))
         meta = {"data_kind": self.data_kind_, "stale_columns": list(self.stale_columns_),
                 "stale_sample_shape": list(self.stale_sample_shape_),
-                "sample_shape": list(self.sample_shape_) if self.is_adapted else None}
+                "sample_shape": list(self.sample_shape_) if self.is_adapted else None,
+                "chosen_map": getattr(self, "chosen_map_", None)}
         return tensors, meta, {}
 
     def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
@@ -201,17 +251,20 @@ class DriftKNN(Estimator):
         self.stale_sample_shape_ = tuple(meta["stale_sample_shape"])
         if meta.get("sample_shape") is not None:
             self.sample_shape_ = tuple(meta["sample_shape"])
+            self.chosen_map_ = meta.get("chosen_map") or self.config.mode
         self._set_engine(tensors["map"].numpy(), tensors["map_positions_m"].numpy(),
                          tensors["used_columns"].numpy().astype(bool))
 
 
 _DRIFT = Capabilities(trains_on_sources=True, predicts_after_fit=True, stale_survey=True)
 register(MethodSpec("wknn-stale", "WKNN on the site's earlier survey alone (drift baseline: the fresh points "
-                    "are ignored)", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "stale"}, "drift protocol"))
+                    "are ignored)", DriftKNN, ("rss", "csi", "csi_image"), _DRIFT, {"mode": "stale"},
+                    "drift protocol"))
 register(MethodSpec("wknn-pooled", "WKNN on the site's earlier survey pooled with the fresh labelled points "
-                    "(drift baseline)", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "pooled"}, "drift protocol"))
+                    "(drift baseline)", DriftKNN, ("rss", "csi", "csi_image"), _DRIFT, {"mode": "pooled"},
+                    "drift protocol"))
 register(MethodSpec("map-correct", "WKNN on the earlier survey corrected per AP (gain, offset, gone APs) by the "
-                    "fresh labelled points", DriftKNN, ("rss", "csi"), _DRIFT, {"mode": "corrected"},
+                    "fresh labelled points", DriftKNN, ("rss", "csi", "csi_image"), _DRIFT, {"mode": "corrected"},
                     "drift protocol"))
 
 
@@ -259,7 +312,8 @@ class CorrectedSupport(Estimator):
     def fit(self, sources: FingerprintSet | None = None) -> CorrectedSupport:
         """Fit the map correction's stale map and the inner method on the stale survey."""
         self._check_kind(sources, "source")
-        map_model = get("map-correct").create(0).fit(sources)
+        # the corrected map always (map-correct's choice of the pooled map is judged by WKNN, not by the inner model)
+        map_model = get("map-correct").create(0, select=False).fit(sources)
         assert isinstance(map_model, DriftKNN)
         self.map_model_ = map_model
         inner = self._inner()

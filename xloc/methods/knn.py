@@ -1,5 +1,6 @@
-"""KNN and WKNN in signal space (rss: dBm, not heard at the floor; csi: angle-delay magnitudes) and histogram-
-intersection KNN on CSI images: nothing is learned across environments; ``adapt`` stores the radio map."""
+"""KNN and WKNN in signal space (rss: dBm, not heard at the floor; csi: angle-delay magnitudes; CSI images: the
+packets' mean pixel per AP and subcarrier) and histogram-intersection KNN on CSI images: nothing is learned across
+environments; ``adapt`` stores the radio map."""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ __all__ = ["KNN", "HistogramKNNEstimator", "signal_features"]
 
 
 def signal_features(measurements: np.ndarray, kind: str) -> np.ndarray:
-    """The vectors KNN compares: RSS [dBm] as given (NaN = not heard), CSI as angle-delay magnitudes."""
+    """The vectors KNN compares: RSS [dBm] as given (NaN = not heard), CSI as angle-delay magnitudes, CSI images
+    ``(N, AP, packets, subcarriers)`` as each AP's mean pixel per subcarrier over the packets ``(N, AP * subcarriers)``
+    (pixels are the amplitude in dB, scaled: the mean keeps the static channel and averages out the people moving)."""
     if kind == "csi":
         return vector_features(np.asarray(measurements), "angle_delay").astype(np.float64)
+    if kind == "csi_image":
+        images = np.asarray(measurements, dtype=np.float64)
+        return images.mean(axis=2).reshape(len(images), -1)
     return np.asarray(measurements, dtype=np.float64)
 
 
@@ -52,7 +58,7 @@ class KNN(Estimator):
     """KNN / WKNN fitted per environment on the support set it is adapted to."""
 
     Config = KNNConfig
-    kinds = ("rss", "csi")
+    kinds = ("rss", "csi", "csi_image")
 
     def fit(self, sources: FingerprintSet | None = None, positions_m: Any = None) -> KNN:
         """Nothing is learned across environments (the sources' kind is still checked)."""
@@ -156,9 +162,11 @@ def _image_support(images: np.ndarray, positions_m: np.ndarray, point_ids: np.nd
 
 
 _NO_TRAINING = Capabilities(trains_on_sources=False)
-register(MethodSpec("knn", "KNN in signal space, K = 5 (MetaLoc IV-C); CSI: angle-delay magnitudes", KNN,
-                    ("rss", "csi"), _NO_TRAINING, {"weighted": False}, "metaloc_jsac2023 IV-C"))
-register(MethodSpec("wknn", "inverse-distance weighted KNN, K = 5; CSI: angle-delay magnitudes", KNN,
-                    ("rss", "csi"), _NO_TRAINING, {"weighted": True}, "metaloc_jsac2023 IV-C"))
+register(MethodSpec("knn", "KNN in signal space, K = 5 (MetaLoc IV-C); CSI: angle-delay magnitudes; CSI images: "
+                    "mean pixel per AP and subcarrier", KNN, ("rss", "csi", "csi_image"), _NO_TRAINING,
+                    {"weighted": False}, "metaloc_jsac2023 IV-C"))
+register(MethodSpec("wknn", "inverse-distance weighted KNN, K = 5; CSI: angle-delay magnitudes; CSI images: mean "
+                    "pixel per AP and subcarrier", KNN, ("rss", "csi", "csi_image"), _NO_TRAINING,
+                    {"weighted": True}, "metaloc_jsac2023 IV-C"))
 register(MethodSpec("histogram-knn", "KNN on CSI images by histogram intersection (MetaLoc eq. 2)",
                     HistogramKNNEstimator, ("csi_image",), _NO_TRAINING, {}, "metaloc_jsac2023 eq. 2"))
