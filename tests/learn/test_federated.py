@@ -80,13 +80,66 @@ def test_leak_check_finds_a_raw_fingerprint(rss_file):
 
     _, fs = rss_file
     env = fs["env0"]
-    row = torch.from_numpy(np.asarray(env.measurements[3], dtype=np.float32))
-    leaking = RecordDict({"arrays": to_arrays({"net.0.bias": torch.cat([torch.zeros(2), row])})})
-    assert leaks(leaking, env) == ["arrays/net.0.bias holds raw data (8 values)"]
-    positions = torch.from_numpy(np.asarray(env.positions_m[5:8, :2], dtype=np.float32)).ravel()
-    assert leaks(RecordDict({"arrays": to_arrays({"x": positions})}), env) == \
-        ["arrays/x holds raw data (6 values)"]
-    assert leaks(RecordDict({"arrays": to_arrays({"net.0.bias": torch.randn(16)})}), env) == []
+
+    def check(values) -> list[str]:
+        return leaks(RecordDict({"arrays": to_arrays({"net.0.bias": torch.as_tensor(values, dtype=torch.float32)})}),
+                     env)
+
+    row = np.asarray(env.measurements[3], dtype=np.float64)
+    assert check(np.r_[0.0, 0.0, row]) == ["arrays/net.0.bias holds raw data (fingerprint values, up to scale and "
+                                           "offset, at 2)"]
+    # a planted rescaled, shifted or negated row is caught as well (what a model's input normalisation does)
+    assert len(check(np.r_[np.zeros(5), (row + 105.0) / 105.0])) == 1
+    assert len(check(np.r_[-0.5 * row + 3.0, np.ones(3)])) == 1
+    positions = np.asarray(env.positions_m[5:8, :2], dtype=np.float64)
+    assert check(positions.ravel()) == ["arrays/net.0.bias holds raw data (positions, at 0)"]
+    # two positions anywhere in the file, not consecutive, off by less than the tolerance
+    pair = np.asarray(env.positions_m[[9, 2], :2], dtype=np.float64).ravel() + 0.004
+    assert check(np.r_[0.1, pair, -0.2]) == ["arrays/net.0.bias holds raw data (positions, at 1)"]
+    # what a client legitimately sends: weights, their gradients -- none flagged
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(0, 0.1, 20_000), rng.normal(0, 1.0, 20_000), np.zeros(64), np.arange(50.0)):
+        assert check(values) == [], values[:4]
+
+
+def test_leak_check_finds_a_run_of_columns_of_a_wide_fingerprint():
+    _need_flwr()
+    from flwr.app import RecordDict
+
+    env, _ = simulate_pathloss_environment(PathLossConfig(family="a", n_aps=60, n_test_points=10), seed=5)
+    row = np.asarray(env.measurements[7], dtype=np.float64)
+    heard = np.where(np.isnan(row), -105.0, row)
+    for lo in (0, 13, 40):
+        run = heard[lo:lo + 15]  # any 15 consecutive columns hold an aligned block of 8
+        if np.unique(run).size < 12:
+            continue
+        values = np.r_[np.full(3, 0.01), 2.0 * run - 7.0]
+        found = leaks(RecordDict({"arrays": to_arrays({"w": torch.as_tensor(values, dtype=torch.float32)})}), env)
+        assert len(found) == 1 and "fingerprint values" in found[0], (lo, found)
+
+
+def test_leak_check_does_not_flag_relu_gradients_against_sparse_fingerprints():
+    """A real building hears a quarter of its APs at a point; a ReLU network's gradient rows are mostly zeros with
+    a few positive values -- they once matched mostly unheard blocks (28 false findings on SODIndoorLoc)."""
+    _need_flwr()
+    from flwr.app import RecordDict
+
+    from xloc.data.environment import EnvironmentMeta
+    from xloc.data.fingerprints import Fingerprints
+
+    rng = np.random.default_rng(2)
+    n, n_aps = 2000, 160
+    rss = np.where(rng.random((n, n_aps)) < 0.25, rng.uniform(-95, -40, (n, n_aps)).round(), np.nan)
+    env = Fingerprints(EnvironmentMeta("sparse", "rss", tuple(f"AP{i}" for i in range(n_aps))),
+                       rss.astype(np.float32), rng.uniform(0, 50, (n, 2)), np.arange(n))
+    hidden = np.maximum(rng.normal(size=(2000, 64)), 0.0) * (rng.random((2000, 64)) < 0.3)
+    gradients = (rng.normal(size=(2000, 1)) * hidden).ravel()
+    assert leaks(RecordDict({"arrays": to_arrays({"g": torch.as_tensor(gradients, dtype=torch.float32)})}), env) == []
+    # while a row of it, normalised as a model input, is still caught
+    row = np.where(np.isnan(rss[11]), -105.0, rss[11])
+    found = leaks(RecordDict({"arrays": to_arrays({"x": torch.as_tensor((row + 105) / 105, dtype=torch.float32)})}),
+                  env)
+    assert len(found) == 1 and "fingerprint values" in found[0]
 
 
 def test_simulation_maml_ts_equals_centralised_and_sends_only_scalars_back(rss_file, tmp_path):

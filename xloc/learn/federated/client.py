@@ -17,7 +17,7 @@ from xloc.data.fingerprints import Fingerprints
 from xloc.data.storage import load_fingerprints
 from xloc.errors import DataValidationError
 from xloc.learn import maml
-from xloc.learn.federated.audit import leaks, records
+from xloc.learn.federated.audit import RawSignatures, leaks, raw_signatures, records
 from xloc.learn.federated.protocol import FederatedRun, require_flwr, run_of, to_arrays, to_tensors
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, _mse, mmd_to_reference
 from xloc.learn.rss_tasks import RSSTaskSampler
@@ -30,6 +30,7 @@ class _ClientState:
     env: Fingerprints
     sampler: RSSTaskSampler
     template: MetaLoc
+    signatures: RawSignatures | None = None  # the leak check's view of env, made at the first audited reply
 
 
 _STATES: dict[tuple[str, str, str], _ClientState] = {}
@@ -155,8 +156,11 @@ def audit_mod(msg: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> A
     run = run_of(msg)
     if run.audit_dir and reply.has_content():
         st = _state(context, run)
+        if st.signatures is None:
+            st.signatures = raw_signatures(st.env)
         entry = {"environment": st.env.name, "type": msg.metadata.message_type, "in": records(msg),
-                 "out": records(reply), "leaks": leaks(reply.content, st.env), "seconds": round(seconds, 4),
+                 "out": records(reply), "leaks": leaks(reply.content, st.env, st.signatures),
+                 "seconds": round(seconds, 4),
                  "pid": os.getpid(), "at": time.time()}
         Path(run.audit_dir).mkdir(parents=True, exist_ok=True)
         with open(Path(run.audit_dir) / f"client-{st.env.name}.jsonl", "a") as f:
