@@ -179,15 +179,73 @@ def test_simulation_maml_dg_equals_centralised(rss_file, tmp_path):
 
 
 def test_loopback_processes_maml_dg_equal_centralised(rss_file, tmp_path):
-    """A SuperLink and three SuperNodes as real processes on 127.0.0.1, each node told only its environment."""
+    """A SuperLink and three SuperNodes as real processes on 127.0.0.1, each node told only its environment and
+    served by one long-lived ClientApp process (xloc.learn.federated.worker) behind a short-poll SuperNode."""
     _need_flwr()
     path, fs = rss_file
-    # one meta-iteration: every SuperNode starts a ClientApp process per message (Flower's subprocess isolation),
-    # seconds each on two cores; the protocol is the same at any iteration count (the simulation tests run 3)
+    # one meta-iteration: Flower's HTTP path still takes seconds per message here; the protocol is the same at any
+    # iteration count (the simulation tests run 3)
     hyper = {**HYPER, "iterations": 1}
     run = FederatedRun("maml-dg", ENVS, str(path), str(tmp_path / "loop"), hyper, audit_dir=str(tmp_path / "audit"))
     federated.run_loopback(run, port=18700)
     _assert_same_params(MetaLoc("maml-dg", **hyper).fit(fs), tmp_path / "loop" / "model")
     entries = read_audit(run.audit_dir)
-    assert len({e["pid"] for e in entries}) > 1  # the clients ran in processes of their own
+    pids = {e["environment"]: set() for e in entries}
+    for e in entries:
+        pids[e["environment"]].add(e["pid"])
+    # the clients ran in processes of their own, one per client for all its messages
+    assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == len(ENVS), pids
     _assert_no_raw_data(run.audit_dir, {"query.hello", "train.dg_inner", "train.dg_outer", "evaluate.val"})
+
+
+class _Grid:
+    """A stand-in for Flower's Grid: nodes 1-3 hold env0-env2; the nodes in ``silent`` never answer."""
+
+    def __init__(self, silent: set[int]) -> None:
+        self.silent, self.sent = silent, {}
+
+    def get_node_ids(self):
+        return [1, 2, 3]
+
+    def push_messages(self, messages):
+        ids = []
+        for m in messages:
+            ids.append(f"m{len(self.sent)}")
+            self.sent[ids[-1]] = m
+        return ids
+
+    def pull_messages(self, ids):
+        from types import SimpleNamespace
+
+        from flwr.app import ConfigRecord
+
+        out = []
+        for i in list(ids):
+            node = self.sent[i].metadata.dst_node_id
+            if node not in self.silent:
+                out.append(SimpleNamespace(
+                    metadata=SimpleNamespace(reply_to_message_id=i, src_node_id=node), has_error=lambda: False,
+                    content={"config": ConfigRecord({"environment": f"env{node - 1}"})}))
+        return out
+
+
+def test_a_client_that_never_answers_stops_the_run_naming_it(monkeypatch):
+    _need_flwr()
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from xloc.learn.federated.server import _Federation
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # Flower messages are made inside a run (by node 0: the server)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+    run = FederatedRun("maml-dg", ENVS, "x.h5", "out", reply_timeout_s=0.3)
+    grid = _Grid(silent=set())
+    fed = _Federation(grid, run)
+    assert fed.node_of == {"env0": 1, "env1": 2, "env2": 3}
+    grid.silent = {3}
+    assert set(fed.ask([(1, "query.hello", {}, None), (2, "query.hello", {}, None)])) == {1, 2}
+    with pytest.raises(DataValidationError, match=r"no reply within 0.3 s from client\(s\) env2"):
+        fed.ask([(2, "query.hello", {}, None), (3, "query.hello", {}, None)])
+    with pytest.raises(DataValidationError, match="reply_timeout_s"):
+        FederatedRun("maml-dg", ENVS, "x.h5", "out", reply_timeout_s=0)

@@ -100,6 +100,13 @@ def federated(
     support_env: Annotated[str | None, typer.Option(help="MAML-TS: the new environment's name in --support")]
     = None,
     port: Annotated[int, typer.Option(help="loopback: the SuperLink's port (SuperNodes use port+10...)")] = 18000,
+    client_apps: Annotated[str, typer.Option(help="loopback: long-lived (one ClientApp process per client for all "
+                                                  "its messages) or per-message (Flower's default)")]
+    = "long-lived",
+    supernode_poll_s: Annotated[float | None, typer.Option(help="loopback: cap [s] on the SuperNodes' idle waits "
+                                                                "(Flower's own: 3 s; 0 keeps it)")] = 0.02,
+    reply_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for a client's reply before the run "
+                                                        "stops, naming the client")] = 600.0,
     seed: Annotated[int, typer.Option(help="Seed (same seed and schedule = the centralised result)")] = 0,
 ) -> None:
     """MetaLoc's privacy-preserving paradigm on Flower (extra xloc-federated): every environment is a client that
@@ -115,8 +122,9 @@ def federated(
     hyper: dict[str, Any] = {"seed": seed, **({} if iterations is None else {"iterations": iterations})}
     run = FederatedRun(paradigm, names, str(data.resolve()), str(out.resolve()), hyper, split=split,
                        support=None if support is None else str(support.resolve()), support_env=support_env,
-                       audit_dir=str((out / "audit").resolve()))
-    result = run_simulation_mode(run) if mode == "simulation" else run_loopback(run, port=port)
+                       audit_dir=str((out / "audit").resolve()), reply_timeout_s=reply_timeout_s)
+    result = run_simulation_mode(run) if mode == "simulation" else run_loopback(
+        run, port=port, client_apps=client_apps, supernode_poll_s=supernode_poll_s or None)
     audit = read_audit(out / "audit")
     leaks = [leak for e in audit for leak in e["leaks"]]
     console.print(f"{paradigm} over {len(names)} Flower clients ({mode}): {result['messages']} messages, "

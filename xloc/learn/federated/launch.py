@@ -16,7 +16,7 @@ from xloc.learn.federated.client import clear_states, make_client_app
 from xloc.learn.federated.protocol import INSTALL_HINT, FederatedRun, require_flwr
 from xloc.learn.federated.server import make_server_app
 
-__all__ = ["run_simulation_mode", "run_loopback", "write_flower_app"]
+__all__ = ["run_simulation_mode", "run_loopback", "write_flower_app", "CLIENT_APPS"]
 
 
 def run_simulation_mode(run: FederatedRun, *, verbose: bool = False) -> dict[str, Any]:
@@ -69,11 +69,22 @@ xloc_run = {json.dumps(json.dumps(asdict(run)))}
     return path
 
 
+CLIENT_APPS = ("long-lived", "per-message")
+
+
 def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900.0,
-                 data_of: dict[str, str] | None = None) -> dict[str, Any]:
+                 data_of: dict[str, str] | None = None, client_apps: str = "long-lived",
+                 supernode_poll_s: float | None = 0.02) -> dict[str, Any]:
     """Real processes on this machine: one SuperLink (``port``), one SuperNode per environment (each told only
     its environment and data file, ``data_of[env]`` or ``run.data``), then ``flwr run`` of the app. Everything
-    runs insecure on 127.0.0.1 and is stopped at the end; logs go to ``run.out/logs``."""
+    runs insecure on 127.0.0.1 and is stopped at the end; logs go to ``run.out/logs``.
+
+    ``client_apps``: ``"long-lived"`` runs each SuperNode with ``--isolation process`` beside one
+    :mod:`xloc.learn.federated.worker` process that runs all its messages; ``"per-message"`` is Flower's default,
+    a fresh ClientApp process per message. ``supernode_poll_s`` caps the SuperNodes' idle waits
+    (:mod:`xloc.learn.federated.supernode`); None keeps Flower's 3 s."""
+    if client_apps not in CLIENT_APPS:
+        raise DataValidationError(f"client_apps must be one of {CLIENT_APPS}, got {client_apps!r}")
     import shutil
     import subprocess
     import sys
@@ -91,6 +102,8 @@ def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900
     (out / "result.json").unlink(missing_ok=True)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if supernode_poll_s is not None:
+        env["XLOC_SUPERNODE_POLL_S"] = str(supernode_poll_s)
 
     def tool(name: str) -> str:
         found = shutil.which(name, path=env["PATH"])
@@ -104,13 +117,24 @@ def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900
                                        str(port)], env=env, stdout=open(logs / "superlink.log", "wb"),
                                       stderr=subprocess.STDOUT, start_new_session=True))
         time.sleep(3.0)
+        long_lived = client_apps == "long-lived"
         for i, name in enumerate(run.environments):
             data = (data_of or {}).get(name, run.data)
+            runtime_port = port + 10 + i
+            supernode = [tool("flower-supernode")] if supernode_poll_s is None else \
+                [sys.executable, "-m", "xloc.learn.federated.supernode"]
             procs.append(subprocess.Popen(
-                [tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}", "--port",
-                 str(port + 10 + i), "--node-config", f"environment='{name}' data='{data}'"],
+                [*supernode, "--insecure", "--superlink", f"127.0.0.1:{port}", "--port",
+                 str(runtime_port), "--node-config", f"environment='{name}' data='{data}'",
+                 *(["--isolation", "process"] if long_lived else [])],
                 env=env, stdout=open(logs / f"supernode-{name}.log", "wb"), stderr=subprocess.STDOUT,
                 start_new_session=True))
+            if long_lived:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "xloc.learn.federated.worker", "--insecure", "--runtime-api-address",
+                     f"127.0.0.1:{runtime_port}"],
+                    env=env, stdout=open(logs / f"clientapp-{name}.log", "wb"), stderr=subprocess.STDOUT,
+                    start_new_session=True))
         with open(logs / "flwr-run.log", "wb") as log:
             done = subprocess.run([tool("flwr"), "run", str(app_dir), "loopback", "--stream"], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, timeout=timeout_s, check=False)

@@ -58,6 +58,8 @@ class FederatedRun:
     support: str | None = None
     support_env: str | None = None
     audit_dir: str | None = None
+    #: seconds the server waits for a client's reply before the run stops with an error naming the client
+    reply_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.paradigm not in FEDERATED_PARADIGMS:
@@ -67,6 +69,8 @@ class FederatedRun:
             raise DataValidationError("MAML-DG needs at least two client environments")
         if not self.environments or len(set(self.environments)) != len(self.environments):
             raise DataValidationError(f"environments must be distinct and non-empty, got {self.environments}")
+        if not self.reply_timeout_s > 0:
+            raise DataValidationError(f"reply_timeout_s must be > 0, got {self.reply_timeout_s}")
         if self.hyper.get("first_order", True) is False:
             raise DataValidationError("federated MAML-DG is first-order (Algorithm 3's messages carry no Hessians)")
 
