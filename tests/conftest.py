@@ -40,6 +40,7 @@ OPTIONAL_GROUPS = {
     "services": ("XLOC_REQUIRE_SERVICES", "PostgreSQL (XLOC_TEST_POSTGRES_URL) and Chromium: bash .ci/run"),
     "raytrace": ("XLOC_REQUIRE_RAYTRACE", "EXTRAS=dev,raytrace make test with Debian's libllvm19 (bash .ci/run)"),
     "federated": ("XLOC_REQUIRE_FEDERATED", "EXTRAS=dev,federated make test (bash .ci/run)"),
+    "hosts": ("XLOC_REQUIRE_HOSTS", "root with ip netns and openssl (bash .ci/run sets it where namespaces work)"),
 }
 
 

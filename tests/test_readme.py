@@ -24,7 +24,7 @@ ELSEWHERE = {
     "xloc bench": "the benchmarks themselves; tests/bench runs them at quick sizes",
     "make twins": "ray tracing; tests/sim/test_raytrace.py, test_rt_presets.py",
     "xloc simulate --engine sionna": "ray tracing; tests/sim/test_raytrace.py",
-    "xloc federated": "Flower; tests/learn/test_federated.py",
+    "xloc federated": "Flower; tests/learn/test_federated.py and tests/learn/test_hosts.py",
     "xloc report": "works on the checkout's benchmarks/results; tests/bench/test_report.py",
     "XLOC_ADMIN_KEY=change-me xloc serve": "the server; tests/serve",
     "xloc demo": "tests/test_cli.py::test_demo_prints_table (a minute on 2 cores)",

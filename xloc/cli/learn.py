@@ -92,14 +92,16 @@ def federated(
     env: Annotated[list[str] | None, typer.Option(help="Client environment (repeat; default all in the split)")]
     = None,
     split: Annotated[str, typer.Option(help="Split the clients train on")] = "train",
-    mode: Annotated[str, typer.Option(help="simulation (Flower's Ray runtime) or loopback (a SuperLink and one "
-                                           "SuperNode process per environment on 127.0.0.1)")] = "simulation",
+    mode: Annotated[str, typer.Option(help="simulation (Flower's Ray runtime), loopback (a SuperLink and one "
+                                           "SuperNode process per environment on 127.0.0.1) or hosts (each on a "
+                                           "network namespace of its own, TLS; root)")] = "simulation",
     iterations: Annotated[int | None, typer.Option(help="Meta-iterations (default: MetaLoc's)")] = None,
     support: Annotated[Path | None, typer.Option(help="MAML-TS: .h5 file with the new environment's support set "
                                                       "(its 'train' split) for the MMD query")] = None,
     support_env: Annotated[str | None, typer.Option(help="MAML-TS: the new environment's name in --support")]
     = None,
-    port: Annotated[int, typer.Option(help="loopback: the SuperLink's port (SuperNodes use port+10...)")] = 18000,
+    port: Annotated[int, typer.Option(help="loopback/hosts: the SuperLink's port (SuperNodes use port+10...)")]
+    = 18000,
     client_apps: Annotated[str, typer.Option(help="loopback: long-lived (one ClientApp process per client for all "
                                                   "its messages) or per-message (Flower's default)")]
     = "long-lived",
@@ -116,15 +118,22 @@ def federated(
     Example: xloc federated --data pl.h5 --paradigm maml-dg -o fed/"""
     from xloc.learn.federated import FederatedRun, read_audit, run_loopback, run_simulation_mode
 
-    if mode not in ("simulation", "loopback"):
-        raise typer.BadParameter(f"--mode must be 'simulation' or 'loopback', got {mode!r}")
+    if mode not in ("simulation", "loopback", "hosts"):
+        raise typer.BadParameter(f"--mode must be 'simulation', 'loopback' or 'hosts', got {mode!r}")
     names = env or list(load_fingerprints(data, split)[split])
     hyper: dict[str, Any] = {"seed": seed, **({} if iterations is None else {"iterations": iterations})}
     run = FederatedRun(paradigm, names, str(data.resolve()), str(out.resolve()), hyper, split=split,
                        support=None if support is None else str(support.resolve()), support_env=support_env,
                        audit_dir=str((out / "audit").resolve()), reply_timeout_s=reply_timeout_s)
-    result = run_simulation_mode(run) if mode == "simulation" else run_loopback(
-        run, port=port, client_apps=client_apps, supernode_poll_s=supernode_poll_s or None)
+    if mode == "simulation":
+        result = run_simulation_mode(run)
+    elif mode == "loopback":
+        result = run_loopback(run, port=port, client_apps=client_apps, supernode_poll_s=supernode_poll_s or None)
+    else:
+        from xloc.learn.federated.hosts import run_hosts
+
+        result = run_hosts(run, port=port, client_apps=client_apps, supernode_poll_s=supernode_poll_s or None)
+        console.print(f"hosts (network namespaces, TLS): {', '.join(f'{k} {v}' for k, v in result['hosts'].items())}")
     audit = read_audit(out / "audit")
     leaks = [leak for e in audit for leak in e["leaks"]]
     console.print(f"{paradigm} over {len(names)} Flower clients ({mode}): {result['messages']} messages, "

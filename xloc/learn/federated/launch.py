@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from xloc.learn.federated.client import clear_states, make_client_app
 from xloc.learn.federated.protocol import INSTALL_HINT, FederatedRun, require_flwr
 from xloc.learn.federated.server import make_server_app
 
-__all__ = ["run_simulation_mode", "run_loopback", "write_flower_app", "CLIENT_APPS"]
+__all__ = ["run_simulation_mode", "run_loopback", "run_placed", "Placement", "write_flower_app", "CLIENT_APPS"]
 
 
 def run_simulation_mode(run: FederatedRun, *, verbose: bool = False) -> dict[str, Any]:
@@ -83,20 +83,49 @@ def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900
     :mod:`xloc.learn.federated.worker` process that runs all its messages; ``"per-message"`` is Flower's default,
     a fresh ClientApp process per message. ``supernode_poll_s`` caps the SuperNodes' idle waits
     (:mod:`xloc.learn.federated.supernode`); None keeps Flower's 3 s."""
-    if client_apps not in CLIENT_APPS:
-        raise DataValidationError(f"client_apps must be one of {CLIENT_APPS}, got {client_apps!r}")
+    placement = Placement(superlink_bind="127.0.0.1", superlink_address="127.0.0.1", port=port)
+    return run_placed(run, placement, timeout_s=timeout_s, data_of=data_of, client_apps=client_apps,
+                      supernode_poll_s=supernode_poll_s)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the processes of a federation run: the command prefix of the server's host and of each client's
+    (e.g. ``ip netns exec NAME``), the SuperLink's bind and public address, and TLS (CA, certificate, key)."""
+
+    superlink_bind: str
+    superlink_address: str
+    port: int
+    server_prefix: tuple[str, ...] = ()
+    client_prefixes: tuple[tuple[str, ...], ...] = ()
+    tls: tuple[str, str, str] | None = None  # (ca.crt, server.pem, server.key)
+
+    def client_prefix(self, i: int) -> list[str]:
+        return list(self.client_prefixes[i]) if self.client_prefixes else []
+
+
+def run_placed(run: FederatedRun, placement: Placement, *, timeout_s: float = 900.0,
+               data_of: dict[str, str] | None = None, client_apps: str = "long-lived",
+               supernode_poll_s: float | None = 0.02) -> dict[str, Any]:
+    """:func:`run_loopback` with the processes placed by ``placement`` (loopback, or hosts: network namespaces in
+    :func:`xloc.learn.federated.hosts.run_hosts`)."""
     import shutil
+    import signal
     import subprocess
     import sys
 
+    if client_apps not in CLIENT_APPS:
+        raise DataValidationError(f"client_apps must be one of {CLIENT_APPS}, got {client_apps!r}")
     require_flwr()
     out = Path(run.out)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     home = out / "flwr-home"
     home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\n'
-                                      f'address = "127.0.0.1:{port}"\ninsecure = true\n')
+    address = f"{placement.superlink_address}:{placement.port}"
+    security = 'insecure = true' if placement.tls is None else f'root-certificates = "{placement.tls[0]}"'
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "site"\n\n[superlink.site]\n'
+                                      f'address = "{address}"\n{security}\n')
     app_dir = out / "app"
     write_flower_app(app_dir, run)
     (out / "result.json").unlink(missing_ok=True)
@@ -111,39 +140,41 @@ def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900
             raise DataValidationError(f"{name} not found next to {sys.executable}: {INSTALL_HINT}")
         return found
 
+    if placement.tls is None:
+        link_tls, node_tls = ["--insecure"], ["--insecure"]
+    else:
+        ca, cert, key = placement.tls
+        link_tls = ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
+        node_tls = ["--root-certificates", ca]
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(subprocess.Popen([tool("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
-                                       str(port)], env=env, stdout=open(logs / "superlink.log", "wb"),
+
+    def start(command: list[str], log_name: str) -> None:
+        procs.append(subprocess.Popen(command, env=env, stdout=open(logs / log_name, "wb"),
                                       stderr=subprocess.STDOUT, start_new_session=True))
+
+    try:
+        start([*placement.server_prefix, tool("flower-superlink"), *link_tls, "--host", placement.superlink_bind,
+               "--port", str(placement.port)], "superlink.log")
         time.sleep(3.0)
         long_lived = client_apps == "long-lived"
         for i, name in enumerate(run.environments):
             data = (data_of or {}).get(name, run.data)
-            runtime_port = port + 10 + i
+            runtime_port = placement.port + 10 + i
             supernode = [tool("flower-supernode")] if supernode_poll_s is None else \
                 [sys.executable, "-m", "xloc.learn.federated.supernode"]
-            procs.append(subprocess.Popen(
-                [*supernode, "--insecure", "--superlink", f"127.0.0.1:{port}", "--port",
-                 str(runtime_port), "--node-config", f"environment='{name}' data='{data}'",
-                 *(["--isolation", "process"] if long_lived else [])],
-                env=env, stdout=open(logs / f"supernode-{name}.log", "wb"), stderr=subprocess.STDOUT,
-                start_new_session=True))
-            if long_lived:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "xloc.learn.federated.worker", "--insecure", "--runtime-api-address",
-                     f"127.0.0.1:{runtime_port}"],
-                    env=env, stdout=open(logs / f"clientapp-{name}.log", "wb"), stderr=subprocess.STDOUT,
-                    start_new_session=True))
+            start([*placement.client_prefix(i), *supernode, *node_tls, "--superlink", address, "--port",
+                   str(runtime_port), "--node-config", f"environment='{name}' data='{data}'",
+                   *(["--isolation", "process"] if long_lived else [])], f"supernode-{name}.log")
+            if long_lived:  # the SuperNode's runtime API is local to its host: plain HTTP on 127.0.0.1
+                start([*placement.client_prefix(i), sys.executable, "-m", "xloc.learn.federated.worker",
+                       "--insecure", "--runtime-api-address", f"127.0.0.1:{runtime_port}"], f"clientapp-{name}.log")
         with open(logs / "flwr-run.log", "wb") as log:
-            done = subprocess.run([tool("flwr"), "run", str(app_dir), "loopback", "--stream"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+            done = subprocess.run([*placement.server_prefix, tool("flwr"), "run", str(app_dir), "site", "--stream"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
         if done.returncode != 0 or not (out / "result.json").is_file():
             tail = (logs / "flwr-run.log").read_text(errors="replace")[-2000:]
             raise DataValidationError(f"flwr run failed (exit {done.returncode}); logs in {logs}:\n{tail}")
     finally:
-        import signal
-
         for p in reversed(procs):
             try:
                 os.killpg(p.pid, signal.SIGTERM)
