@@ -249,3 +249,39 @@ def test_a_client_that_never_answers_stops_the_run_naming_it(monkeypatch):
         fed.ask([(2, "query.hello", {}, None), (3, "query.hello", {}, None)])
     with pytest.raises(DataValidationError, match="reply_timeout_s"):
         FederatedRun("maml-dg", ENVS, "x.h5", "out", reply_timeout_s=0)
+
+
+def test_loopback_maml_dg_finishes_when_a_client_is_killed(rss_file, tmp_path):
+    """env2's ClientApp process is killed after the hello round: the server waits reply_timeout_s for it, sets it
+    aside, draws its pairs among env0 and env1 and finishes; the fault is in result.json, never a hang."""
+    _need_flwr()
+    import subprocess
+    import threading
+    import time
+
+    path, _ = rss_file
+    port = 18760
+    run = FederatedRun("maml-dg", ENVS, str(path), str(tmp_path / "kill"), {**HYPER, "iterations": 4},
+                       audit_dir=str(tmp_path / "audit"), reply_timeout_s=8.0)
+    killed = []
+
+    def kill_env2_after_hello() -> None:
+        log = tmp_path / "audit" / "client-env2.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.is_file() and log.read_text().strip()):
+            time.sleep(0.2)
+        # env2 is the third environment: its SuperNode's runtime API is port + 12
+        done = subprocess.run(["pkill", "-9", "-f", f"federated.worker.*127.0.0.1:{port + 12}"], check=False)
+        killed.append(done.returncode == 0)
+
+    thread = threading.Thread(target=kill_env2_after_hello, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    result = federated.run_loopback(run, port=port)
+    thread.join(timeout=5)
+    assert killed == [True]
+    assert result["faults"] and all(f["clients"] == ["env2"] for f in result["faults"]), result["faults"]
+    assert (tmp_path / "kill" / "model").is_dir()
+    assert time.perf_counter() - t0 < 400
+    served = {e["environment"] for e in read_audit(run.audit_dir) if e["type"].startswith("train.dg")}
+    assert served <= {"env0", "env1"}

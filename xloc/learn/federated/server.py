@@ -22,7 +22,19 @@ from xloc.learn.meta_train import History
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, mmd_sample
 from xloc.learn.rss_tasks import RadioMap, support_features
 
-__all__ = ["federated_fit", "make_server_app"]
+__all__ = ["federated_fit", "make_server_app", "ClientUnavailable", "RETRY_AFTER"]
+
+
+class ClientUnavailable(DataValidationError):
+    """Clients that failed or did not answer in time (``environments``)."""
+
+    def __init__(self, environments: list[str], message: str) -> None:
+        super().__init__(message)
+        self.environments = environments
+
+
+#: iterations a failed client sits out before MAML-DG tries it again (it may have been restarted)
+RETRY_AFTER = 5
 
 
 class _Federation:
@@ -61,7 +73,8 @@ class _Federation:
         out = {}
         for r in replies:
             if r.has_error():
-                raise DataValidationError(f"client {r.metadata.src_node_id} failed: {r.error.reason}")
+                name = self._name_of(int(r.metadata.src_node_id))
+                raise ClientUnavailable([name], f"client {name} failed: {r.error.reason}")
             for record in r.content.values():
                 if type(record).__name__ == "ArrayRecord":
                     self.bytes_in += sum(int(np.asarray(v.numpy()).nbytes) for v in record.values())
@@ -86,8 +99,8 @@ class _Federation:
             if time.monotonic() > deadline:
                 answered = {int(r.metadata.src_node_id) for r in replies}
                 silent = sorted(self._name_of(n) for n in destinations if int(n) not in answered)
-                raise DataValidationError(f"no reply within {self.run.reply_timeout_s:g} s from client(s) "
-                                          f"{', '.join(silent)}; the run stops")
+                raise ClientUnavailable(silent, f"no reply within {self.run.reply_timeout_s:g} s from client(s) "
+                                                f"{', '.join(silent)}")
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
         return replies
@@ -102,30 +115,62 @@ class _Federation:
         return self.ask([(node, mtype, config, arrays)])[node]
 
 
-def _validate_all(fed: _Federation, params: maml.Params, adapt_lr: bool = False) -> dict[str, float]:
-    replies = fed.ask([(fed.node_of[e], "evaluate.val", {"index": i, "adapt_lr": adapt_lr}, params)
-                       for i, e in enumerate(fed.run.environments)])
+def _validate_all(fed: _Federation, params: maml.Params, adapt_lr: bool = False,
+                  environments: list[str] | None = None) -> dict[str, float]:
+    envs = fed.run.environments if environments is None else environments
+    replies = fed.ask([(fed.node_of[e], "evaluate.val", {"index": fed.run.environments.index(e), "adapt_lr": adapt_lr},
+                        params) for e in envs])
     # environment order, not arrival order: the float sum must not depend on which client answered first
-    metrics = [dict(replies[fed.node_of[e]].content["metrics"]) for e in fed.run.environments]
+    metrics = [dict(replies[fed.node_of[e]].content["metrics"]) for e in envs]
     weights = np.array([m["tasks"] for m in metrics])
     return {k: float(np.average([m[k] for m in metrics], weights=weights)) for k in metrics[0] if k != "tasks"}
 
 
-def _train_dg(fed: _Federation, model: MetaLoc) -> maml.Params:
-    """Algorithm 3 on the server, mirroring :func:`~xloc.learn.meta_train.meta_train`'s MAML-DG branch."""
+def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | None = None) -> maml.Params:
+    """Algorithm 3 on the server, mirroring :func:`~xloc.learn.meta_train.meta_train`'s MAML-DG branch.
+
+    A client that fails or does not answer sits out :data:`RETRY_AFTER` iterations (then it is asked again: it
+    may have been restarted); the iteration is redone with a pair drawn among the clients up, from a stream of its
+    own, so that without faults the schedule is the centralised one. Each fault is appended to ``faults``;
+    validation averages over the clients up. Fewer than two clients up stops the run, naming them."""
     cfg = model.config
     envs = fed.run.environments
+    faults = [] if faults is None else faults
     params = {k: v.detach().clone().requires_grad_(True) for k, v in maml.get_params(model.model_).items()}
     opt = torch.optim.Adam(params.values(), lr=cfg.outer_lr)
     rng = np.random.default_rng([cfg.seed, 101])
     best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
+    down: dict[str, int] = {}
+
+    def up(it: int) -> list[str]:
+        return [e for e in envs if e not in down or it - down[e] >= RETRY_AFTER]
+
     for it in range(1, cfg.iterations + 1):
         theta = {k: v.detach() for k, v in params.items()}
         i, j = rng.choice(len(envs), size=2, replace=False)
-        first = fed.ask_one(envs[int(i)], "train.dg_inner", {"iteration": it}, theta)
-        sent = to_tensors(first.content["arrays"])
-        virtual = {k: sent[f"theta/{k}"] for k in theta}
-        second = fed.ask_one(envs[int(j)], "train.dg_outer", {"iteration": it}, virtual)
+        pair = (envs[int(i)], envs[int(j)])
+        for attempt in range(len(envs) + 1):
+            alive = up(it)
+            if len(alive) < 2:
+                raise DataValidationError(f"MAML-DG needs two clients up; at iteration {it} only "
+                                          f"{alive or 'none'} (down: {sorted(down)})")
+            if not set(pair) <= set(alive):
+                a, b = np.random.default_rng([cfg.seed, 103, it, attempt]).choice(len(alive), size=2, replace=False)
+                pair = (alive[int(a)], alive[int(b)])
+            try:
+                first = fed.ask_one(pair[0], "train.dg_inner", {"iteration": it}, theta)
+                sent = to_tensors(first.content["arrays"])
+                virtual = {k: sent[f"theta/{k}"] for k in theta}
+                second = fed.ask_one(pair[1], "train.dg_outer", {"iteration": it}, virtual)
+                for e in pair:
+                    down.pop(e, None)
+                break
+            except ClientUnavailable as exc:
+                for e in exc.environments:
+                    down[e] = it
+                faults.append({"iteration": it, "clients": exc.environments, "reason": str(exc)})
+        else:
+            raise DataValidationError(f"MAML-DG iteration {it}: no pair of clients answered")
         g_second = to_tensors(second.content["arrays"])
         for k, v in params.items():
             v.grad = sent[f"grad/{k}"] + g_second[k]
@@ -133,7 +178,7 @@ def _train_dg(fed: _Federation, model: MetaLoc) -> maml.Params:
         opt.zero_grad(set_to_none=True)
         if it % cfg.val_every == 0 or it == cfg.iterations:
             f_val, g_val = float(first.content["metrics"]["F"]), float(second.content["metrics"]["G"])
-            val = _validate_all(fed, {k: v.detach() for k, v in params.items()})["val_loss"]
+            val = _validate_up(fed, {k: v.detach() for k, v in params.items()}, up(it), down, it, faults)["val_loss"]
             model.history_.iteration.append(it)
             model.history_.meta_loss.append((f_val + g_val) / (2 * cfg.meta_batch))
             model.history_.val_loss.append(val)
@@ -141,6 +186,21 @@ def _train_dg(fed: _Federation, model: MetaLoc) -> maml.Params:
             if val < best[0]:
                 best = (val, {k: v.detach().clone() for k, v in params.items()})
     return best[1]
+
+
+def _validate_up(fed: _Federation, params: maml.Params, alive: list[str], down: dict[str, int], it: int,
+                 faults: list[dict[str, Any]], adapt_lr: bool = False) -> dict[str, float]:
+    """:func:`_validate_all` over the clients up; one that fails now is marked down and left out."""
+    alive = list(alive)
+    while alive:
+        try:
+            return _validate_all(fed, params, adapt_lr, alive)
+        except ClientUnavailable as exc:
+            for e in exc.environments:
+                down[e] = it
+                alive.remove(e)
+            faults.append({"iteration": it, "clients": exc.environments, "reason": str(exc)})
+    raise DataValidationError(f"no client answered the validation at iteration {it}")
 
 
 def _support_mmds(fed: _Federation, model: MetaLoc) -> dict[str, float]:
@@ -175,8 +235,12 @@ def federated_fit(grid: Any, run: FederatedRun) -> dict[str, Any]:
         model.params_by_group_ = {e: by_node[fed.node_of[e]] for e in run.environments}
         scores = [_validate_all(fed, p, adapt_lr=True) for p in model.params_by_group_.values()]
     else:
-        model.params_by_group_ = {"all": _train_dg(fed, model)}
-        scores = [_validate_all(fed, model.params_by_group_["all"], adapt_lr=True)]
+        faults: list[dict[str, Any]] = []
+        model.params_by_group_ = {"all": _train_dg(fed, model, faults)}
+        # every client is asked again; one still down is left out of the step-size choice
+        scores = [_validate_up(fed, model.params_by_group_["all"], list(run.environments), {}, cfg.iterations,
+                               faults, adapt_lr=True)]
+        result["faults"] = faults
     grid_scores = {lr: float(np.mean([s[f"lr_{i}"] for s in scores])) for i, lr in enumerate(ADAPT_LR_GRID)}
     model.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else min(grid_scores, key=lambda k: grid_scores[k])
     model.train_s_ = time.perf_counter() - t0
