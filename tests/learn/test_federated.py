@@ -201,20 +201,24 @@ def test_loopback_processes_maml_dg_equal_centralised(rss_file, tmp_path):
 class _Grid:
     """A stand-in for Flower's Grid: nodes 1-3 hold env0-env2; the nodes in ``silent`` never answer."""
 
-    def __init__(self, silent: set[int]) -> None:
-        self.silent, self.sent = silent, {}
+    def __init__(self, silent: set[int], slow_s: dict[int, float] | None = None) -> None:
+        self.silent, self.sent, self.slow_s, self.pushed_at = silent, {}, slow_s or {}, {}
 
     def get_node_ids(self):
         return [1, 2, 3]
 
     def push_messages(self, messages):
         ids = []
+        import time
+
         for m in messages:
             ids.append(f"m{len(self.sent)}")
             self.sent[ids[-1]] = m
+            self.pushed_at[ids[-1]] = time.monotonic()
         return ids
 
     def pull_messages(self, ids):
+        import time
         from types import SimpleNamespace
 
         from flwr.app import ConfigRecord
@@ -222,18 +226,19 @@ class _Grid:
         out = []
         for i in list(ids):
             node = self.sent[i].metadata.dst_node_id
-            if node not in self.silent:
+            late = time.monotonic() - self.pushed_at[i] < self.slow_s.get(node, 0.0)
+            if node not in self.silent and not late:
                 out.append(SimpleNamespace(
                     metadata=SimpleNamespace(reply_to_message_id=i, src_node_id=node), has_error=lambda: False,
                     content={"config": ConfigRecord({"environment": f"env{node - 1}"})}))
         return out
 
 
-def test_a_client_that_never_answers_stops_the_run_naming_it(monkeypatch):
+def test_a_silent_or_slow_client_is_named_and_never_hangs_the_server(monkeypatch):
     _need_flwr()
     from flwr.supercore.task_identity import TaskIdentity
 
-    from xloc.learn.federated.server import _Federation
+    from xloc.learn.federated.server import ClientUnavailable, _Federation
 
     monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # Flower messages are made inside a run (by node 0: the server)
     monkeypatch.setattr(TaskIdentity, "_node_id", 0)
@@ -249,6 +254,13 @@ def test_a_client_that_never_answers_stops_the_run_naming_it(monkeypatch):
         fed.ask([(2, "query.hello", {}, None), (3, "query.hello", {}, None)])
     with pytest.raises(DataValidationError, match="reply_timeout_s"):
         FederatedRun("maml-dg", ENVS, "x.h5", "out", reply_timeout_s=0)
+    # a slow client is waited for within the timeout, and counts as down beyond it
+    grid.silent, grid.slow_s = set(), {2: 0.15}
+    assert set(fed.ask([(1, "query.hello", {}, None), (2, "query.hello", {}, None)])) == {1, 2}
+    grid.slow_s = {2: 1.0}
+    with pytest.raises(ClientUnavailable, match=r"from client\(s\) env1") as caught:
+        fed.ask([(1, "query.hello", {}, None), (2, "query.hello", {}, None)])
+    assert caught.value.environments == ["env1"]
 
 
 def test_loopback_maml_dg_finishes_when_a_client_is_killed(rss_file, tmp_path):
