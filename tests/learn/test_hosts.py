@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from safetensors.torch import load_file
 
 from tests.conftest import skip_or_fail
+from tests.learn.test_distributed import app, engine_weight_difference, maml_ts_train_command, runner
 from tests.learn.test_federated import ENVS, HYPER, _assert_no_raw_data, _assert_same_params, _need_flwr, rss_file  # noqa: F401
 from xloc.learn.federated import FederatedRun
 from xloc.learn.federated.hosts import hosts, netns_available, run_hosts, run_torchrun_across
@@ -65,20 +65,9 @@ def test_federation_across_hosts_with_tls_gives_the_centralised_parameters(rss_f
 
 def test_torchrun_ranks_on_two_hosts_train_like_one_process(tmp_path):
     _need_hosts()
-    from typer.testing import CliRunner
-
-    from xloc.cli import app
-
-    runner = CliRunner()
-    data = tmp_path / "pl.h5"
-    assert runner.invoke(app, ["simulate", "-o", str(data), "--family", "a", "--family", "c",
-                               "--test-points", "10"]).exit_code == 0
-    common = ["train", "--data", str(data), "--method", "maml-ts", "--iterations", "12", "--seed", "4"]
+    common = maml_ts_train_command(tmp_path)
     one = runner.invoke(app, [*common, "-o", str(tmp_path / "one")])
     assert one.exit_code == 0, one.output
     codes = run_torchrun_across([*common, "-o", str(tmp_path / "two")], tmp_path / "logs", tag="xt")
     assert codes == [0, 0], (tmp_path / "logs" / "torchrun-node1.log").read_text(errors="replace")[-2000:]
-    a = load_file(str(tmp_path / "one" / "engine" / "weights.safetensors"))
-    b = load_file(str(tmp_path / "two" / "engine" / "weights.safetensors"))
-    assert a.keys() == b.keys() and len(a) > 0
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert engine_weight_difference(tmp_path / "one", tmp_path / "two") < 1e-5
