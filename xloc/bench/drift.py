@@ -17,14 +17,13 @@ import numpy as np
 
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
-from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.data.fingerprints import FingerprintSet
 from xloc.eval import protocols
 from xloc.eval.report import save_protocol_result, summary_table
 from xloc.eval.results import markdown_table
 from xloc.features.drift_score import drift_score, roc_auc
 from xloc.methods import get
 from xloc.sim.drift import DRIFT_KINDS, DriftConfig, simulate_drift_site
-from xloc.sim.impairments import add_awgn
 from xloc.sim.presets import simulate_scenario
 
 __all__ = ["run", "report", "PARTS"]
@@ -96,6 +95,7 @@ def _room_data(quick: bool) -> tuple[FingerprintSet, FingerprintSet, dict[str, t
 
 def _office_data(quick: bool) -> tuple[FingerprintSet, FingerprintSet, dict[str, tuple[str, ...]]] | None:
     """The ray-traced office's days (train and test users differ per day), or None when it is not generated."""
+    from xloc.bench.twins import noisy
     from xloc.sim.rt_presets import load_twin, twins_dir
 
     if not (twins_dir() / "office.h5").is_file():
@@ -106,9 +106,7 @@ def _office_data(quick: bool) -> tuple[FingerprintSet, FingerprintSet, dict[str,
         days = list(load_twin("office", split).values())
         if quick:
             days = [fp.subset(np.arange(min(40, len(fp)))) for fp in days]
-        sets.append(FingerprintSet(
-            Fingerprints(fp.environment, add_awgn(fp.measurements, OFFICE_SNR_DB, rng), fp.positions_m, fp.point_ids,
-                         labels=fp.labels) for fp in days))
+        sets.append(FingerprintSet(noisy(fp, OFFICE_SNR_DB, rng) for fp in days))
     train, test = sets
     return train, test, _days_pairs({"office": list(train)})
 

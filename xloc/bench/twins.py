@@ -32,7 +32,8 @@ from xloc.sim.impairments import add_awgn
 from xloc.sim.raytrace import xloc_scene
 from xloc.sim.rt_presets import OUTDOOR_SCENES, RT_PRESETS, load_twin, twins_dir
 
-__all__ = ["TwinScale", "FULL", "QUICK", "run_twins", "rt_city_data", "rt_p5_cases", "collection_rows", "PARTS"]
+__all__ = ["TwinScale", "FULL", "QUICK", "noisy", "run_twins", "rt_city_data", "rt_p5_cases", "collection_rows",
+           "PARTS"]
 
 PARTS = ("p3", "p4", "p5")
 
@@ -58,8 +59,9 @@ def _one(name: str, split: str, scale: TwinScale, root: str | os.PathLike[str] |
     return _first(next(iter(load_twin(name, split, root).values())), scale.max_users)
 
 
-def _noisy(fp: Fingerprints, snr_db: float, rng: np.random.Generator, gain_db: float = 0.0,
+def noisy(fp: Fingerprints, snr_db: float, rng: np.random.Generator, gain_db: float = 0.0,
            name: str | None = None) -> Fingerprints:
+    """``fp`` with AWGN at ``snr_db`` [dB] and a gain of ``gain_db`` [dB] (optionally renamed)."""
     meta = fp.environment if name is None else replace(fp.environment, name=name)
     return Fingerprints(meta, add_awgn(fp.measurements, snr_db, rng) * np.float32(10 ** (gain_db / 20)),
                         fp.positions_m, fp.point_ids, labels=fp.labels)
@@ -79,11 +81,11 @@ def rt_city_data(scale: TwinScale, root: str | os.PathLike[str] | None = None) -
         raise AssertionError("canyon and canyon-cars must share their users")
     pools, tests, scenes = {}, {}, {}
     for i, (layout, name) in enumerate((("A", "canyon"), ("B", "etoile"))):
-        pools[layout] = _noisy(_one(name, "train", scale, root), snr, np.random.default_rng([0, 60, i]))
-        tests[layout] = _noisy(_one(name, "test", scale, root), snr, np.random.default_rng([0, 61, i]))
+        pools[layout] = noisy(_one(name, "train", scale, root), snr, np.random.default_rng([0, 60, i]))
+        tests[layout] = noisy(_one(name, "test", scale, root), snr, np.random.default_rng([0, 61, i]))
         scenes[layout] = xloc_scene(tests[layout])
-    pretrain = _noisy(pre, snr, np.random.default_rng([0, 62]))
-    views = _noisy(cars, snr, np.random.default_rng([0, 63]))
+    pretrain = noisy(pre, snr, np.random.default_rng([0, 62]))
+    views = noisy(cars, snr, np.random.default_rng([0, 63]))
     return lx.CityData(pretrain, views, pools, tests, scenes, dataset="rt-street",
                        targets={"A": "rt-canyon", "B": "rt-etoile"})
 
@@ -95,14 +97,14 @@ def rt_p5_cases(scale: TwinScale, root: str | os.PathLike[str] | None = None) ->
     office_test = load_twin("office", "test", root)
     days = list(office_train)
     target = days[-1]
-    twins = FingerprintSet(_noisy(_first(office_train[d], scale.max_users), 30.0, rng, name=f"{d}-twin")
+    twins = FingerprintSet(noisy(_first(office_train[d], scale.max_users), 30.0, rng, name=f"{d}-twin")
                            for d in days[:-1])
-    cases.append(_case("rt-office", target, _noisy(_first(office_train[target], scale.max_users), 15.0, rng, 6.0),
-                       _noisy(_first(office_test[target], scale.max_users), 15.0, rng, 6.0), twins))
-    street_twin = _noisy(_one("canyon", "train", scale, root), 30.0, rng, name="rt-canyon-twin")
-    reality = _noisy(_one("canyon-cars", "train", scale, root), 15.0, rng, 6.0)
+    cases.append(_case("rt-office", target, noisy(_first(office_train[target], scale.max_users), 15.0, rng, 6.0),
+                       noisy(_first(office_test[target], scale.max_users), 15.0, rng, 6.0), twins))
+    street_twin = noisy(_one("canyon", "train", scale, root), 30.0, rng, name="rt-canyon-twin")
+    reality = noisy(_one("canyon-cars", "train", scale, root), 15.0, rng, 6.0)
     cases.append(_case("rt-street", "rt-canyon-cars", reality,
-                       _noisy(_one("canyon-cars", "test", scale, root), 15.0, rng, 6.0), FingerprintSet([street_twin])))
+                       noisy(_one("canyon-cars", "test", scale, root), 15.0, rng, 6.0), FingerprintSet([street_twin])))
     return cases
 
 
