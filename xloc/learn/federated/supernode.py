@@ -40,7 +40,7 @@ def main() -> None:
     from flwr.supernode import start_client_internal
     from flwr.supernode.cli import flower_supernode
 
-    start_client_internal.time = capped_time(poll_s)  # type: ignore[assignment]
+    setattr(start_client_internal, "time", capped_time(poll_s))  # noqa: B010 -- typed as a module only where flwr is installed
     flower_supernode()
 
 
