@@ -105,8 +105,9 @@ def federated(
     client_apps: Annotated[str, typer.Option(help="loopback: long-lived (one ClientApp process per client for all "
                                                   "its messages) or per-message (Flower's default)")]
     = "long-lived",
-    supernode_poll_s: Annotated[float | None, typer.Option(help="loopback: cap [s] on the SuperNodes' idle waits "
-                                                                "(Flower's own: 3 s; 0 keeps it)")] = 0.02,
+    supernode_poll_s: Annotated[float | None, typer.Option(help="loopback/hosts: longest idle wait [s] of the "
+                                                                "SuperNodes and ClientApp workers (Flower's own: 3 s; "
+                                                                "0 keeps Flower's SuperNode)")] = 0.1,
     reply_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for a client's reply before the run "
                                                         "stops, naming the client")] = 600.0,
     seed: Annotated[int, typer.Option(help="Seed (same seed and schedule = the centralised result)")] = 0,

@@ -33,7 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.spatial import cKDTree
 
 from xloc.data.fingerprints import Fingerprints
-from xloc.learn.federated.protocol import ALLOWED_METRICS
+from xloc.learn.federated.protocol import ALLOWED_METRICS, to_tensors
 
 __all__ = ["records", "RawSignatures", "raw_signatures", "leaks", "read_audit", "BLOCK", "CORRELATION",
            "POSITION_TOLERANCE_M"]
@@ -56,11 +56,16 @@ FLOOR_DBM = -105.0
 
 
 def records(msg: Any) -> list[dict[str, Any]]:
+    """What a message carries: each record's keys, and for arrays each tensor's name and shape (unpacked with the
+    message's ``layout`` record when it has one, see :func:`xloc.learn.federated.protocol.to_arrays`)."""
     out = []
     if msg.has_content():
+        layout = msg.content["layout"] if "layout" in msg.content else None
         for rname, record in msg.content.items():
             entry: dict[str, Any] = {"record": rname, "type": type(record).__name__}
-            if type(record).__name__ == "ArrayRecord":
+            if type(record).__name__ == "ArrayRecord" and layout is not None and rname == "arrays":
+                entry["arrays"] = dict(zip(layout["names"], json.loads(str(layout["shapes"])), strict=True))
+            elif type(record).__name__ == "ArrayRecord":
                 entry["arrays"] = {k: list(v.shape) for k, v in record.items()}
             else:
                 entry["keys"] = sorted(record.keys())
@@ -152,19 +157,22 @@ def leaks(content: Any, env: Fingerprints, signatures: RawSignatures | None = No
     not on the allowed list. ``signatures``: :func:`raw_signatures` of ``env``, computed once per client."""
     found = []
     sig = signatures or raw_signatures(env)
+    arrays: list[tuple[str, np.ndarray]] = []
     for rname, record in content.items():
-        if type(record).__name__ == "ArrayRecord":
-            for k, v in record.items():
-                a = np.asarray(v.numpy(), dtype=np.float64).ravel()
-                at = sig.affine_copy_at(a)
-                if at is not None:
-                    found.append(f"{rname}/{k} holds raw data (fingerprint values, up to scale and offset, "
-                                 f"at {at})")
-                at = sig.position_pair_at(a)
-                if at is not None:
-                    found.append(f"{rname}/{k} holds raw data (positions, at {at})")
+        if type(record).__name__ == "ArrayRecord" and rname == "arrays" and "layout" in content:
+            arrays += [(f"{rname}/{k}", v.numpy()) for k, v in to_tensors(content).items()]
+        elif type(record).__name__ == "ArrayRecord":
+            arrays += [(f"{rname}/{k}", v.numpy()) for k, v in record.items()]
         elif type(record).__name__ == "MetricRecord":
             found += [f"metric {k} not allowed" for k in record.keys() if k not in ALLOWED_METRICS]
+    for name, values in arrays:
+        a = np.asarray(values, dtype=np.float64).ravel()
+        at = sig.affine_copy_at(a)
+        if at is not None:
+            found.append(f"{name} holds raw data (fingerprint values, up to scale and offset, at {at})")
+        at = sig.position_pair_at(a)
+        if at is not None:
+            found.append(f"{name} holds raw data (positions, at {at})")
     return found
 
 

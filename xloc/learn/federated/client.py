@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from xloc.data.fingerprints import Fingerprints
@@ -68,7 +69,7 @@ def _reply(msg: Any, *, arrays: dict[str, torch.Tensor] | None = None, metrics: 
 
     content: dict[str, Any] = {}
     if arrays is not None:
-        content["arrays"] = to_arrays(arrays)
+        content.update(to_arrays(arrays))
     if metrics is not None:
         content["metrics"] = MetricRecord({k: float(v) for k, v in metrics.items()})
     if config is not None:
@@ -85,11 +86,13 @@ def _hello(msg: Any, context: Any) -> Any:
 def _train_ts(msg: Any, context: Any) -> Any:
     run = run_of(msg)
     st = _state(context, run)
+    from flwr.app import Array, ArrayRecord
+
     index = int(msg.content["config"]["index"])
     t0 = time.perf_counter()
     params, reference = st.template.train_environment(st.sampler, index, st.env.name)
     # the reference features stay on this node: in its run state, which outlives the ClientApp process
-    context.state["xloc_reference"] = to_arrays({"features": torch.from_numpy(reference)})
+    context.state["xloc_reference"] = ArrayRecord({"features": Array(np.ascontiguousarray(reference))})
     return _reply(msg, arrays=params, metrics={"train_s": time.perf_counter() - t0})
 
 
@@ -98,7 +101,7 @@ def _mmd(msg: Any, context: Any) -> Any:
     if "xloc_reference" not in context.state:
         raise DataValidationError(f"client {_client_env(context, run)[0]}: query.mmd before train.ts")
     reference = context.state["xloc_reference"]["features"].numpy()
-    x = msg.content["arrays"]["x"].numpy()
+    x = to_tensors(msg.content)["x"].numpy()
     return _reply(msg, metrics={"mmd2": mmd_to_reference(x, reference, int(msg.content["config"]["index"]))})
 
 
@@ -107,7 +110,7 @@ def _dg_inner(msg: Any, context: Any) -> Any:
     st = _state(context, run)
     cfg = st.template.config
     it = int(msg.content["config"]["iteration"])
-    virtual, grad_f, f_value = maml.dg_virtual_step(st.template.model_, _mse, to_tensors(msg.content["arrays"]),
+    virtual, grad_f, f_value = maml.dg_virtual_step(st.template.model_, _mse, to_tensors(msg.content),
                                             st.template.dg_tasks(st.sampler, it, 0), lr=cfg.inner_lr,
                                             steps=cfg.inner_steps, beta=_dg_beta(st.template))
     return _reply(msg, arrays={**{f"theta/{k}": v for k, v in virtual.items()},
@@ -119,7 +122,7 @@ def _dg_outer(msg: Any, context: Any) -> Any:
     st = _state(context, run)
     cfg = st.template.config
     it = int(msg.content["config"]["iteration"])
-    grads, g_value = maml.dg_second_gradient(st.template.model_, _mse, to_tensors(msg.content["arrays"]),
+    grads, g_value = maml.dg_second_gradient(st.template.model_, _mse, to_tensors(msg.content),
                                              st.template.dg_tasks(st.sampler, it, 1), lr=cfg.inner_lr,
                                              steps=cfg.inner_steps, weight=cfg.dg_weight)
     return _reply(msg, arrays=grads, metrics={"G": g_value})
@@ -131,7 +134,7 @@ def _validate(msg: Any, context: Any) -> Any:
     run = run_of(msg)
     st = _state(context, run)
     cfg = st.template.config
-    params = to_tensors(msg.content["arrays"])
+    params = to_tensors(msg.content)
     val = st.template.validation_batch([st.sampler], int(msg.content["config"]["index"]))
     metrics = {"val_loss": maml.meta_gradient(st.template.model_, _mse, params, val, lr=cfg.inner_lr,
                                               steps=max(cfg.inner_steps, 1))[1], "tasks": float(len(val))}

@@ -116,7 +116,7 @@ def make_certificates(folder: Path, server_ip: str = SERVER_IP) -> tuple[str, st
 
 
 def run_hosts(run: FederatedRun, *, port: int = 9092, timeout_s: float = 900.0, client_apps: str = "long-lived",
-              supernode_poll_s: float | None = 0.02, tag: str = "xl") -> dict[str, Any]:
+              supernode_poll_s: float | None = 0.1, tag: str = "xl") -> dict[str, Any]:
     """The federation with the server and every client on a host of its own (namespaces), TLS between the
     SuperNodes and the SuperLink; ``result.json`` as :func:`~xloc.learn.federated.run_loopback` writes it, with
     the hosts' addresses added."""

@@ -74,15 +74,15 @@ CLIENT_APPS = ("long-lived", "per-message")
 
 def run_loopback(run: FederatedRun, *, port: int = 18000, timeout_s: float = 900.0,
                  data_of: dict[str, str] | None = None, client_apps: str = "long-lived",
-                 supernode_poll_s: float | None = 0.02) -> dict[str, Any]:
+                 supernode_poll_s: float | None = 0.1) -> dict[str, Any]:
     """Real processes on this machine: one SuperLink (``port``), one SuperNode per environment (each told only
     its environment and data file, ``data_of[env]`` or ``run.data``), then ``flwr run`` of the app. Everything
     runs insecure on 127.0.0.1 and is stopped at the end; logs go to ``run.out/logs``.
 
     ``client_apps``: ``"long-lived"`` runs each SuperNode with ``--isolation process`` beside one
     :mod:`xloc.learn.federated.worker` process that runs all its messages; ``"per-message"`` is Flower's default,
-    a fresh ClientApp process per message. ``supernode_poll_s`` caps the SuperNodes' idle waits
-    (:mod:`xloc.learn.federated.supernode`); None keeps Flower's 3 s."""
+    a fresh ClientApp process per message. ``supernode_poll_s`` is the longest idle wait of the SuperNodes and the
+    workers (:mod:`xloc.learn.federated.waits`); None keeps Flower's SuperNode and its 3 s."""
     placement = Placement(superlink_bind="127.0.0.1", superlink_address="127.0.0.1", port=port)
     return run_placed(run, placement, timeout_s=timeout_s, data_of=data_of, client_apps=client_apps,
                       supernode_poll_s=supernode_poll_s)
@@ -106,7 +106,7 @@ class Placement:
 
 def run_placed(run: FederatedRun, placement: Placement, *, timeout_s: float = 900.0,
                data_of: dict[str, str] | None = None, client_apps: str = "long-lived",
-               supernode_poll_s: float | None = 0.02) -> dict[str, Any]:
+               supernode_poll_s: float | None = 0.1) -> dict[str, Any]:
     """:func:`run_loopback` with the processes placed by ``placement`` (loopback, or hosts: network namespaces in
     :func:`xloc.learn.federated.hosts.run_hosts`)."""
     import shutil

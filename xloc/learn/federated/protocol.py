@@ -92,11 +92,35 @@ def run_of(msg: Any) -> FederatedRun:
     return FederatedRun.from_config(dict(msg.content["config"]))
 
 
-def to_arrays(params: dict[str, torch.Tensor]) -> Any:
-    from flwr.app import Array, ArrayRecord
+def to_arrays(params: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Flower records carrying ``params``: one flat array (record ``arrays``, key ``packed``) and its layout
+    (record ``layout``: names, shapes, dtypes), to be merged into a message's content.
 
-    return ArrayRecord({k: Array(v.detach().cpu().numpy().copy()) for k, v in params.items()})
+    One array rather than one per tensor: Flower moves every array as an object of its own, one HTTP request
+    each, and those requests, not the bytes, set the cost of a message (MAML-DG's reply of 12 tensors took 17
+    object transfers; packed, it takes 6). Values are concatenated in the widest dtype and cast back on
+    arrival, so they travel exactly."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord
+
+    names = list(params)
+    values = [params[k].detach().cpu().numpy() for k in names]
+    wide = np.result_type(*values) if values else np.dtype(np.float32)
+    flat = np.concatenate([v.astype(wide).ravel() for v in values]) if values else np.zeros(0, wide)
+    layout = ConfigRecord({"names": names, "shapes": json.dumps([list(v.shape) for v in values]),
+                           "dtypes": [str(v.dtype) for v in values]})
+    return {"arrays": ArrayRecord({"packed": Array(flat)}), "layout": layout}
 
 
-def to_tensors(record: Any) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.array(v.numpy(), copy=True)) for k, v in record.items()}
+def to_tensors(content: Any) -> dict[str, torch.Tensor]:
+    """The tensors that :func:`to_arrays` put into a message's ``content``, by name, in their own dtypes."""
+    layout = content["layout"]
+    flat = np.asarray(content["arrays"]["packed"].numpy())
+    names, dtypes, shapes = list(layout["names"]), list(layout["dtypes"]), json.loads(str(layout["shapes"]))
+    if not len(names) == len(dtypes) == len(shapes) or sum(int(np.prod(s)) for s in shapes) != flat.size:
+        raise DataValidationError(f"a message's layout ({len(names)} arrays) does not match its {flat.size} values")
+    out, start = {}, 0
+    for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
+        size = int(np.prod(shape))
+        out[name] = torch.from_numpy(flat[start:start + size].astype(dtype).reshape(shape))
+        start += size
+    return out

@@ -18,6 +18,7 @@ from xloc.errors import DataValidationError
 from xloc.io import atomic_write_text
 from xloc.learn import maml
 from xloc.learn.federated.protocol import FederatedRun, require_flwr, to_arrays, to_tensors
+from xloc.learn.federated.waits import shorten_object_pulls
 from xloc.learn.meta_train import History
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, mmd_sample
 from xloc.learn.rss_tasks import RadioMap, support_features
@@ -42,6 +43,8 @@ class _Federation:
 
     def __init__(self, grid: Any, run: FederatedRun, timeout_s: float = 600.0) -> None:
         self.grid, self.run = grid, run
+        # replies are pulled while their SuperNode may still be pushing them; one never completed is an error
+        shorten_object_pulls(max_time_s=run.reply_timeout_s)
         self.messages = 0
         self.bytes_in = 0
         deadline = time.time() + timeout_s
@@ -66,7 +69,7 @@ class _Federation:
         for node, mtype, config, arrays in requests:
             content: dict[str, Any] = {"config": ConfigRecord({**config, **self.run.to_config()})}
             if arrays is not None:
-                content["arrays"] = to_arrays(arrays)
+                content.update(to_arrays(arrays))
             messages.append(Message(RecordDict(content), dst_node_id=node, message_type=mtype))
         replies = self._send_and_receive(messages)
         self.messages += len(messages) + len(replies)
@@ -159,7 +162,7 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
                 pair = (alive[int(a)], alive[int(b)])
             try:
                 first = fed.ask_one(pair[0], "train.dg_inner", {"iteration": it}, theta)
-                sent = to_tensors(first.content["arrays"])
+                sent = to_tensors(first.content)
                 virtual = {k: sent[f"theta/{k}"] for k in theta}
                 second = fed.ask_one(pair[1], "train.dg_outer", {"iteration": it}, virtual)
                 for e in pair:
@@ -171,7 +174,7 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
                 faults.append({"iteration": it, "clients": exc.environments, "reason": str(exc)})
         else:
             raise DataValidationError(f"MAML-DG iteration {it}: no pair of clients answered")
-        g_second = to_tensors(second.content["arrays"])
+        g_second = to_tensors(second.content)
         for k, v in params.items():
             v.grad = sent[f"grad/{k}"] + g_second[k]
         opt.step()
@@ -231,7 +234,7 @@ def federated_fit(grid: Any, run: FederatedRun) -> dict[str, Any]:
     result: dict[str, Any] = {"paradigm": run.paradigm, "environments": run.environments}
     if run.paradigm == "maml-ts":
         replies = fed.ask([(fed.node_of[e], "train.ts", {"index": i}, None) for i, e in enumerate(run.environments)])
-        by_node = {node: to_tensors(r.content["arrays"]) for node, r in replies.items()}
+        by_node = {node: to_tensors(r.content) for node, r in replies.items()}
         model.params_by_group_ = {e: by_node[fed.node_of[e]] for e in run.environments}
         scores = [_validate_all(fed, p, adapt_lr=True) for p in model.params_by_group_.values()]
     else:

@@ -1,36 +1,29 @@
-"""``flower-supernode`` with a shorter poll: Flower 1.41's SuperNode waits a fixed 3 s before asking the SuperLink
-again when it found no message, and 0.5 s between looks for its ClientApp's reply. MAML-DG sends its two messages
-per meta-iteration one after the other to idle nodes, so those waits, not the work, set its pace over HTTP
-(about 5 s per message on loopback). This entry point runs the same SuperNode with both waits capped at
-``XLOC_SUPERNODE_POLL_S`` seconds (default 0.02): more requests to the SuperLink while idle (50 a second per node at
-the default), in exchange for messages that are answered in tens of milliseconds. Every argument is
-``flower-supernode``'s.
+"""``flower-supernode`` with shorter waits: Flower 1.41's SuperNode waits a fixed 3 s before asking the SuperLink
+again when it found no message, 0.5 s between looks for its ClientApp's reply, and 1 s before asking again for an
+object not stored yet. MAML-DG sends its two messages per meta-iteration one after the other to idle nodes, so
+those waits, not the work, set its pace (about 5 s per message on loopback). This entry point runs the same
+SuperNode with its idle waits backing off from 1 ms to ``XLOC_SUPERNODE_POLL_S`` seconds (default 0.1: at most 10
+requests a second per idle node) and object retries from 2 ms (:mod:`xloc.learn.federated.waits`). Every argument
+is ``flower-supernode``'s.
 
     python -m xloc.learn.federated.supernode --insecure --superlink HOST:PORT --isolation process ...
 
-It replaces the module's ``time`` with a copy whose ``sleep`` is capped; nothing else of Flower changes, and the
-``flwr`` pin in ``pyproject.toml`` keeps the module path valid (a test runs it).
+Nothing else of Flower changes; the ``flwr`` pin in ``pyproject.toml`` keeps the names valid (a test runs it).
 """
 
 from __future__ import annotations
 
 import os
-import time
-import types
 
-__all__ = ["POLL_ENV", "capped_time", "main"]
+from xloc.learn.federated.waits import capped_time, shorten_object_pulls
+
+__all__ = ["POLL_ENV", "main"]
 
 POLL_ENV = "XLOC_SUPERNODE_POLL_S"
 
 
-def capped_time(poll_s: float) -> types.SimpleNamespace:
-    """A stand-in for the ``time`` module whose ``sleep`` waits at most ``poll_s`` seconds."""
-    names = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
-    return types.SimpleNamespace(**{**names, "sleep": lambda seconds: time.sleep(min(float(seconds), poll_s))})
-
-
 def main() -> None:
-    raw = os.environ.get(POLL_ENV, "0.02")
+    raw = os.environ.get(POLL_ENV, "0.1")
     try:
         poll_s = float(raw)
     except ValueError:
@@ -40,7 +33,8 @@ def main() -> None:
     from flwr.supernode import start_client_internal
     from flwr.supernode.cli import flower_supernode
 
-    setattr(start_client_internal, "time", capped_time(poll_s))  # noqa: B010 -- typed as a module only where flwr is installed
+    setattr(start_client_internal, "time", capped_time(poll_s))  # noqa: B010 -- typed as a module only with flwr
+    shorten_object_pulls()
     flower_supernode()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,15 +77,20 @@ def run_one_task(address: str, token: str, *, insecure: bool = True, root_certif
 
 
 def serve_client_tasks(address: str, *, insecure: bool = True, root_certificates: bytes | None = None,
-                       poll_s: float = 0.005, stop: Callable[[], bool] | None = None) -> int:
+                       poll_s: float = 0.1, stop: Callable[[], bool] | None = None) -> int:
     """Claim ClientApp tasks from the SuperNode's runtime API at ``address`` and run them here until ``stop()``
-    (or forever); returns the number of tasks run."""
+    (or forever); returns the number of tasks run. Idle polls back off from 1 ms to ``poll_s`` seconds."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
+
+    from xloc.learn.federated.waits import Backoff, shorten_object_pulls
+
+    shorten_object_pulls()
 
     superexec = _client(address, insecure, root_certificates, "SuperExec")
     apps: dict[str, Any] = {}
     done = 0
+    idle = Backoff(poll_s)
     try:
         while stop is None or not stop():
             res = superexec.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value],
@@ -94,8 +98,9 @@ def serve_client_tasks(address: str, *, insecure: bool = True, root_certificates
             if res.HasField("task") and res.token:
                 run_one_task(address, res.token, insecure=insecure, root_certificates=root_certificates, apps=apps)
                 done += 1
+                idle.reset()
             else:
-                time.sleep(poll_s)
+                idle.wait()
     finally:
         superexec.close()
     return done
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime-api-address", required=True, help="the SuperNode's runtime API (host:port)")
     parser.add_argument("--insecure", action="store_true", help="plain HTTP to the runtime API")
     parser.add_argument("--root-certificates", help="CA certificate (PEM) of the runtime API's TLS")
-    parser.add_argument("--poll-s", type=float, default=0.005, help="seconds between task polls when idle")
+    parser.add_argument("--poll-s", type=float, default=0.1,
+                        help="longest wait [s] between task polls when idle")
     args = parser.parse_args(argv)
     if not args.insecure and not args.root_certificates:
         parser.error("give --root-certificates, or --insecure for plain HTTP")
