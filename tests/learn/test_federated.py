@@ -178,6 +178,27 @@ def test_simulation_maml_dg_equals_centralised(rss_file, tmp_path):
     _assert_no_raw_data(run.audit_dir, {"query.hello", "train.dg_inner", "train.dg_outer", "evaluate.val"})
 
 
+def test_simulation_maml_dg_with_differential_privacy_sends_only_noisy_clipped_gradients(rss_file, tmp_path):
+    _need_flwr()
+    path, fs = rss_file
+    run = FederatedRun("maml-dg", ENVS, str(path), str(tmp_path / "dp"), HYPER, audit_dir=str(tmp_path / "audit"),
+                       dp_noise_multiplier=1.0, dp_clip=0.5)
+    result = federated.run_simulation_mode(run)
+    entries = read_audit(run.audit_dir)
+    # no loss values and no validation round leave the clients; only the gradients, noised
+    assert {e["type"] for e in entries} == {"query.hello", "train.dg_inner", "train.dg_outer"}
+    assert all(r["record"] != "metrics" for e in entries if e["type"].startswith("train") for r in e["out"])
+    dp = result["dp"]
+    assert sum(dp["releases"].values()) == 2 * HYPER["iterations"]
+    assert all(0 < dp["epsilon"][e] < float("inf") for e in ENVS if dp["releases"][e])
+    noisy = MetaLoc.load(tmp_path / "dp" / "model")
+    central = MetaLoc("maml-dg", **HYPER).fit(fs)
+    assert any(not torch.equal(noisy.params_by_group_["all"][k], central.params_by_group_["all"][k])
+               for k in central.params_by_group_["all"])
+    with pytest.raises(DataValidationError, match="MAML-DG"):
+        FederatedRun("maml-ts", ENVS, str(path), "out", dp_noise_multiplier=1.0)
+
+
 def test_loopback_processes_maml_dg_equal_centralised(rss_file, tmp_path):
     """A SuperLink and three SuperNodes as real processes on 127.0.0.1, each node told only its environment and
     served by one long-lived ClientApp process (xloc.learn.federated.worker) behind a short-poll SuperNode."""

@@ -119,3 +119,32 @@ def test_a_reply_whose_objects_never_arrive_fails_within_the_bound(monkeypatch):
     with pytest.raises(ObjectPullError):
         inflatable_utils.pull_objects(["a"], never)
     assert 0.25 < time.perf_counter() - t0 < 1.0
+
+
+def test_privatized_gradients_are_clipped_and_noised_with_fresh_randomness():
+    from xloc.learn.federated.privacy import privatize_gradient
+
+    grads = {"w": torch.full((30, 10), 2.0), "b": torch.full((10,), -1.0)}
+    norm = float(torch.sqrt(sum((g**2).sum() for g in grads.values())))
+    clipped = privatize_gradient(grads, clip=1.0, noise_multiplier=0.0)
+    assert float(torch.sqrt(sum((g**2).sum() for g in clipped.values()))) == pytest.approx(1.0)
+    assert torch.allclose(clipped["w"], grads["w"] / norm)  # direction kept
+    small = {"w": torch.full((3,), 0.01)}
+    assert torch.equal(privatize_gradient(small, clip=1.0, noise_multiplier=0.0)["w"], small["w"])
+    big = {"w": torch.zeros(200_000)}
+    a = privatize_gradient(big, clip=0.5, noise_multiplier=2.0)["w"]
+    b = privatize_gradient(big, clip=0.5, noise_multiplier=2.0)["w"]
+    assert float(a.std()) == pytest.approx(1.0, rel=0.02)  # std = noise_multiplier * clip
+    assert not torch.equal(a, b)  # not seeded by the run: the server knows the run's seeds
+
+
+def test_epsilon_matches_the_closed_form_of_the_gaussian_mechanisms_renyi_composition():
+    from xloc.learn.federated.privacy import epsilon_spent
+
+    delta = 1e-5
+    for releases, z in ((1, 2.0), (50, 4.0), (500, 20.0)):
+        a = releases / (2 * (z / 2) ** 2)  # sensitivity 2C: noise multiplier z/2 per release
+        closed = a + 2 * np.sqrt(a * np.log(1 / delta))  # min over alpha of a*alpha + ln(1/delta)/(alpha - 1)
+        assert epsilon_spent(releases, z, delta) == pytest.approx(closed, rel=0.01), (releases, z)
+    assert epsilon_spent(100, 4.0, delta) > epsilon_spent(10, 4.0, delta) > epsilon_spent(10, 8.0, delta)
+    assert epsilon_spent(10, 0.0, delta) == float("inf") and epsilon_spent(0, 1.0, delta) == 0.0

@@ -111,6 +111,12 @@ def federated(
     reply_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for a client's reply before the run "
                                                         "stops, naming the client")] = 600.0,
     seed: Annotated[int, typer.Option(help="Seed (same seed and schedule = the centralised result)")] = 0,
+    dp_noise_multiplier: Annotated[float, typer.Option(help="MAML-DG with differential privacy: Gaussian noise "
+                                                            "std / clip norm on every gradient a client sends "
+                                                            "(0: off)")] = 0.0,
+    dp_clip: Annotated[float, typer.Option(help="Differential privacy: L2 clip norm of each gradient sent")] = 1.0,
+    dp_delta: Annotated[float, typer.Option(help="Differential privacy: delta of the reported (epsilon, delta)")]
+    = 1e-5,
 ) -> None:
     """MetaLoc's privacy-preserving paradigm on Flower (extra xloc-federated): every environment is a client that
     keeps its fingerprints; only meta-parameters, their gradients and scalars travel, and every client message
@@ -125,7 +131,8 @@ def federated(
     hyper: dict[str, Any] = {"seed": seed, **({} if iterations is None else {"iterations": iterations})}
     run = FederatedRun(paradigm, names, str(data.resolve()), str(out.resolve()), hyper, split=split,
                        support=None if support is None else str(support.resolve()), support_env=support_env,
-                       audit_dir=str((out / "audit").resolve()), reply_timeout_s=reply_timeout_s)
+                       audit_dir=str((out / "audit").resolve()), reply_timeout_s=reply_timeout_s,
+                       dp_noise_multiplier=dp_noise_multiplier, dp_clip=dp_clip, dp_delta=dp_delta)
     if mode == "simulation":
         result = run_simulation_mode(run)
     elif mode == "loopback":
@@ -140,6 +147,9 @@ def federated(
     console.print(f"{paradigm} over {len(names)} Flower clients ({mode}): {result['messages']} messages, "
                   f"{result['bytes_from_clients'] / 1e3:.1f} kB of arrays from clients, {result['train_s']:.1f} s; "
                   f"audit: {len(audit)} client replies, {len(leaks)} raw-data findings; wrote {out / 'model'}")
+    if "dp" in result:
+        spent = ", ".join(f"{k} {v:.2f}" for k, v in result["dp"]["epsilon"].items())
+        console.print(f"differential privacy (delta {dp_delta:g}): epsilon per client {spent}")
     if "closest" in result:
         console.print(f"closest environment by MMD: {result['closest']} "
                       f"({', '.join(f'{k} {v:.4f}' for k, v in result['mmd2'].items())})")

@@ -19,6 +19,7 @@ from xloc.data.storage import load_fingerprints
 from xloc.errors import DataValidationError
 from xloc.learn import maml
 from xloc.learn.federated.audit import RawSignatures, leaks, raw_signatures, records
+from xloc.learn.federated.privacy import privatize_gradient
 from xloc.learn.federated.protocol import FederatedRun, require_flwr, run_of, to_arrays, to_tensors
 from xloc.learn.metaloc import ADAPT_LR_GRID, MetaLoc, _mse, mmd_to_reference
 from xloc.learn.rss_tasks import RSSTaskSampler
@@ -110,11 +111,16 @@ def _dg_inner(msg: Any, context: Any) -> Any:
     st = _state(context, run)
     cfg = st.template.config
     it = int(msg.content["config"]["iteration"])
-    virtual, grad_f, f_value = maml.dg_virtual_step(st.template.model_, _mse, to_tensors(msg.content),
-                                            st.template.dg_tasks(st.sampler, it, 0), lr=cfg.inner_lr,
-                                            steps=cfg.inner_steps, beta=_dg_beta(st.template))
+    theta = to_tensors(msg.content)
+    virtual, grad_f, f_value = maml.dg_virtual_step(st.template.model_, _mse, theta,
+                                                    st.template.dg_tasks(st.sampler, it, 0), lr=cfg.inner_lr,
+                                                    steps=cfg.inner_steps, beta=_dg_beta(st.template))
+    metrics: dict[str, float] | None = {"F": f_value}
+    if run.dp_noise_multiplier > 0:  # the noisy gradient leaves, and θ' is computed from it; the loss stays here
+        grad_f = privatize_gradient(grad_f, clip=run.dp_clip, noise_multiplier=run.dp_noise_multiplier)
+        virtual, metrics = {k: theta[k] - _dg_beta(st.template) * grad_f[k] for k in theta}, None
     return _reply(msg, arrays={**{f"theta/{k}": v for k, v in virtual.items()},
-                               **{f"grad/{k}": v for k, v in grad_f.items()}}, metrics={"F": f_value})
+                               **{f"grad/{k}": v for k, v in grad_f.items()}}, metrics=metrics)
 
 
 def _dg_outer(msg: Any, context: Any) -> Any:
@@ -125,6 +131,9 @@ def _dg_outer(msg: Any, context: Any) -> Any:
     grads, g_value = maml.dg_second_gradient(st.template.model_, _mse, to_tensors(msg.content),
                                              st.template.dg_tasks(st.sampler, it, 1), lr=cfg.inner_lr,
                                              steps=cfg.inner_steps, weight=cfg.dg_weight)
+    if run.dp_noise_multiplier > 0:
+        grads = privatize_gradient(grads, clip=run.dp_clip, noise_multiplier=run.dp_noise_multiplier)
+        return _reply(msg, arrays=grads)
     return _reply(msg, arrays=grads, metrics={"G": g_value})
 
 

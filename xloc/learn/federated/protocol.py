@@ -60,6 +60,11 @@ class FederatedRun:
     audit_dir: str | None = None
     #: seconds the server waits for a client's reply before the run stops with an error naming the client
     reply_timeout_s: float = 600.0
+    #: MAML-DG with differential privacy: each gradient a client sends is clipped to L2 norm ``dp_clip`` and gets
+    #: Gaussian noise of std ``dp_noise_multiplier * dp_clip`` (0: off); see :mod:`xloc.learn.federated.privacy`
+    dp_noise_multiplier: float = 0.0
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.paradigm not in FEDERATED_PARADIGMS:
@@ -71,6 +76,12 @@ class FederatedRun:
             raise DataValidationError(f"environments must be distinct and non-empty, got {self.environments}")
         if not self.reply_timeout_s > 0:
             raise DataValidationError(f"reply_timeout_s must be > 0, got {self.reply_timeout_s}")
+        if self.dp_noise_multiplier < 0 or not self.dp_clip > 0 or not 0 < self.dp_delta < 1:
+            raise DataValidationError(f"dp_noise_multiplier must be >= 0, dp_clip > 0 and dp_delta in (0, 1); got "
+                                      f"{self.dp_noise_multiplier}, {self.dp_clip}, {self.dp_delta}")
+        if self.dp_noise_multiplier > 0 and self.paradigm != "maml-dg":
+            raise DataValidationError("differential privacy is for MAML-DG's gradient messages; MAML-TS sends each "
+                                      "client's whole trained model once (no per-step gradient to clip and noise)")
         if self.hyper.get("first_order", True) is False:
             raise DataValidationError("federated MAML-DG is first-order (Algorithm 3's messages carry no Hessians)")
 

@@ -17,6 +17,7 @@ from xloc.data.storage import load_fingerprints
 from xloc.errors import DataValidationError
 from xloc.io import atomic_write_text
 from xloc.learn import maml
+from xloc.learn.federated.privacy import epsilon_spent
 from xloc.learn.federated.protocol import FederatedRun, require_flwr, to_arrays, to_tensors
 from xloc.learn.federated.waits import shorten_object_pulls
 from xloc.learn.meta_train import History
@@ -129,13 +130,15 @@ def _validate_all(fed: _Federation, params: maml.Params, adapt_lr: bool = False,
     return {k: float(np.average([m[k] for m in metrics], weights=weights)) for k in metrics[0] if k != "tasks"}
 
 
-def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | None = None) -> maml.Params:
+def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | None = None,
+              releases: dict[str, int] | None = None) -> maml.Params:
     """Algorithm 3 on the server, mirroring :func:`~xloc.learn.meta_train.meta_train`'s MAML-DG branch.
 
     A client that fails or does not answer sits out :data:`RETRY_AFTER` iterations (then it is asked again: it
     may have been restarted); the iteration is redone with a pair drawn among the clients up, from a stream of its
     own, so that without faults the schedule is the centralised one. Each fault is appended to ``faults``;
-    validation averages over the clients up. Fewer than two clients up stops the run, naming them."""
+    validation averages over the clients up. Fewer than two clients up stops the run, naming them. ``releases``
+    counts the gradients each client sent (differential privacy's accounting)."""
     cfg = model.config
     envs = fed.run.environments
     faults = [] if faults is None else faults
@@ -144,6 +147,8 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
     rng = np.random.default_rng([cfg.seed, 101])
     best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
     down: dict[str, int] = {}
+    private = fed.run.dp_noise_multiplier > 0
+    releases = {e: 0 for e in envs} if releases is None else releases
 
     def up(it: int) -> list[str]:
         return [e for e in envs if e not in down or it - down[e] >= RETRY_AFTER]
@@ -162,9 +167,11 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
                 pair = (alive[int(a)], alive[int(b)])
             try:
                 first = fed.ask_one(pair[0], "train.dg_inner", {"iteration": it}, theta)
+                releases[pair[0]] += 1
                 sent = to_tensors(first.content)
                 virtual = {k: sent[f"theta/{k}"] for k in theta}
                 second = fed.ask_one(pair[1], "train.dg_outer", {"iteration": it}, virtual)
+                releases[pair[1]] += 1
                 for e in pair:
                     down.pop(e, None)
                 break
@@ -179,7 +186,9 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
             v.grad = sent[f"grad/{k}"] + g_second[k]
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if it % cfg.val_every == 0 or it == cfg.iterations:
+        if private:  # no validation losses are released: the model is the last iterate
+            best = (math.nan, {k: v.detach().clone() for k, v in params.items()})
+        elif it % cfg.val_every == 0 or it == cfg.iterations:
             f_val, g_val = float(first.content["metrics"]["F"]), float(second.content["metrics"]["G"])
             val = _validate_up(fed, {k: v.detach() for k, v in params.items()}, up(it), down, it, faults)["val_loss"]
             model.history_.iteration.append(it)
@@ -239,13 +248,23 @@ def federated_fit(grid: Any, run: FederatedRun) -> dict[str, Any]:
         scores = [_validate_all(fed, p, adapt_lr=True) for p in model.params_by_group_.values()]
     else:
         faults: list[dict[str, Any]] = []
-        model.params_by_group_ = {"all": _train_dg(fed, model, faults)}
+        releases = {e: 0 for e in run.environments}
+        model.params_by_group_ = {"all": _train_dg(fed, model, faults, releases)}
         # every client is asked again; one still down is left out of the step-size choice
-        scores = [_validate_up(fed, model.params_by_group_["all"], list(run.environments), {}, cfg.iterations,
-                               faults, adapt_lr=True)]
+        scores = [] if run.dp_noise_multiplier > 0 else \
+            [_validate_up(fed, model.params_by_group_["all"], list(run.environments), {}, cfg.iterations, faults,
+                          adapt_lr=True)]
         result["faults"] = faults
-    grid_scores = {lr: float(np.mean([s[f"lr_{i}"] for s in scores])) for i, lr in enumerate(ADAPT_LR_GRID)}
-    model.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else min(grid_scores, key=lambda k: grid_scores[k])
+        if run.dp_noise_multiplier > 0:
+            result["dp"] = {"noise_multiplier": run.dp_noise_multiplier, "clip": run.dp_clip, "delta": run.dp_delta,
+                            "releases": releases,
+                            "epsilon": {e: epsilon_spent(n, run.dp_noise_multiplier, run.dp_delta)
+                                        for e, n in releases.items()}}
+    if scores:
+        grid_scores = {lr: float(np.mean([s[f"lr_{i}"] for s in scores])) for i, lr in enumerate(ADAPT_LR_GRID)}
+        model.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else min(grid_scores, key=lambda k: grid_scores[k])
+    else:  # differential privacy: no validation losses were released to choose it with
+        model.adapt_lr_ = cfg.adapt_lr if cfg.adapt_lr is not None else cfg.inner_lr
     model.train_s_ = time.perf_counter() - t0
     if run.paradigm == "maml-ts" and run.support is not None:
         mmds = _support_mmds(fed, model)
