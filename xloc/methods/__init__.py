@@ -17,6 +17,7 @@ from xloc.methods import csi_nets  # noqa: F401  # isort: skip
 from xloc.methods import lwlm  # noqa: F401  # isort: skip
 from xloc.methods import model_based  # noqa: F401  # isort: skip
 from xloc.methods import drift  # noqa: F401  # isort: skip
+from xloc.methods import ilcl  # noqa: F401  # isort: skip
 from xloc.methods.registry import (
     Capabilities,
     MethodSpec,
