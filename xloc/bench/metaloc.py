@@ -246,7 +246,7 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
         keep = np.concatenate([np.flatnonzero(day5.point_ids == p)[:3] for p in np.unique(day5.point_ids)])
         support = day5.subset(keep)
         q = test[target]
-        for method in list(methods) + ["histogram-knn", "ilcl"]:
+        for method in list(methods) + ["histogram-knn", "ilcl", "confi"]:
             t0 = time.perf_counter()
             trains = get(method).capabilities.trains_on_sources
             model = create(method, seed, **({"iterations": iterations} if trains else {}))
