@@ -186,9 +186,7 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
             v.grad = sent[f"grad/{k}"] + g_second[k]
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if private:  # no validation losses are released: the model is the last iterate
-            best = (math.nan, {k: v.detach().clone() for k, v in params.items()})
-        elif it % cfg.val_every == 0 or it == cfg.iterations:
+        if not private and (it % cfg.val_every == 0 or it == cfg.iterations):
             f_val, g_val = float(first.content["metrics"]["F"]), float(second.content["metrics"]["G"])
             val = _validate_up(fed, {k: v.detach() for k, v in params.items()}, up(it), down, it, faults)["val_loss"]
             model.history_.iteration.append(it)
@@ -197,6 +195,8 @@ def _train_dg(fed: _Federation, model: MetaLoc, faults: list[dict[str, Any]] | N
             model.history_.group.append("all")
             if val < best[0]:
                 best = (val, {k: v.detach().clone() for k, v in params.items()})
+    if private:  # no validation losses were released: the model is the last iterate
+        return {k: v.detach().clone() for k, v in params.items()}
     return best[1]
 
 
