@@ -60,6 +60,31 @@ def test_same_support_for_every_method():
     assert all(len(v) == 1 for v in seen.values())
 
 
+def test_site_twin_methods_fit_on_the_targets_twins_and_the_others_on_the_other_environments():
+    fitted = {}
+
+    class Spy:
+        def __init__(self, name, seed):
+            self.name = name
+
+        def fit(self, sources):
+            fitted.setdefault(self.name, []).append(sorted(sources))
+            return self
+
+        def adapt(self, support, *, steps=None, unlabelled=None):
+            return self
+
+        def predict(self, x, *, references=None, coarse_positions_m=None):
+            return np.zeros((len(x), 2))
+
+    def twins_of(train, target):
+        return FingerprintSet([train[target].subset(np.arange(5))])  # stands in for simulated twins
+
+    run_leave_one_out("t", "tiny", tiny_data, ["agml", "maml"], [4], seeds=[0], all_data_reference=False,
+                      progress=False, factory=Spy, twins_of=twins_of, targets=["a"])
+    assert fitted == {"agml": [["a"]], "maml": [["b", "c"]]}
+
+
 def test_p1_runs_on_real_data(sod_root):
     res = run_p1(["wknn"], root=str(sod_root), ks=[50], seeds=[0], targets=["CETC331-F3"], progress=False)
     row = next(r for r in res.rows if r["target"] == "CETC331-F3" and r["k"] == 50 and r["method"] == "wknn")

@@ -38,7 +38,7 @@ from xloc.figures import plt, save_figure
 from xloc.learn.agml import AGML, AGNNLocalizer, node_features
 from xloc.sim.impairments import add_awgn
 from xloc.sim.presets import simulate_drive, simulate_scenario
-from xloc.sim.twin import fit_pathloss_twin, simulate_twins
+from xloc.sim.twin import site_twins
 
 __all__ = ["P5Scale", "FULL", "QUICK", "Case", "sodindoorloc_cases", "csi_cases", "sparse_table",
            "convergence", "run_p5", "summary_markdown"]
@@ -84,10 +84,7 @@ def sodindoorloc_cases(scale: P5Scale, root: str | None = None) -> Iterator[Case
     floors = environment_ap_floors(train, root)
     for target in scale.targets:
         fp = train[target]
-        twin = fit_pathloss_twin(train.without(target), floors)  # never the target's measurements
-        lo, hi = fp.positions_m[:, :2].min(0), fp.positions_m[:, :2].max(0)
-        synthetic = simulate_twins(fp.environment, floors, twin, (lo[0], hi[0], lo[1], hi[1]),
-                                   copies=scale.twin_copies, seed=0)
+        synthetic = site_twins(fp, train.without(target), floors, copies=scale.twin_copies, seed=0)
 
         def rest(labelled: Fingerprints, fp: Fingerprints = fp) -> Fingerprints:
             return fp.subset(np.flatnonzero(~np.isin(fp.point_ids, labelled.point_ids)))

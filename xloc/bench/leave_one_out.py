@@ -1,5 +1,6 @@
 """P1 and P2 as benches: the leave-one-environment-out runner (``xloc.eval.protocols``) on SODIndoorLoc and on the
-synthetic path-loss families, with every method named by ``--method`` (default ``P1_METHODS``)."""
+synthetic path-loss families, with every method named by ``--method`` (default ``P1_BENCH_METHODS``; P1 adds AGNN
+and AGML at k = 5 and 10)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,28 @@ def _save(ctx: BenchContext, result: protocols.ProtocolResult) -> None:
     save_protocol_result(result, ctx.out, command=ctx.command, append=ctx.append, wall_s=ctx.elapsed_s())
 
 
+#: P1's default methods at every k: MetaLoc's set and graph propagation over the target's unlabelled fingerprints.
+P1_BENCH_METHODS = (*protocols.P1_METHODS, "graph-lp", "maml-dg-graph")
+#: The graph networks (tens of seconds per adaptation) run at the k of the P1 goal only.
+GRAPH_NETWORKS, GRAPH_NETWORK_KS = ("agnn", "agml"), (5, 10)
+
+
 def run_p1(ctx: BenchContext) -> None:
-    methods = ctx.methods or list(protocols.P1_METHODS)
     if ctx.quick:
-        _save(ctx, protocols.run_p1(methods, seeds=ctx.seeds, ks=(10,), targets=("SYL",)))
-    else:
-        _save(ctx, protocols.run_p1(methods, seeds=ctx.seeds))
+        _save(ctx, protocols.run_p1(ctx.methods or list(P1_BENCH_METHODS), seeds=ctx.seeds, ks=(10,),
+                                    targets=("SYL",)))
+        return
+    result = protocols.run_p1(ctx.methods or list(P1_BENCH_METHODS), seeds=ctx.seeds)
+    _save(ctx, result)
+    if ctx.methods is None:
+        extra = protocols.run_p1(list(GRAPH_NETWORKS), seeds=ctx.seeds, ks=GRAPH_NETWORK_KS)
+        result.rows += [r for r in extra.rows if r["method"] in GRAPH_NETWORKS]
+        result.errors_m.update({key: v for key, v in extra.errors_m.items() if key[0] in GRAPH_NETWORKS})
+        _save(ctx, result)
 
 
 def run_p2(ctx: BenchContext) -> None:
-    methods = ctx.methods or list(protocols.P1_METHODS)
+    methods = ctx.methods or list(P1_BENCH_METHODS)
     _save(ctx, protocols.run_p2(methods, seeds=ctx.seeds, rs=(10,)) if ctx.quick
           else protocols.run_p2(methods, seeds=ctx.seeds))
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import ENVIRONMENTS as SOD_ENVIRONMENTS
-from xloc.data.sodindoorloc import load_sodindoorloc
+from xloc.data.sodindoorloc import environment_ap_floors, load_sodindoorloc
 from xloc.errors import ConfigError, DataValidationError
 from xloc.eval.metrics import localization_errors_m, prob_within, summarize_errors
 from xloc.eval.results import sample_std
@@ -37,16 +37,21 @@ from xloc.learn.base import Localizer
 from xloc.methods import create, get
 from xloc.progress import progress as progress_bar
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
+from xloc.sim.twin import site_twins
 
 __all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "run_drift", "drift_pairs",
            "split_sessions", "P1_KS", "P2_RS", "DEFAULT_SEEDS", "TRIVIAL_METHODS", "P1_METHODS", "DRIFT_BASELINES",
-           "DRIFT_KS"]
+           "DRIFT_KS", "SEMI_SUPERVISED_METHODS", "TWIN_COPIES"]
 
 _log = logging.getLogger(__name__)
 
 P1_KS = (5, 10, 20, 50)
 #: The methods P1 and P2 compare (MetaLoc's Fig. 9 / Table II set).
 P1_METHODS = ("knn", "wknn", "maml", "maml-ts", "maml-dg", "tl", "ri")
+#: Methods that also use the target's unlabelled fingerprints (the rest of its survey, positions unread).
+SEMI_SUPERVISED_METHODS = ("graph-lp", "maml-dg-graph", "agnn", "agml")
+#: Twins per target for the methods that meta-train on twins of the target site (P5's number).
+TWIN_COPIES = 8
 P2_RS = (10, 20, 30, 40, 54)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 #: "All data" reference per data kind.
@@ -125,13 +130,15 @@ def run_leave_one_out(
     coarse_error_m: float | None = None,
     factory: Callable[[str, int], Localizer] | None = None,
     sources_of: Callable[[FingerprintSet, str], FingerprintSet] | None = None,
+    twins_of: Callable[[FingerprintSet, str], FingerprintSet] | None = None,
 ) -> ProtocolResult:
     """Run a leave-one-environment-out protocol (see module docstring) and aggregate over seeds.
 
     ``methods`` are registered names; ``params`` maps a name to hyper-parameters; ``ks`` may hold None for "the
     whole reference set of the target" as support, and 0 for "no labelled point" (only the methods that predict
     after ``fit`` run there). ``sources_of(train, target)`` gives a target's sources instead of every other
-    environment (the drift protocol: the same site's earlier survey).
+    environment (the drift protocol: the same site's earlier survey). ``twins_of(train, target)`` gives the methods
+    with the ``site_twins`` capability simulated twins of the target's site as their sources (P1: AGML).
     """
     if not methods:
         raise ConfigError("no methods given")
@@ -213,7 +220,8 @@ def run_leave_one_out(
                     caps = get(method).capabilities
                     bar.advance(0, now=f"seed {seed} {target} {entry}")
                     t0 = time.perf_counter()
-                    model = make(method, seed).fit(sources)
+                    model = make(method, seed).fit(
+                        twins_of(train, target) if caps.site_twins and twins_of is not None else sources)
                     train_s = time.perf_counter() - t0
                     for k in ([None] if mode == "all" else list(ks)):
                         if k == 0:  # no labelled point of the target: what fit learned, where a method has that
@@ -261,15 +269,26 @@ def run_p1(
     params: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
-    """P1: leave-one-environment-out on SODIndoorLoc (CETC331 floors 1-3, HCXY, SYL)."""
+    """P1: leave-one-environment-out on SODIndoorLoc (CETC331 floors 1-3, HCXY, SYL).
+
+    Methods that meta-train on twins of the target site (AGML) get ``TWIN_COPIES`` path-loss twins of it: the model
+    fitted on the other buildings' RSS, drawn over the target's footprint with its APs (``access_points.csv``)."""
     train = load_sodindoorloc(root, "train")
     test = load_sodindoorloc(root, "test")
     missing = [e for e in SOD_ENVIRONMENTS if e not in train]
     if missing:
         raise DataValidationError(f"SODIndoorLoc is missing environments {missing}")
+    floors = environment_ap_floors(train, root)
+    twins: dict[str, FingerprintSet] = {}
+
+    def twins_of(data: FingerprintSet, target: str) -> FingerprintSet:
+        if target not in twins:  # the same twins for every seed, as the same buildings are
+            twins[target] = site_twins(data[target], data.without(target), floors, copies=TWIN_COPIES)
+        return twins[target]
+
     return run_leave_one_out(
         "p1", "sodindoorloc", lambda seed: (train, test), methods, ks, seeds,
-        targets=targets, steps=steps, params=params, progress=progress,
+        targets=targets, steps=steps, params=params, progress=progress, twins_of=twins_of,
     )
 
 

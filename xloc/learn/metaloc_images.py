@@ -33,7 +33,7 @@ from xloc.learn import maml
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.learn.image_tasks import ImageTaskSampler, nearest_rps, normalise_pixels
 from xloc.learn.meta_train import History, LoopSettings, meta_train
-from xloc.models.cnn import CsiImageCNN
+from xloc.models.cnn import INITS, CsiImageCNN
 
 __all__ = ["MetaLocImages", "AdaptedMetaLocImages", "ImageMetaLocConfig"]
 
@@ -55,6 +55,7 @@ class ImageMetaLocConfig:
     k_support: int = 3
     k_query: int = 5
     widths: tuple[int, ...] = (8, 16, 16, 32, 32)
+    init: str = "torch"
     inner_lr: float = 0.4
     adapt_lr: float | None = None
     outer_lr: float = 1e-3
@@ -72,6 +73,8 @@ class ImageMetaLocConfig:
     def __post_init__(self) -> None:
         if self.paradigm not in PARADIGMS:
             raise DataValidationError(f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}")
+        if self.init not in INITS:
+            raise DataValidationError(f"MetaLocImages: init must be one of {INITS}, got {self.init!r}")
         for name in ("n_way", "k_support", "k_query", "meta_batch", "val_every", "val_tasks"):
             if getattr(self, name) < 1:
                 raise DataValidationError(f"MetaLocImages: {name} must be >= 1, got {getattr(self, name)}")
@@ -90,7 +93,7 @@ class MetaLocImages:
 
     def _model(self, n_classes: int) -> CsiImageCNN:
         torch.manual_seed(self.config.seed)
-        return CsiImageCNN(3, n_classes, self.config.widths)
+        return CsiImageCNN(3, n_classes, self.config.widths, self.config.init)
 
     def fit(self, sources: FingerprintSet | None = None) -> MetaLocImages:
         cfg = self.config

@@ -96,5 +96,5 @@ register(MethodSpec("agnn", "AGNN alone: learned adjacency + graph attention ove
 register(MethodSpec("agml", "AGML: AGNN meta-trained (MAML) on sources sharing the target's AP list (digital twins), "
                             "CORAL alignment, unlabelled target fingerprints in the graph", GraphEstimator,
                     ("rss", "csi"), Capabilities(trains_on_sources=True, uses_unlabelled=True,
-                                                 budget_field="iterations"), {}, "agml_summary",
+                                                 budget_field="iterations", site_twins=True), {}, "agml_summary",
                     {**_SMALL, "iterations": 15, "task_nodes": 64, "adapt_steps": 60}))

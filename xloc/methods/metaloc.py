@@ -59,6 +59,8 @@ class MetaLocEstimatorConfig:
     hidden: tuple[int, ...] | None = None
     #: CSI images: N of the N-way tasks
     n_way: int | None = None
+    #: CSI images: CNN weight initialisation, "torch" (PyTorch's default) or "he" (N(0, 2 / fan_in))
+    init: str | None = None
     #: MAML-TS: adapt this historical environment's parameters instead of the MMD choice (federated models)
     group: str | None = None
     seed: int = 0

@@ -44,6 +44,9 @@ class Capabilities:
     predicts_after_fit: bool = False
     #: ``fit`` takes the same site's earlier survey, not other sites (the drift protocol, not leave-one-out)
     stale_survey: bool = False
+    #: ``fit`` needs sources with the target's AP list: a protocol that can simulate twins of the target site (P1,
+    #: from its AP positions and a path-loss model fitted on the other sites) gives it those instead
+    site_twins: bool = False
     #: the config field that counts training iterations (``xloc train --iterations``), if any
     budget_field: str | None = None
 

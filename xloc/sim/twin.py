@@ -25,7 +25,7 @@ from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 
-__all__ = ["PathLossTwin", "fit_pathloss_twin", "simulate_twins", "FLOOR_HEIGHT_M", "BANDS_HZ"]
+__all__ = ["PathLossTwin", "fit_pathloss_twin", "simulate_twins", "site_twins", "FLOOR_HEIGHT_M", "BANDS_HZ"]
 
 FLOOR_HEIGHT_M = 4.0
 BANDS_HZ = (2.4e9, 5.0e9)  # split at 3.5 GHz
@@ -170,3 +170,13 @@ def simulate_twins(
         )
         out.append(Fingerprints(meta, rss, grid, np.arange(len(grid))))
     return FingerprintSet(out)
+
+
+def site_twins(target: Fingerprints, sources: FingerprintSet, ap_floors: Mapping[str, Mapping[str, int]],
+               *, copies: int = 8, seed: int = 0) -> FingerprintSet:
+    """Twins of ``target``'s site: the path-loss model fitted on ``sources`` (never the target's RSS), drawn over the
+    target's footprint (the bounding box of its reference positions, what a floor plan gives) with its APs."""
+    twin = fit_pathloss_twin(sources, ap_floors)
+    lo, hi = target.positions_m[:, :2].min(0), target.positions_m[:, :2].max(0)
+    return simulate_twins(target.environment, ap_floors, twin, (lo[0], hi[0], lo[1], hi[1]), copies=copies,
+                          seed=seed)

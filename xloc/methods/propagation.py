@@ -1,0 +1,232 @@
+"""Semi-supervised radio maps: positions propagated from the support over the target's unlabelled fingerprints.
+
+A new building comes with a few labelled reference points and, for free, many fingerprints without positions (the
+rest of a survey walk, crowd-sourced scans). ``graph-lp`` and ``maml-dg-graph`` turn them into a dense radio map:
+
+1. nodes: each support point's mean fingerprint (position known) and each unlabelled point's mean fingerprint
+   (samples sharing a point id are one node; their positions are never read), RSS [dBm] with "not heard" at
+   ``floor_dbm``;
+2. a prior position for every node (``maml-dg-graph``): MetaLoc MAML-DG, meta-trained on the historical buildings
+   and adapted on the support, applied to each unlabelled sample and averaged per node;
+3. positions propagated over the signal-space graph, penalising their curvature along it (``order = 2``; the
+   harmonic ``order = 1`` goes flat with few labels), with the prior's pull ``mu``
+   (:func:`xloc.learn.propagation.propagate_positions`); ``mu`` is chosen per target by leave-one-point-out over
+   the support: each labelled point (at most ``max_folds``) is held out, the prior re-adapted without it, and its
+   position propagated from the others -- the labels of the target's support are the only ones read;
+4. WKNN on the propagated map answers the queries.
+
+Without unlabelled fingerprints the map is the support's points and the method is WKNN on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xloc.baselines.knn import KNNLocalizer
+from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.errors import DataValidationError
+from xloc.learn.base import Estimator
+from xloc.learn.propagation import propagate_positions, signal_graph
+from xloc.methods.registry import Capabilities, MethodSpec, create, get, load_model, register
+
+__all__ = ["GraphPropagation", "GraphPropagationConfig"]
+
+
+@dataclass(frozen=True)
+class GraphPropagationConfig:
+    """Hyper-parameters of graph propagation."""
+
+    #: registered method whose adapted estimate is the prior (None: no prior, harmonic propagation alone)
+    prior: str | None = "maml-dg"
+    #: meta-iterations of the prior's training (None: its default)
+    prior_iterations: int | None = None
+    #: neighbours of each node in the signal-space graph
+    n_neighbours: int = 10
+    #: power p of the graph Laplacian in the energy: 1 harmonic (stays inside the labels' hull), 2 curvature
+    order: int = 2
+    #: candidate pulls mu towards the prior, chosen by leave-one-point-out over the support
+    prior_weights: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
+    #: support points held out in turn to choose the pull (at most; drawn by ``seed``)
+    max_folds: int = 10
+    #: neighbours of the WKNN on the propagated map
+    k: int = 5
+    #: value [dBm] that stands for "not heard"
+    floor_dbm: float = -105.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prior is not None:
+            get(self.prior)  # a clear error naming the registered methods
+            if self.prior == "maml-dg-graph" or self.prior == "graph-lp":
+                raise DataValidationError(f"prior must be a method other than graph propagation, got {self.prior!r}")
+        if self.order not in (1, 2, 3):
+            raise DataValidationError(f"order must be 1, 2 or 3, got {self.order}")
+        if self.n_neighbours < 1 or self.k < 1 or self.max_folds < 1:
+            raise DataValidationError(f"n_neighbours, k and max_folds must be >= 1, got {self.n_neighbours}, "
+                                      f"{self.k} and {self.max_folds}")
+        weights = tuple(float(w) for w in self.prior_weights)
+        if not weights or min(weights) < 0 or not np.all(np.isfinite(weights)):
+            raise DataValidationError(f"prior_weights must be finite values >= 0, got {self.prior_weights}")
+        object.__setattr__(self, "prior_weights", weights)
+        if self.prior_iterations is not None and self.prior_iterations < 0:
+            raise DataValidationError(f"prior_iterations must be >= 0, got {self.prior_iterations}")
+
+
+def _unlabelled_nodes(fp: Fingerprints, floor_dbm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean filled RSS [dBm] per point id ``(n_nodes, n_ap)`` and each sample's node ``(n,)``; no position read."""
+    _, inverse = np.unique(fp.point_ids, return_inverse=True)
+    filled = np.where(np.isnan(fp.measurements), floor_dbm, fp.measurements).astype(np.float64)
+    total = np.zeros((int(inverse.max()) + 1, filled.shape[1]))
+    np.add.at(total, inverse, filled)
+    return total / np.bincount(inverse)[:, None], inverse
+
+
+def _node_means(values: np.ndarray, inverse: np.ndarray, n_nodes: int) -> np.ndarray:
+    total = np.zeros((n_nodes, values.shape[1]))
+    np.add.at(total, inverse, values)
+    return total / np.maximum(np.bincount(inverse, minlength=n_nodes), 1)[:, None]
+
+
+class GraphPropagation(Estimator):
+    """WKNN on a radio map whose unlabelled fingerprints got positions by propagation (module docstring)."""
+
+    Config = GraphPropagationConfig
+    kinds = ("rss",)
+
+    def fit(self, sources: FingerprintSet | None = None) -> GraphPropagation:
+        """Train the prior on the historical environments (nothing to learn without a prior)."""
+        self._check_kind(sources, "source")
+        cfg = self.config
+        if cfg.prior is None:
+            return self
+        if sources is None and get(cfg.prior).capabilities.trains_on_sources:
+            raise DataValidationError(f"{self._owner()}: the prior {cfg.prior!r} trains on historical environments; "
+                                      "give fit() the sources")
+        budget = get(cfg.prior).capabilities.budget_field
+        extra = {budget: cfg.prior_iterations} if budget and cfg.prior_iterations is not None else {}
+        self.prior_ = create(cfg.prior, cfg.seed, **extra).fit(sources)
+        self.train_s_ = float(getattr(self.prior_, "train_s_", 0.0))
+        return self
+
+    def adapt(self, support: Fingerprints, *, steps: int | None = None,
+              unlabelled: Fingerprints | None = None) -> GraphPropagation:
+        """Propagate the support's positions over ``support`` and ``unlabelled`` (same environment and APs);
+        ``steps`` goes to the prior's adaptation."""
+        self._check_kind(support, "support")
+        self._check_kind(unlabelled, "unlabelled")
+        cfg = self.config
+        if cfg.prior is not None:
+            self._require("prior_")
+        if unlabelled is not None and unlabelled.measurements.shape[1:] != support.measurements.shape[1:]:
+            raise DataValidationError(
+                f"{self._owner()}: unlabelled environment {unlabelled.name!r} has {unlabelled.measurements.shape[1]} "
+                f"APs, the support {support.name!r} {support.measurements.shape[1]}")
+        rss_l, pos_l, ids_l = support.point_means(cfg.floor_dbm)
+        n_l = len(ids_l)
+        if unlabelled is None or len(unlabelled) == 0:
+            scores: dict[str, float] = {}
+            features, positions, chosen = rss_l.astype(np.float64), pos_l, 0.0
+        else:
+            rss_u, node_of_sample = _unlabelled_nodes(unlabelled, cfg.floor_dbm)
+            features = np.concatenate([rss_l.astype(np.float64), rss_u])
+            graph = signal_graph(features, cfg.n_neighbours)
+            prior = self._prior_positions(support, unlabelled, node_of_sample, len(rss_u), pos_l, steps)[0]
+            chosen, scores = self._choose_weight(graph, support, unlabelled, node_of_sample, len(rss_u), ids_l,
+                                                 pos_l, prior, steps)
+            positions = propagate_positions(graph, np.arange(n_l), pos_l, prior, chosen, self.config.order)
+        engine = KNNLocalizer(cfg.k, weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
+            .fit_arrays(features, positions)
+        return self._adapted_copy(engine_=engine, map_rss_dbm_=features, map_positions_m_=positions,
+                                  prior_weight_=chosen, prior_weight_scores_=scores,
+                                  sample_shape_=support.measurements.shape[1:], adapt_steps_=0)
+
+    def _prior_positions(self, support: Fingerprints, unlabelled: Fingerprints, node_of_sample: np.ndarray,
+                         n_u: int, pos_l: np.ndarray, steps: int | None) -> tuple[np.ndarray | None, Any]:
+        """Prior position of every node ``(n_l + n_u, dims)`` (labelled rows: ``pos_l``) from the prior adapted on
+        ``support``, and that adapted prior."""
+        if self.config.prior is None:
+            return None, None
+        adapted = self.prior_.adapt(support, steps=steps)
+        guess = np.asarray(adapted.predict(unlabelled.measurements), dtype=np.float64)
+        dims = min(guess.shape[1], pos_l.shape[1])
+        prior = np.zeros((len(pos_l) + n_u, pos_l.shape[1]))
+        prior[: len(pos_l)] = pos_l
+        prior[len(pos_l):, :dims] = _node_means(guess[:, :dims], node_of_sample, n_u)
+        return prior, adapted
+
+    def _choose_weight(self, graph: Any, support: Fingerprints, unlabelled: Fingerprints,
+                       node_of_sample: np.ndarray, n_u: int, ids_l: np.ndarray, pos_l: np.ndarray,
+                       prior: np.ndarray | None, steps: int | None) -> tuple[float, dict[str, float]]:
+        """``mu`` with the lowest mean error [m] over the support's points, each held out in turn (the prior
+        re-adapted without it); ties go to the smaller ``mu``."""
+        if prior is None:
+            return 0.0, {}
+        weights = self.config.prior_weights
+        if len(weights) == 1 or len(ids_l) < 3:
+            return weights[0], {}
+        errors: dict[float, list[float]] = {w: [] for w in weights}
+        folds = np.random.default_rng([self.config.seed, 404]).permutation(len(ids_l))[: self.config.max_folds]
+        for held in folds:
+            at_held = support.point_ids == ids_l[held]
+            rest = support.subset(np.flatnonzero(~at_held))
+            keep = np.delete(np.arange(len(ids_l)), held)
+            fold_prior, adapted = self._prior_positions(rest, unlabelled, node_of_sample, n_u, pos_l, steps)
+            assert fold_prior is not None
+            guess = np.asarray(adapted.predict(support.measurements[at_held]), dtype=np.float64)
+            dims = min(guess.shape[1], pos_l.shape[1])
+            fold_prior[held, :dims] = guess[:, :dims].mean(0)  # the held-out point is an unlabelled node now
+            for w in weights:
+                estimate = propagate_positions(graph, keep, pos_l[keep], fold_prior, w, self.config.order)[held]
+                errors[w].append(float(np.linalg.norm(estimate[:2] - pos_l[held, :2])))
+        scores = {str(w): float(np.mean(e)) for w, e in errors.items()}
+        return min(weights, key=lambda w: (float(np.mean(errors[w])), w)), scores
+
+    def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        self._require("engine_", what="adapt(support)")
+        x = self._check_measurements(measurements, "rss", self.sample_shape_)
+        return self.engine_.predict(x)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        parts: dict[str, Any] = {}
+        if hasattr(self, "prior_"):
+            parts["prior"] = self.prior_.save
+        if not hasattr(self, "engine_"):
+            return {}, {"fitted": hasattr(self, "prior_")}, parts
+        tensors = {"map_rss_dbm": torch.from_numpy(np.array(self.map_rss_dbm_, copy=True)),
+                   "map_positions_m": torch.from_numpy(np.array(self.map_positions_m_, copy=True))}
+        meta = {"fitted": hasattr(self, "prior_"), "sample_shape": list(self.sample_shape_),
+                "prior_weight": self.prior_weight_, "prior_weight_scores": self.prior_weight_scores_}
+        return tensors, meta, parts
+
+    def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
+        if meta.get("fitted"):
+            self.prior_ = load_model(folder / "prior")
+            self.train_s_ = float(getattr(self.prior_, "train_s_", 0.0))
+        if "map_rss_dbm" in tensors:
+            self.map_rss_dbm_ = tensors["map_rss_dbm"].numpy()
+            self.map_positions_m_ = tensors["map_positions_m"].numpy()
+            self.sample_shape_ = tuple(meta["sample_shape"])
+            self.prior_weight_ = float(meta["prior_weight"])
+            self.prior_weight_scores_ = dict(meta.get("prior_weight_scores") or {})
+            self.adapt_steps_ = 0
+            cfg = self.config
+            self.engine_ = KNNLocalizer(cfg.k, weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
+                .fit_arrays(self.map_rss_dbm_, self.map_positions_m_)
+
+
+register(MethodSpec("graph-lp", "harmonic label propagation: the support's positions spread over the target's "
+                                "unlabelled fingerprints by a signal-space graph, WKNN on the propagated map",
+                    GraphPropagation, ("rss",), Capabilities(trains_on_sources=False, uses_unlabelled=True),
+                    {"prior": None, "prior_weights": (0.0,)}, "agml_summary"))
+register(MethodSpec("maml-dg-graph", "MAML-DG adapted on the support as the prior of every unlabelled fingerprint, "
+                                     "positions propagated over the target's signal graph (pull chosen by "
+                                     "leave-one-point-out), WKNN on the propagated map", GraphPropagation, ("rss",),
+                    Capabilities(trains_on_sources=True, uses_unlabelled=True, budget_field="prior_iterations"),
+                    {"prior": "maml-dg"}, "metaloc_jsac2023",
+                    {"prior_iterations": 5, "prior_weights": (0.0, 0.1), "max_folds": 3}))
