@@ -234,10 +234,21 @@ def task_similarity_table(*, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = 300,
-                    methods: Sequence[str] = GRADIENT_METHODS) -> list[dict[str, Any]]:
-    """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point)."""
+#: Table III's budget: up to the paper's 7500 meta-iterations, stopped at a validation plateau (10 checks of 50
+#: iterations, i.e. 500 iterations, without a new best on the historical days' validation tasks).
+CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE = 7500, 10
+
+
+def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = CSI_TABLE_ITERATIONS,
+                    patience: int = CSI_TABLE_PATIENCE, methods: Sequence[str] = GRADIENT_METHODS,
+                    out_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point).
+
+    Methods that train on the historical days run up to ``iterations``, stopping at a validation plateau
+    (``patience`` checks without a new best); the validation curves of the first seed go to
+    ``<out_dir>/metaloc_csi_<room>.png`` with the stopping points marked."""
     rows = []
+    curves: dict[str, tuple[list[int], list[float], int]] = {}
     for seed in seeds:
         train = simulate_scenario(room, 810, seed)  # 9 images per point and day
         test = simulate_scenario(room, 90, seed, split="test")  # one test image per point
@@ -249,9 +260,15 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
         for method in list(methods) + ["histogram-knn", "ilcl", "confi"]:
             t0 = time.perf_counter()
             trains = get(method).capabilities.trains_on_sources
-            model = create(method, seed, **({"iterations": iterations} if trains else {}))
+            budget = {"iterations": iterations, "patience": patience} if method in GRADIENT_METHODS else \
+                {"iterations": iterations} if trains else {}
+            model = create(method, seed, **budget)
             model.fit(train.without(target) if trains else None)
-            steps = iterations if trains else 0
+            history = getattr(getattr(model, "engine_", None), "history_", None)
+            steps = (max(history.iteration) if history is not None and history.iteration else
+                     iterations if trains else 0)
+            if history is not None and seed == seeds[0] and history.iteration:
+                curves[method] = (history.iteration, history.val_loss, steps)
             train_s = time.perf_counter() - t0
             adapted = model.adapt(support)
             t1 = time.perf_counter()
@@ -260,9 +277,20 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
             rows.append({"protocol": "metaloc-csi", "method": method, "dataset": room, "target": target,
                          "setting": "days1-4 -> day5", "k": 3, "seed": seed, "mean_m": s.mean_m,
                          "median_m": s.median_m, "p90_m": s.p90_m, "error_std_m": s.std_m,
-                         "data": "3 x 90", "training_steps": steps,
+                         "data": "3 x 90", "training_steps": steps, "max_steps": iterations if trains else 0,
                          "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
                          "adapt_s": time.perf_counter() - t1})
+    if out_dir is not None and curves:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, (its, vals, stop) in curves.items():
+            line = ax.plot(its, vals, label=f"{method} (stopped at {stop})")[0]
+            ax.axvline(stop, color=line.get_color(), ls=":", lw=1)
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel("validation loss (historical days)")
+        ax.set_title(f"{room}: meta-training up to {iterations} iterations, seed {seeds[0]}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        save_figure(fig, out_dir / f"metaloc_csi_{room}.png")
     return rows
 
 
@@ -322,11 +350,14 @@ def run(ctx: BenchContext) -> None:
 
 
 def run_csi_images(ctx: BenchContext) -> None:
-    """``xloc bench --protocol metaloc-csi``: Table II on simulated CSI images (hall and lab), first two seeds."""
-    rows = csi_image_table("hall", seeds=ctx.seeds[:2])
-    ctx.write("metaloc-csi", rows, seeds=ctx.seeds[:2])
-    rows += csi_image_table("lab", seeds=ctx.seeds[:2])
-    ctx.write("metaloc-csi", rows, seeds=ctx.seeds[:2])
+    """``xloc bench --protocol metaloc-csi``: Table III on simulated CSI images (hall and lab), first three seeds,
+    at the paper's budget with plateau stopping (``--quick``: 50 iterations, one seed)."""
+    seeds = ctx.seeds[:1] if ctx.quick else ctx.seeds[:3]
+    iterations, patience = (50, 0) if ctx.quick else (CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE)
+    rows: list[dict[str, Any]] = []
+    for room in ("hall", "lab"):
+        rows += csi_image_table(room, seeds=seeds, out_dir=ctx.out, iterations=iterations, patience=patience)
+        ctx.write("metaloc-csi", rows, seeds=seeds)
 
 
 def report(doc: dict[str, Any], results: Path) -> str:

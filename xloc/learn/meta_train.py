@@ -3,7 +3,8 @@
 One loop serves every paradigm: ``maml`` (tasks from all domains), ``maml-ts`` (called once per domain with
 that domain only), ``maml-dg`` (two distinct domains per iteration, eq. (19)) and ``tl`` (plain supervised
 steps). Adam takes the outer step. Every ``val_every`` iterations the validation loss is measured and the best
-parameters are kept; Ctrl-C ends training early and still returns the best parameters.
+parameters are kept; with ``patience`` > 0 training stops once that many checks in a row brought no new best (a
+validation plateau); Ctrl-C ends training early and still returns the best parameters.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class History:
     meta_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     group: list[str] = field(default_factory=list)
+    #: iteration at which a validation plateau stopped training, per group that stopped early
+    stopped: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class LoopSettings:
     first_order: bool
     dg_weight: float
     dg_beta: float
+    #: stop after this many validation checks without a new best (0: run every iteration)
+    patience: int = 0
 
 
 def _supervised_step(
@@ -81,6 +86,7 @@ def meta_train(
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
     opt = torch.optim.Adam(params.values(), lr=s.outer_lr)
     best = (math.inf, {k: v.detach().clone() for k, v in params.items()})
+    since_best = 0
     with progress_bar(f"{s.paradigm} {group}", s.iterations, enabled=progress) as bar:
         try:
             for it in range(1, s.iterations + 1):
@@ -117,8 +123,16 @@ def meta_train(
                                float(loss), v_loss)
                     if v_loss < best[0]:
                         best = (v_loss, {k: v.detach().clone() for k, v in params.items()})
+                        since_best = 0
+                    else:
+                        since_best += 1
                     bar.advance(0, loss=f"{loss:.4f}", val=f"{v_loss:.4f}")
                 bar.advance()
+                if s.patience and since_best >= s.patience:
+                    _log.info("%s %s: validation plateau, stopped at iteration %d of %d", s.paradigm, group, it,
+                              s.iterations)
+                    history.stopped.append(it)
+                    break
         except KeyboardInterrupt:
             bar.close()
             note_interrupt(f"{s.paradigm} {group}", bar.done, s.iterations)

@@ -87,6 +87,8 @@ class MetaLocConfig:
     floor_dbm: float = -105.0
     val_every: int = 50
     val_tasks: int = 32
+    #: stop meta-training after this many validation checks without a new best (0: never)
+    patience: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,7 +102,7 @@ class MetaLocConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise DataValidationError(f"MetaLoc: {name} must be > 0, got {value!r}")
-        for name in ("inner_steps", "adapt_steps", "iterations"):
+        for name in ("inner_steps", "adapt_steps", "iterations", "patience"):
             if getattr(self, name) < 0:
                 raise DataValidationError(f"MetaLoc: {name} must be >= 0, got {getattr(self, name)}")
         if not 2 <= self.db_points[0] <= self.db_points[1]:
@@ -272,6 +274,7 @@ class MetaLoc:
             paradigm=cfg.paradigm, inner_lr=cfg.inner_lr, outer_lr=cfg.outer_lr, inner_steps=cfg.inner_steps,
             meta_batch=cfg.meta_batch, iterations=cfg.iterations, first_order=cfg.first_order,
             dg_weight=cfg.dg_weight, dg_beta=cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr,
+            patience=cfg.patience,
         )
 
     # ------------------------------------------------------------------ meta-test

@@ -68,6 +68,8 @@ class ImageMetaLocConfig:
     dg_beta: float | None = None
     val_every: int = 50
     val_tasks: int = 8
+    #: stop meta-training after this many validation checks without a new best (0: never; Table III runs use it)
+    patience: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,7 +80,7 @@ class ImageMetaLocConfig:
         for name in ("n_way", "k_support", "k_query", "meta_batch", "val_every", "val_tasks"):
             if getattr(self, name) < 1:
                 raise DataValidationError(f"MetaLocImages: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("inner_steps", "adapt_steps", "iterations"):
+        for name in ("inner_steps", "adapt_steps", "iterations", "patience"):
             if getattr(self, name) < 0:
                 raise DataValidationError(f"MetaLocImages: {name} must be >= 0, got {getattr(self, name)}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -156,7 +158,7 @@ class MetaLocImages:
         cfg = self.config
         return LoopSettings(cfg.paradigm, cfg.inner_lr, cfg.outer_lr, cfg.inner_steps, cfg.meta_batch,
                             cfg.iterations, cfg.first_order, cfg.dg_weight,
-                            cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr)
+                            cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr, cfg.patience)
 
     @staticmethod
     def _batch(samplers: list[ImageTaskSampler], rng: np.random.Generator, n: int) -> maml.TaskBatch:

@@ -59,6 +59,10 @@ class MetaLocEstimatorConfig:
     hidden: tuple[int, ...] | None = None
     #: CSI images: N of the N-way tasks
     n_way: int | None = None
+    #: stop meta-training after this many validation checks without a new best (None: the engine's 0, never)
+    patience: int | None = None
+    #: validation checks every this many meta-iterations (None: the engine's default)
+    val_every: int | None = None
     #: CSI images: CNN weight initialisation, "torch" (PyTorch's default) or "he" (N(0, 2 / fan_in))
     init: str | None = None
     #: MAML-TS: adapt this historical environment's parameters instead of the MMD choice (federated models)
