@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
 from xloc.eval import protocols
@@ -58,5 +60,26 @@ def report_p1(doc: dict[str, Any], results: Path) -> str:
     return _leaderboard("p1", doc, results)
 
 
+#: MetaLoc's P(err < 5 m) at R = 10 (section V-A2); at R = 54 it reports KNN, WKNN and MetaLoc "nearly the same".
+PAPER_P_WITHIN_5M = {10: {"maml": 0.89, "wknn": 0.65, "knn": 0.51}}
+
+
+def p_within_table(rows: list[dict[str, Any]]) -> str:
+    """P(err < 5 m) of every method (rows) at every R (columns), target-averaged, with MetaLoc's figures."""
+    mine = [r for r in rows if r.get("protocol") == "p2" and r["target"] == "all" and r.get("k") is not None]
+    rs = sorted({r["k"] for r in mine})
+    methods = sorted({r["method"] for r in mine},
+                     key=lambda m: -np.mean([r["p_within_5m"] for r in mine if r["method"] == m]))
+    value = {(r["method"], r["k"]): r["p_within_5m"] for r in mine}
+    lines = ["| method | " + " | ".join(f"R = {r}" for r in rs) + " | paper, R = 10 |",
+             "|---|" + "---|" * (len(rs) + 1)]
+    for m in methods:
+        cells = [f"{value[(m, r)]:.2f}" if (m, r) in value else "–" for r in rs]
+        paper = PAPER_P_WITHIN_5M[10].get(m)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {'' if paper is None else f'{paper:.2f}'} |")
+    return "\n".join(lines)
+
+
 def report_p2(doc: dict[str, Any], results: Path) -> str:
-    return _leaderboard("p2", doc, results)
+    return ("P(err < 5 m) by R (MetaLoc's Fig. 9 measure; the paper's `maml` is MetaLoc):\n\n"
+            + p_within_table(doc["rows"]) + "\n\n" + _leaderboard("p2", doc, results))
