@@ -38,51 +38,47 @@ def test_leave_one_out_rows_and_learning_curve(tmp_path):
     assert len(json.loads(paths["json"].read_text())["rows"]) == len(res.rows)
 
 
-def test_same_support_for_every_method():
-    seen = {}
+class Spy:
+    """A stand-in method that records what the protocol gives it: sources in ``fit``, supports in ``adapt``."""
 
-    class Spy:
-        def __init__(self, name, seed):
-            self.name = name
+    fitted: dict = {}
+    supports: dict = {}
 
-        def fit(self, sources):
-            return self
+    def __init__(self, name, seed):
+        self.name = name
 
-        def adapt(self, support, *, steps=None, unlabelled=None):
-            seen.setdefault((support.name, len(support)), set()).add(tuple(np.sort(support.point_ids)))
-            return self
+    def fit(self, sources):
+        Spy.fitted.setdefault(self.name, []).append(sorted(sources))
+        return self
 
-        def predict(self, x, *, references=None, coarse_positions_m=None):
-            return np.zeros((len(x), 2))
+    def adapt(self, support, *, steps=None, unlabelled=None):
+        Spy.supports.setdefault((support.name, len(support)), set()).add(tuple(np.sort(support.point_ids)))
+        return self
 
+    def predict(self, x, *, references=None, coarse_positions_m=None):
+        return np.zeros((len(x), 2))
+
+
+@pytest.fixture
+def spy():
+    Spy.fitted, Spy.supports = {}, {}
+    return Spy
+
+
+def test_same_support_for_every_method(spy):
     run_leave_one_out("t", "tiny", tiny_data, ["knn", "mlp"], [4], seeds=[0], all_data_reference=False,
-                      progress=False, factory=Spy)
+                      progress=False, factory=spy)
+    seen = spy.supports
     assert all(len(v) == 1 for v in seen.values())
 
 
-def test_site_twin_methods_fit_on_the_targets_twins_and_the_others_on_the_other_environments():
-    fitted = {}
-
-    class Spy:
-        def __init__(self, name, seed):
-            self.name = name
-
-        def fit(self, sources):
-            fitted.setdefault(self.name, []).append(sorted(sources))
-            return self
-
-        def adapt(self, support, *, steps=None, unlabelled=None):
-            return self
-
-        def predict(self, x, *, references=None, coarse_positions_m=None):
-            return np.zeros((len(x), 2))
-
+def test_site_twin_methods_fit_on_the_targets_twins_and_the_others_on_the_other_environments(spy):
     def twins_of(train, target):
         return FingerprintSet([train[target].subset(np.arange(5))])  # stands in for simulated twins
 
     run_leave_one_out("t", "tiny", tiny_data, ["agml", "maml"], [4], seeds=[0], all_data_reference=False,
-                      progress=False, factory=Spy, twins_of=twins_of, targets=["a"])
-    assert fitted == {"agml": [["a"]], "maml": [["b", "c"]]}
+                      progress=False, factory=spy, twins_of=twins_of, targets=["a"])
+    assert spy.fitted == {"agml": [["a"]], "maml": [["b", "c"]]}
 
 
 def test_p1_runs_on_real_data(sod_root):

@@ -62,7 +62,7 @@ class GraphPropagationConfig:
     def __post_init__(self) -> None:
         if self.prior is not None:
             get(self.prior)  # a clear error naming the registered methods
-            if self.prior == "maml-dg-graph" or self.prior == "graph-lp":
+            if get(self.prior).estimator is GraphPropagation:
                 raise DataValidationError(f"prior must be a method other than graph propagation, got {self.prior!r}")
         if self.order not in (1, 2, 3):
             raise DataValidationError(f"order must be 1, 2 or 3, got {self.order}")
@@ -77,19 +77,18 @@ class GraphPropagationConfig:
             raise DataValidationError(f"prior_iterations must be >= 0, got {self.prior_iterations}")
 
 
-def _unlabelled_nodes(fp: Fingerprints, floor_dbm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean filled RSS [dBm] per point id ``(n_nodes, n_ap)`` and each sample's node ``(n,)``; no position read."""
-    _, inverse = np.unique(fp.point_ids, return_inverse=True)
-    filled = np.where(np.isnan(fp.measurements), floor_dbm, fp.measurements).astype(np.float64)
-    total = np.zeros((int(inverse.max()) + 1, filled.shape[1]))
-    np.add.at(total, inverse, filled)
-    return total / np.bincount(inverse)[:, None], inverse
-
-
 def _node_means(values: np.ndarray, inverse: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Mean of ``values (n, d)`` per node, ``inverse (n,)`` giving each row's node."""
     total = np.zeros((n_nodes, values.shape[1]))
     np.add.at(total, inverse, values)
     return total / np.maximum(np.bincount(inverse, minlength=n_nodes), 1)[:, None]
+
+
+def _unlabelled_nodes(fp: Fingerprints, floor_dbm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean filled RSS [dBm] per point id ``(n_nodes, n_ap)`` and each sample's node ``(n,)``; no position read."""
+    ids, inverse = np.unique(fp.point_ids, return_inverse=True)
+    filled = np.where(np.isnan(fp.measurements), floor_dbm, fp.measurements).astype(np.float64)
+    return _node_means(filled, inverse, ids.size), inverse
 
 
 class GraphPropagation(Estimator):
