@@ -23,8 +23,14 @@ def _save(ctx: BenchContext, result: protocols.ProtocolResult) -> None:
 
 #: P1's default methods at every k: MetaLoc's set and graph propagation over the target's unlabelled fingerprints.
 P1_BENCH_METHODS = (*protocols.P1_METHODS, "graph-lp", "maml-dg-graph")
-#: The graph networks (tens of seconds per adaptation) run at the k of the P1 goal only.
+#: The graph networks run at the k of the P1 goal only, at P5's sizes (``xloc.bench.agml.FULL``: 500 unlabelled
+#: nodes, 200 AGNN steps, 200 meta-iterations and 100 adaptation steps for AGML). At the registry's defaults (1500
+#: nodes) one AGNN adaptation takes about 107 s per target and k on 2 cores, 3 h for 5 seeds.
 GRAPH_NETWORKS, GRAPH_NETWORK_KS = ("agnn", "agml"), (5, 10)
+GRAPH_NETWORK_PARAMS: dict[str, dict[str, Any]] = {
+    "agnn": {"max_unlabelled": 500, "adapt_steps": 200},
+    "agml": {"max_unlabelled": 500, "adapt_steps": 100, "iterations": 200},
+}
 
 
 def run_p1(ctx: BenchContext) -> None:
@@ -35,8 +41,12 @@ def run_p1(ctx: BenchContext) -> None:
     result = protocols.run_p1(ctx.methods or list(P1_BENCH_METHODS), seeds=ctx.seeds)
     _save(ctx, result)
     if ctx.methods is None:
-        extra = protocols.run_p1(list(GRAPH_NETWORKS), seeds=ctx.seeds, ks=GRAPH_NETWORK_KS)
-        result.rows += [r for r in extra.rows if r["method"] in GRAPH_NETWORKS]
+        extra = protocols.run_p1(list(GRAPH_NETWORKS), seeds=ctx.seeds, ks=GRAPH_NETWORK_KS,
+                                 params=GRAPH_NETWORK_PARAMS)
+        graph_rows = [r for r in extra.rows if r["method"] in GRAPH_NETWORKS]
+        for row in graph_rows:
+            row["params"] = GRAPH_NETWORK_PARAMS[row["method"]]
+        result.rows += graph_rows
         result.errors_m.update({key: v for key, v in extra.errors_m.items() if key[0] in GRAPH_NETWORKS})
         _save(ctx, result)
 
