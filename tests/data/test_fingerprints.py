@@ -17,6 +17,24 @@ def test_views(rss_env):
         rss_env.sample_points(7, np.random.default_rng(0))
 
 
+def test_first_samples_keeps_the_first_of_every_point_in_order(rss_env):
+    one = rss_env.first_samples(1)
+    assert one.n_points == rss_env.n_points and len(one) == rss_env.n_points
+    first = [int(np.flatnonzero(rss_env.point_ids == p)[0]) for p in np.unique(rss_env.point_ids)]
+    np.testing.assert_array_equal(one.measurements, rss_env.measurements[sorted(first)])
+    assert len(rss_env.first_samples(5)) == len(rss_env)  # points with fewer samples keep all of them
+    with pytest.raises(DataValidationError, match="samples per point must be >= 1"):
+        rss_env.first_samples(0)
+
+
+def test_with_measurements_keeps_positions_and_checks_the_new_values(rss_env):
+    moved = rss_env.with_measurements(rss_env.measurements - 3.0)
+    np.testing.assert_array_equal(moved.positions_m, rss_env.positions_m)
+    np.testing.assert_allclose(moved.measurements, rss_env.measurements - 3.0)
+    with pytest.raises(DataValidationError, match="convert a sentinel"):
+        rss_env.with_measurements(np.full_like(rss_env.measurements, 100.0))
+
+
 def test_point_means_counts_not_heard_as_floor(rss_env):
     rss, pos, ids = rss_env.point_means(floor_dbm=-100.0)
     assert rss.shape == (6, 4) and pos.shape == (6, 2) and ids.tolist() == list(range(6))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xloc.errors import DataValidationError
-from xloc.sim.drift import DriftConfig, simulate_drift_site
+from xloc.sim.drift import DriftConfig, simulate_drift_site, through_device
 
 CONFIG = DriftConfig(n_test_points=50, measurement_noise_db=0.0, sensitivity_dbm=-200.0)
 
@@ -44,3 +44,10 @@ def test_shadowing_is_spatially_correlated() -> None:
 def test_unknown_drift_is_refused() -> None:
     with pytest.raises(DataValidationError, match="drift kinds"):
         simulate_drift_site(CONFIG, 0, ("weather",))
+
+
+def test_another_device_scales_shifts_and_loses_weak_aps() -> None:
+    rss = np.array([[-40.0, -90.0, -95.0, np.nan]])
+    out = through_device(rss, 0.9, -12.0, sensitivity_dbm=-95.0)
+    np.testing.assert_allclose(out[0, :2], [-48.0, -93.0])  # 0.9 r - 12, both still heard
+    assert np.isnan(out[0, 2]) and np.isnan(out[0, 3])  # -97.5 dBm is below the sensitivity; NaN stays NaN

@@ -254,8 +254,7 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
         test = simulate_scenario(room, 90, seed, split="test")  # one test image per point
         target = f"{room}-day5"
         day5 = train[target]
-        keep = np.concatenate([np.flatnonzero(day5.point_ids == p)[:3] for p in np.unique(day5.point_ids)])
-        support = day5.subset(keep)
+        support = day5.first_samples(3)
         q = test[target]
         for method in list(methods) + ["histogram-knn", "ilcl", "confi"]:
             t0 = time.perf_counter()

@@ -226,6 +226,22 @@ class Fingerprints:
             )
         return self.select_points(rng.choice(points, size=k, replace=False))
 
+    def first_samples(self, n: int) -> Fingerprints:
+        """The first ``n`` samples of every reference point (all of them where a point has fewer)."""
+        if n < 1:
+            raise DataValidationError(f"environment {self.name!r}: samples per point must be >= 1, got {n}")
+        order = np.argsort(self.point_ids, kind="stable")
+        ids = self.point_ids[order]
+        starts = np.searchsorted(ids, ids)  # index of each sample's first sibling in the sorted order
+        return self.subset(np.sort(order[np.arange(len(ids)) - starts < n]))
+
+    def with_measurements(self, measurements: np.ndarray) -> Fingerprints:
+        """The same samples (positions, points, labels) with other measurements, e.g. through another device."""
+        return Fingerprints(
+            self.environment, measurements, self.positions_m, self.point_ids,
+            device=self.device, session=self.session, time_s=self.time_s, labels=dict(self.labels),
+        )
+
     def point_means(self, floor_dbm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Radio map: the mean RSS [dBm] and mean position [m] of each reference point.
 

@@ -37,7 +37,7 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 from xloc.sim.geometry import SPEED_OF_LIGHT_M_S
 
-__all__ = ["DRIFT_KINDS", "DriftConfig", "simulate_drift_site"]
+__all__ = ["DRIFT_KINDS", "DriftConfig", "simulate_drift_site", "through_device"]
 
 DRIFT_KINDS = ("none", "device", "aps", "furniture", "all")
 _SINUSOIDS = 64
@@ -75,6 +75,15 @@ class DriftConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise DataValidationError(f"DriftConfig: invalid {', '.join(bad)} ({ {k: getattr(self, k) for k in bad} })")
+
+
+def through_device(rss_dbm: np.ndarray, gain: float = 1.0, offset_db: float = 0.0, *,
+                   sensitivity_dbm: float = -95.0) -> np.ndarray:
+    """What another phone reports: ``r' = gain * r + offset_db`` [dBm] for every AP, NaN ("not heard") below
+    ``sensitivity_dbm``; NaN stays NaN."""
+    rss = gain * np.asarray(rss_dbm, dtype=np.float64) + offset_db
+    with np.errstate(invalid="ignore"):
+        return np.where(rss < sensitivity_dbm, np.nan, np.clip(rss, -150.0, 30.0))
 
 
 class _Field:
@@ -133,9 +142,8 @@ def simulate_drift_site(config: DriftConfig, seed: int, kinds: tuple[str, ...] =
         noise_rng = np.random.default_rng([seed, stream])
         rss = np.repeat(mean_rss(points, kind), samples, axis=0)
         rss = rss + config.measurement_noise_db * noise_rng.standard_normal(rss.shape)
-        if kind in ("device", "all"):
-            rss = config.device_gain * rss + config.device_offset_db
-        rss = np.where(rss < config.sensitivity_dbm, np.nan, np.clip(rss, -150.0, 30.0))
+        device = (config.device_gain, config.device_offset_db) if kind in ("device", "all") else (1.0, 0.0)
+        rss = through_device(rss, *device, sensitivity_dbm=config.sensitivity_dbm)
         if kind == "t0":
             rss[:, n] = np.nan  # not installed yet
         elif kind in ("aps", "all"):
