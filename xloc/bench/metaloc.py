@@ -7,7 +7,7 @@ Nothing here is tuned on a test split: hyper-parameters are the estimators' defa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,13 +241,15 @@ CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE = 7500, 10
 
 def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = CSI_TABLE_ITERATIONS,
                     patience: int = CSI_TABLE_PATIENCE, methods: Sequence[str] = GRADIENT_METHODS,
-                    out_dir: Path | None = None) -> list[dict[str, Any]]:
+                    out_dir: Path | None = None,
+                    on_row: Callable[[list[dict[str, Any]]], Any] | None = None) -> list[dict[str, Any]]:
     """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point).
 
     Methods that train on the historical days run up to ``iterations``, stopping at a validation plateau
     (``patience`` checks without a new best); the validation curves of the first seed go to
-    ``<out_dir>/metaloc_csi_<room>.png`` with the stopping points marked."""
-    rows = []
+    ``<out_dir>/metaloc_csi_<room>.png`` with the stopping points marked. ``on_row(rows)`` is called after every
+    method, so a long run can write as it goes."""
+    rows: list[dict[str, Any]] = []
     curves: dict[str, tuple[list[int], list[float], int]] = {}
     for seed in seeds:
         train = simulate_scenario(room, 810, seed)  # 9 images per point and day
@@ -279,6 +281,8 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
                          "data": "3 x 90", "training_steps": steps, "max_steps": iterations if trains else 0,
                          "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
                          "adapt_s": time.perf_counter() - t1})
+            if on_row is not None:
+                on_row(rows)
     if out_dir is not None and curves:
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, (its, vals, stop) in curves.items():
@@ -348,15 +352,25 @@ def run(ctx: BenchContext) -> None:
     ctx.write("metaloc", rows)
 
 
+#: Table III's rooms, the parts ``--experiment`` may pick (about an hour per seed and room on 2 cores).
+CSI_ROOMS = ("hall", "lab")
+
+
 def run_csi_images(ctx: BenchContext) -> None:
-    """``xloc bench --protocol metaloc-csi``: Table III on simulated CSI images (hall and lab), first three seeds,
-    at the paper's budget with plateau stopping (``--quick``: 50 iterations, one seed)."""
+    """``xloc bench --protocol metaloc-csi``: Table III on simulated CSI images (hall and lab, or the rooms of
+    ``--experiment``), first three seeds, at the paper's budget with plateau stopping (``--quick``: 50 iterations,
+    one seed). Rows are written after every method."""
     seeds = ctx.seeds[:1] if ctx.quick else ctx.seeds[:3]
     iterations, patience = (50, 0) if ctx.quick else (CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE)
     rows: list[dict[str, Any]] = []
-    for room in ("hall", "lab"):
-        rows += csi_image_table(room, seeds=seeds, out_dir=ctx.out, iterations=iterations, patience=patience)
-        ctx.write("metaloc-csi", rows, seeds=seeds)
+    for room in ctx.select(CSI_ROOMS):
+        done = list(rows)
+
+        def write(new: list[dict[str, Any]], done: list[dict[str, Any]] = done) -> None:
+            ctx.write("metaloc-csi", done + new, seeds=seeds)
+
+        rows = done + csi_image_table(room, seeds=seeds, out_dir=ctx.out, iterations=iterations, patience=patience,
+                                      on_row=write)  # written after every method
 
 
 def report(doc: dict[str, Any], results: Path) -> str:
