@@ -4,7 +4,7 @@ import torch
 
 from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
-from xloc.errors import DataValidationError, NotFittedError
+from xloc.errors import ConfigError, DataValidationError, NotFittedError
 from xloc.eval.metrics import localization_errors_m
 from xloc.learn.agml import AGML, AGNNLocalizer, node_features
 
@@ -70,6 +70,8 @@ def test_agml_meta_trains_adapts_and_round_trips(tmp_path):
 def test_errors():
     with pytest.raises(DataValidationError, match="alignment"):
         AGML(alignment="magic")
+    with pytest.raises(DataValidationError, match="max_grad_norm"):
+        AGML(max_grad_norm=0.0)
     with pytest.raises(NotFittedError):
         AGML().adapt(room("r", 10, 0))
     synthetic = FingerprintSet([room("a", 100, 0)])
@@ -79,3 +81,9 @@ def test_errors():
                          other.measurements, other.positions_m, other.point_ids)
     with pytest.raises(DataValidationError, match="AP list differs"):
         model.adapt(other)
+
+
+def test_diverging_meta_training_is_an_error_naming_the_iteration_not_nan_positions():
+    synthetic = FingerprintSet([room("a", 100, 0)])
+    with pytest.raises(ConfigError, match=r"diverged at iteration \d+ .*lower inner_lr"):
+        AGML(hidden=8, latent=4, iterations=20, task_nodes=32, task_support=4, inner_lr=1e12).fit(synthetic)

@@ -34,20 +34,30 @@ GRAPH_NETWORK_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def run_p1(ctx: BenchContext) -> None:
+    """P1 for ``--method`` (default: ``P1_BENCH_METHODS`` and the graph networks); the graph networks run at
+    ``GRAPH_NETWORK_KS`` with ``GRAPH_NETWORK_PARAMS``, which their rows record."""
     if ctx.quick:
         _save(ctx, protocols.run_p1(ctx.methods or list(P1_BENCH_METHODS), seeds=ctx.seeds, ks=(10,),
                                     targets=("SYL",)))
         return
-    result = protocols.run_p1(ctx.methods or list(P1_BENCH_METHODS), seeds=ctx.seeds)
-    _save(ctx, result)
-    if ctx.methods is None:
-        extra = protocols.run_p1(list(GRAPH_NETWORKS), seeds=ctx.seeds, ks=GRAPH_NETWORK_KS,
-                                 params=GRAPH_NETWORK_PARAMS)
-        graph_rows = [r for r in extra.rows if r["method"] in GRAPH_NETWORKS]
-        for row in graph_rows:
-            row["params"] = GRAPH_NETWORK_PARAMS[row["method"]]
-        result.rows += graph_rows
-        result.errors_m.update({key: v for key, v in extra.errors_m.items() if key[0] in GRAPH_NETWORKS})
+    methods = ctx.methods or [*P1_BENCH_METHODS, *GRAPH_NETWORKS]
+    result: protocols.ProtocolResult | None = None
+    plain = [m for m in methods if m not in GRAPH_NETWORKS]
+    if plain:
+        result = protocols.run_p1(plain, seeds=ctx.seeds)
+        _save(ctx, result)
+    graph = [m for m in methods if m in GRAPH_NETWORKS]
+    if graph:
+        extra = protocols.run_p1(graph, seeds=ctx.seeds, ks=GRAPH_NETWORK_KS,
+                                 params={m: GRAPH_NETWORK_PARAMS[m] for m in graph})
+        for row in extra.rows:
+            if row["method"] in GRAPH_NETWORKS:
+                row["params"] = GRAPH_NETWORK_PARAMS[row["method"]]
+        if result is None:
+            result = extra
+        else:  # the support centroid and WKNN-on-all rows are the first run's already
+            result.rows += [r for r in extra.rows if r["method"] in GRAPH_NETWORKS]
+            result.errors_m.update({key: v for key, v in extra.errors_m.items() if key[0] in GRAPH_NETWORKS})
         _save(ctx, result)
 
 
