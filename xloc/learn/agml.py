@@ -100,6 +100,7 @@ class AGMLConfig:
     meta_batch: int = 4
     meta_lr: float = 1e-3
     max_grad_norm: float = 1.0
+    inner_max_grad_norm: float = 10.0
     inner_lr: float = 0.05
     inner_steps: int = 2
     task_nodes: int = 256
@@ -113,8 +114,9 @@ class AGMLConfig:
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
             raise DataValidationError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
-        if not self.max_grad_norm > 0:
-            raise DataValidationError(f"AGML: max_grad_norm must be > 0, got {self.max_grad_norm}")
+        for name in ("max_grad_norm", "inner_max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise DataValidationError(f"AGML: {name} must be > 0, got {getattr(self, name)}")
         for name in ("hidden", "latent", "layers", "heads", "meta_batch", "task_nodes", "task_support"):
             if getattr(self, name) < 1:
                 raise DataValidationError(f"AGML: {name} must be >= 1, got {getattr(self, name)}")
@@ -273,17 +275,18 @@ class AGML(_GraphModel):
                     batch = self._task_batch(data, rng)
                     grads, loss = maml.meta_gradient(self.network_, _masked_mse, {k: v.detach() for k, v in
                                                                                  params.items()}, batch,
-                                                     lr=cfg.inner_lr, steps=cfg.inner_steps)
+                                                     lr=cfg.inner_lr, steps=cfg.inner_steps,
+                                                     inner_max_norm=cfg.inner_max_grad_norm)
                     for k, v in params.items():
                         v.grad = grads[k]
-                    # The inner steps can blow the query loss up (1e30 within 20 iterations on CETC331-F2's
-                    # twins once attention sharpens); a bounded meta-step keeps the initialisation out of there.
+                    # Unbounded, the inner steps blew the query loss up to 1e30 within 20 iterations (P1's
+                    # CETC331-F2 and SYL twins); inner steps and the meta-step both have bounded gradient norms.
                     torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                     opt.step()
                     if not np.isfinite(loss):
                         raise ConfigError(
                             f"AGML meta-training diverged at iteration {len(self.history_) + 1} (meta-loss {loss}); "
-                            f"lower inner_lr ({cfg.inner_lr}) or max_grad_norm ({cfg.max_grad_norm})")
+                            f"lower inner_lr ({cfg.inner_lr}) or inner_max_grad_norm ({cfg.inner_max_grad_norm})")
                     self.history_.append(loss)
                     bar.advance(loss=f"{loss:.4f}")
             except KeyboardInterrupt:  # keep what was learned; the command line marks the model interrupted

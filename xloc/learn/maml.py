@@ -73,12 +73,18 @@ def adapt(
     steps: int,
     *,
     first_order: bool = True,
+    max_norm: float | None = None,
 ) -> Params:
-    """``steps`` gradient-descent steps of size ``lr`` on ``(x, y)`` (eqs. (6), (14)), differentiable if asked."""
+    """``steps`` gradient-descent steps of size ``lr`` on ``(x, y)`` (eqs. (6), (14)), differentiable if asked;
+    with ``max_norm`` each step's gradient is scaled down to at most that norm (over all parameters)."""
     for _ in range(steps):
         g = grad(lambda p: _loss(model, loss_fn, p, x, y))(params)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
+        if max_norm is not None:  # a tensor expression, so it works per task under vmap
+            norm = torch.sqrt(sum((v * v).sum() for v in g.values()))
+            scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+            g = {k: v * scale for k, v in g.items()}
         params = {k: params[k] - lr * g[k] for k in params}
     return params
 
@@ -94,26 +100,29 @@ def task_meta_loss(
     lr: float,
     steps: int,
     first_order: bool,
+    max_norm: float | None = None,
 ) -> torch.Tensor:
     """Query loss after adapting on the support set: ``L(theta'; D_q)`` (eq. (7))."""
-    adapted = adapt(model, params, x_s, y_s, loss_fn, lr, steps, first_order=first_order)
+    adapted = adapt(model, params, x_s, y_s, loss_fn, lr, steps, first_order=first_order, max_norm=max_norm)
     return _loss(model, loss_fn, adapted, x_q, y_q)
 
 
-def _batched(model: nn.Module, loss_fn: LossFn, lr: float, steps: int, first_order: bool) -> Callable:
+def _batched(model: nn.Module, loss_fn: LossFn, lr: float, steps: int, first_order: bool,
+             max_norm: float | None = None) -> Callable:
     def one(params: Params, x_s: torch.Tensor, y_s: torch.Tensor, x_q: torch.Tensor, y_q: torch.Tensor):
-        return task_meta_loss(model, loss_fn, params, x_s, y_s, x_q, y_q, lr, steps, first_order)
+        return task_meta_loss(model, loss_fn, params, x_s, y_s, x_q, y_q, lr, steps, first_order, max_norm)
 
     return vmap(grad_and_value(one), in_dims=(None, 0, 0, 0, 0))
 
 
 def meta_gradient(
     model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, *, lr: float, steps: int,
-    first_order: bool = True,
+    first_order: bool = True, inner_max_norm: float | None = None,
 ) -> tuple[Params, float]:
-    """Mean meta-gradient over the tasks of ``batch`` (vmapped) and the mean task meta-loss."""
-    grads, losses = _batched(model, loss_fn, lr, steps, first_order)(params, batch.x_s, batch.y_s, batch.x_q,
-                                                                      batch.y_q)
+    """Mean meta-gradient over the tasks of ``batch`` (vmapped) and the mean task meta-loss; ``inner_max_norm``
+    bounds each inner step's gradient norm (:func:`adapt`)."""
+    grads, losses = _batched(model, loss_fn, lr, steps, first_order, inner_max_norm)(
+        params, batch.x_s, batch.y_s, batch.x_q, batch.y_q)
     return {k: v.mean(0) for k, v in grads.items()}, float(losses.mean())
 
 
