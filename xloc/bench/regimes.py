@@ -65,8 +65,8 @@ def regime_rows(experiment: str, setting: str, data: Data, *, methods: Sequence[
         "metaloc-regimes", "sodindoorloc", lambda seed: changed, methods, ks, seeds, targets=targets,
         all_data_reference=False, params=params, progress=progress,
         sources_of=lambda _changed, target: sources(train, target) if sources else train.without(target))
-    for row in result.rows:
-        row.update(experiment=experiment, regime=setting)
+    for row in result.rows:  # "setting" is part of a result row's key: regimes never overwrite each other
+        row.update(experiment=experiment, regime=setting, setting=f"{experiment}: {setting}")
     return result.rows
 
 
