@@ -35,6 +35,17 @@ def test_missing_sionna_explains_how_to_install(monkeypatch):
         raytrace.require_sionna()
 
 
+def test_an_llvm_older_than_16_is_refused_before_it_aborts_the_process(monkeypatch):
+    drjit = pytest.importorskip("drjit")
+    monkeypatch.setattr(drjit.detail, "llvm_version", lambda: (15, 0, 6))
+    try:
+        import sionna.rt  # noqa: F401
+    except Exception:
+        skip_or_fail("raytrace", "sionna.rt does not import here")
+    with pytest.raises(DataValidationError, match=r"LLVM 15\.0\.6.*>= 16"):
+        raytrace.require_sionna()
+
+
 def test_free_space_los_link_follows_friis():
     _need_sionna()
     users = np.array([[50.0, 0.0, 10.0], [0.0, 100.0, 10.0], [-200.0, 0.0, 10.0]])

@@ -25,6 +25,7 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import environment_ap_floors, load_sodindoorloc
 from xloc.eval import protocols
 from xloc.eval.results import markdown_table
+from xloc.methods import get
 from xloc.sim.drift import through_device
 from xloc.sim.twin import site_twins
 
@@ -32,6 +33,9 @@ __all__ = ["EXPERIMENTS", "REGIME_METHODS", "REGIME_KS", "DEVICE", "regime_rows"
 
 EXPERIMENTS = ("sources", "samples", "device")
 REGIME_METHODS = ("maml", "maml-dg", "tl", "wknn")
+#: The report sets the better meta-learned method of a regime against this one.
+META_METHODS = ("maml", "maml-dg")
+TRANSFER_METHOD = "tl"
 REGIME_KS = (5, 10)
 #: The other phone: gain, offset [dB] and sensitivity [dBm].
 DEVICE = {"gain": 0.9, "offset_db": -12.0, "sensitivity_dbm": -100.0}
@@ -108,7 +112,8 @@ def run(ctx: BenchContext) -> None:
     seeds; ``--quick``: SYL at k = 10, one seed, 5 meta-iterations."""
     seeds = ctx.seeds[:1] if ctx.quick else ctx.seeds[:3]
     methods = ctx.methods or list(REGIME_METHODS)
-    params = {m: {"iterations": 5} for m in methods if m.startswith("maml") or m == "tl"} if ctx.quick else None
+    # --quick: five training iterations for every method that has them (the registry's defaults say which)
+    params = {m: {"iterations": 5} for m in methods if "iterations" in get(m).defaults()} if ctx.quick else None
     common: dict[str, Any] = {"methods": methods, "seeds": seeds, "ks": (10,) if ctx.quick else REGIME_KS,
                               "params": params}
     data = load_sodindoorloc(None, "train"), load_sodindoorloc(None, "test")
@@ -130,9 +135,9 @@ def report(doc: dict[str, Any], _results: Path) -> str:
                              r["regime"], r["k"], order.get(r["method"], 9)))
     ratios = []
     for r in rows:
-        if r["method"] == "tl":
+        if r["method"] == TRANSFER_METHOD:
             best = min((m for m in rows if m["regime"] == r["regime"] and m["experiment"] == r["experiment"]
-                        and m["k"] == r["k"] and m["method"].startswith("maml")), key=lambda m: m["mean_m"],
+                        and m["k"] == r["k"] and m["method"] in META_METHODS), key=lambda m: m["mean_m"],
                        default=None)
             if best is not None:
                 ratios.append({"experiment": r["experiment"], "regime": r["regime"], "k": r["k"],

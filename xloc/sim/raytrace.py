@@ -35,6 +35,7 @@ __all__ = ["RTBaseStation", "RTConfig", "require_sionna", "simulate_raytraced", 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 LLVM_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1", "/usr/lib/x86_64-linux-gnu/libLLVM-19.so",
                    "/usr/lib/aarch64-linux-gnu/libLLVM.so.19.1")
+MIN_LLVM = (16,)
 INSTALL_HINT = ("Sionna RT is not usable here. Install the extra: pip install 'xloc[raytrace]'; on Debian 12 the CPU "
                 "back-end also needs LLVM 19: apt-get install -y libllvm19 (xloc then sets DRJIT_LIBLLVM_PATH).")
 
@@ -46,9 +47,15 @@ def require_sionna() -> Any:
         if found:
             os.environ["DRJIT_LIBLLVM_PATH"] = found
     try:
+        import drjit
         import sionna.rt as rt
     except Exception as exc:  # ImportError, or drjit failing to load its LLVM back-end
         raise DataValidationError(f"{INSTALL_HINT} ({type(exc).__name__}: {exc})") from None
+    # An older LLVM (Debian 12's 14 and 15) loads, then aborts the process inside the path solver: refuse it here.
+    llvm = tuple(drjit.detail.llvm_version())
+    if llvm < MIN_LLVM:
+        raise DataValidationError(f"{INSTALL_HINT} (drjit loaded LLVM {'.'.join(map(str, llvm))}; it needs "
+                                  f">= {MIN_LLVM[0]}; set DRJIT_LIBLLVM_PATH to a newer libLLVM)")
     return rt
 
 
