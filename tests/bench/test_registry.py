@@ -33,3 +33,18 @@ def test_context_selects_its_own_parts_and_writes_rows_with_provenance(tmp_path)
 
     doc = json.loads(path.read_text())
     assert doc["seeds"] == [0, 1] and doc["rows"][0]["command"] == "xloc bench --protocol x"
+
+
+def test_resume_keeps_only_the_rows_this_commit_wrote(tmp_path, monkeypatch):
+    from xloc.eval import results
+
+    monkeypatch.setattr(results, "git_commit", lambda cwd=None: "old")
+    BenchContext(out=tmp_path, command="a").write("x", [{"protocol": "x", "method": "m", "seed": 0, "mean_m": 1.0}])
+    monkeypatch.setattr(results, "git_commit", lambda cwd=None: "new")
+    ctx = BenchContext(out=tmp_path, command="b", append=True, resume=True)
+    assert ctx.finished_rows("x") == []  # another commit's work is redone, not trusted
+    ctx.write("x", [{"protocol": "x", "method": "m", "seed": 1, "mean_m": 2.0}])
+    assert [r["seed"] for r in ctx.finished_rows("x")] == [1]
+    assert BenchContext(out=tmp_path, command="c").finished_rows("x") == []  # without --resume: nothing
+    monkeypatch.setattr(results, "git_commit", lambda cwd=None: "new+dirty")
+    assert BenchContext(out=tmp_path, command="d", resume=True).finished_rows("x") == []

@@ -47,6 +47,13 @@ def test_same_commit_rows_merge_by_key(tmp_path):
     assert {(r["method"], r["mean_m"]) for r in doc["rows"]} == {("knn", 2.0), ("wknn", 1.0)}
 
 
+def test_rows_of_different_seeds_are_different_rows(tmp_path):
+    path = tmp_path / "p1.json"
+    write_results(path, [_row("knn", seed=0)], command="a", seeds=[0], wall_s=1)
+    doc = write_results(path, [_row("knn", seed=1, mean_m=2.0)], command="b", seeds=[1], wall_s=1)
+    assert sorted((r["seed"], r["mean_m"]) for r in doc["rows"]) == [(0, 1.0), (1, 2.0)]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_result_files_follow_the_umask(tmp_path, umask):
     path = tmp_path / "p1.json"

@@ -88,14 +88,35 @@ def test_meta_gradient_matches_finite_differences(first_order):
             assert float(grads[name].flatten()[j]) == pytest.approx(fd, rel=1e-4, abs=1e-7)
 
 
-def test_vmapped_and_looped_meta_gradients_agree():
+@pytest.mark.parametrize("first_order", [False, True])
+def test_vmapped_and_looped_meta_gradients_agree(first_order):
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1))
     params = maml.get_params(model)
     batch = linear_tasks(np.random.default_rng(4), 5)
-    g1, l1 = maml.meta_gradient(model, mse, params, batch, lr=0.05, steps=3)
-    g2, l2 = maml.meta_gradient_loop(model, mse, params, batch, lr=0.05, steps=3)
+    g1, l1 = maml.meta_gradient(model, mse, params, batch, lr=0.05, steps=3, first_order=first_order)
+    g2, l2 = maml.meta_gradient(model, mse, params, batch, lr=0.05, steps=3, first_order=first_order,
+                                vectorize=False)
     assert l1 == pytest.approx(l2, rel=1e-5)
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], rtol=1e-4, atol=1e-6)
+
+
+def test_vmapped_and_looped_dg_gradients_agree_on_a_convolution():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 1))
+    params = maml.get_params(model)
+    rng = np.random.default_rng(5)
+
+    def batch():
+        t = lambda *shape: torch.tensor(rng.standard_normal(shape), dtype=torch.float32)  # noqa: E731
+        return maml.TaskBatch(t(3, 4, 2, 6, 6), t(3, 4, 1), t(3, 5, 2, 6, 6), t(3, 5, 1))
+
+    b1, b2 = batch(), batch()
+    kw = dict(lr=0.1, steps=2, beta=0.05, weight=0.7)
+    g1, f1, h1 = maml.dg_gradient(model, mse, params, b1, b2, **kw)
+    g2, f2, h2 = maml.dg_gradient(model, mse, params, b1, b2, **kw, vectorize=False)
+    assert (f1, h1) == pytest.approx((f2, h2), rel=1e-5)
     for k in g1:
         torch.testing.assert_close(g1[k], g2[k], rtol=1e-4, atol=1e-6)
 

@@ -242,23 +242,28 @@ CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE = 7500, 10
 def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = CSI_TABLE_ITERATIONS,
                     patience: int = CSI_TABLE_PATIENCE, methods: Sequence[str] = GRADIENT_METHODS,
                     out_dir: Path | None = None,
-                    on_row: Callable[[list[dict[str, Any]]], Any] | None = None) -> list[dict[str, Any]]:
+                    on_row: Callable[[list[dict[str, Any]]], Any] | None = None,
+                    finished: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point).
 
     Methods that train on the historical days run up to ``iterations``, stopping at a validation plateau
-    (``patience`` checks without a new best); the validation curves of the first seed go to
+    (``patience`` checks without a new best); the first seed's rows keep the validation curve, drawn in
     ``<out_dir>/metaloc_csi_<room>.png`` with the stopping points marked. ``on_row(rows)`` is called after every
-    method, so a long run can write as it goes."""
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, tuple[list[int], list[float], int]] = {}
+    method, so a long run can write as it goes; ``finished`` rows (an interrupted run's, same code) are kept and
+    their seed and method not run again."""
+    target = f"{room}-day5"
+    rows = [r for r in finished if r.get("dataset") == room and r.get("target") == target]
+    done = {(r["seed"], r["method"]) for r in rows}
     for seed in seeds:
+        todo = [m for m in [*methods, "histogram-knn", "ilcl", "confi"] if (seed, m) not in done]
+        if not todo:
+            continue
         train = simulate_scenario(room, 810, seed)  # 9 images per point and day
         test = simulate_scenario(room, 90, seed, split="test")  # one test image per point
-        target = f"{room}-day5"
         day5 = train[target]
         support = day5.first_samples(3)
         q = test[target]
-        for method in list(methods) + ["histogram-knn", "ilcl", "confi"]:
+        for method in todo:
             t0 = time.perf_counter()
             trains = get(method).capabilities.trains_on_sources
             budget = {"iterations": iterations, "patience": patience} if method in GRADIENT_METHODS else \
@@ -268,8 +273,6 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
             history = getattr(getattr(model, "engine_", None), "history_", None)
             steps = (max(history.iteration) if history is not None and history.iteration else
                      iterations if trains else 0)
-            if history is not None and seed == seeds[0] and history.iteration:
-                curves[method] = (history.iteration, history.val_loss, steps)
             train_s = time.perf_counter() - t0
             adapted = model.adapt(support)
             t1 = time.perf_counter()
@@ -281,13 +284,17 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
                          "data": "3 x 90", "training_steps": steps, "max_steps": iterations if trains else 0,
                          "adapt_steps": getattr(adapted, "adapt_steps_", 0), "train_s": train_s,
                          "adapt_s": time.perf_counter() - t1})
+            if history is not None and seed == seeds[0] and history.iteration:
+                rows[-1]["val_curve"] = {"iteration": list(history.iteration), "val_loss": list(history.val_loss)}
             if on_row is not None:
                 on_row(rows)
+    curves = [r for r in rows if r["seed"] == seeds[0] and r.get("val_curve")]
     if out_dir is not None and curves:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for method, (its, vals, stop) in curves.items():
-            line = ax.plot(its, vals, label=f"{method} (stopped at {stop})")[0]
-            ax.axvline(stop, color=line.get_color(), ls=":", lw=1)
+        for r in curves:
+            line = ax.plot(r["val_curve"]["iteration"], r["val_curve"]["val_loss"],
+                           label=f"{r['method']} (stopped at {r['training_steps']})")[0]
+            ax.axvline(r["training_steps"], color=line.get_color(), ls=":", lw=1)
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("validation loss (historical days)")
         ax.set_title(f"{room}: meta-training up to {iterations} iterations, seed {seeds[0]}")
@@ -310,11 +317,11 @@ def maml_speed(*, meta_batch: int = 32, repeats: int = 20, seed: int = 0) -> lis
     net = model._new_model()
     params = maml.get_params(net)
     rates = {}
-    for name, fn in (("vmap", maml.meta_gradient), ("loop", maml.meta_gradient_loop)):
-        fn(net, _mse, params, batch, lr=cfg.inner_lr, steps=1)  # warm-up
+    for name, vectorize in (("vmap", True), ("loop", False)):
+        maml.meta_gradient(net, _mse, params, batch, lr=cfg.inner_lr, steps=1, vectorize=vectorize)  # warm-up
         t0 = time.perf_counter()
         for _ in range(repeats):
-            fn(net, _mse, params, batch, lr=cfg.inner_lr, steps=1)
+            maml.meta_gradient(net, _mse, params, batch, lr=cfg.inner_lr, steps=1, vectorize=vectorize)
         rates[name] = repeats * meta_batch / (time.perf_counter() - t0)
     fitted = MetaLoc("maml", seed=seed, iterations=50).fit(train.without("SYL"))
     support = train["SYL"].sample_points(10, rng)
@@ -359,10 +366,11 @@ CSI_ROOMS = ("hall", "lab")
 def run_csi_images(ctx: BenchContext) -> None:
     """``xloc bench --protocol metaloc-csi``: Table III on simulated CSI images (hall and lab, or the rooms of
     ``--experiment``), first three seeds, at the paper's budget with plateau stopping (``--quick``: 50 iterations,
-    one seed). Rows are written after every method."""
+    one seed). Rows are written after every method; ``--resume`` continues an interrupted run."""
     seeds = ctx.seeds[:1] if ctx.quick else ctx.seeds[:3]
     iterations, patience = (50, 0) if ctx.quick else (CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE)
     rows: list[dict[str, Any]] = []
+    finished = ctx.finished_rows("metaloc-csi")  # --resume: what an interrupted run of this commit wrote
     for room in ctx.select(CSI_ROOMS):
         done = list(rows)
 
@@ -370,7 +378,7 @@ def run_csi_images(ctx: BenchContext) -> None:
             ctx.write("metaloc-csi", done + new, seeds=seeds)
 
         rows = done + csi_image_table(room, seeds=seeds, out_dir=ctx.out, iterations=iterations, patience=patience,
-                                      on_row=write)  # written after every method
+                                      on_row=write, finished=finished)  # written after every method
 
 
 def report(doc: dict[str, Any], results: Path) -> str:

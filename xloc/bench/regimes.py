@@ -27,7 +27,6 @@ from xloc.eval import protocols
 from xloc.eval.results import markdown_table
 from xloc.methods import get
 from xloc.sim.drift import through_device
-from xloc.sim.twin import site_twins
 
 __all__ = ["EXPERIMENTS", "REGIME_METHODS", "REGIME_KS", "DEVICE", "regime_rows", "run", "report"]
 
@@ -75,13 +74,7 @@ def regime_rows(experiment: str, setting: str, data: Data, *, methods: Sequence[
 
 
 def _sources(data: Data, targets: Sequence[str] | None, common: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-    floors = environment_ap_floors(data[0])
-    twins: dict[str, FingerprintSet] = {}
-
-    def twins_of(train: FingerprintSet, target: str) -> FingerprintSet:
-        if target not in twins:  # one set per target, shared by its seeds and settings
-            twins[target] = site_twins(train[target], train.without(target), floors, copies=protocols.TWIN_COPIES)
-        return twins[target]
+    twins_of = protocols.cached_site_twins(environment_ap_floors(data[0]))
 
     def with_twins(train: FingerprintSet, target: str) -> FingerprintSet:
         return FingerprintSet([*train.without(target).values(), *twins_of(train, target).values()])

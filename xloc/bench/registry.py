@@ -60,6 +60,8 @@ class BenchContext:
     experiments: list[str] | None = None
     users: int = 5000
     append: bool = False
+    #: keep this commit's rows already in ``out`` and skip the work they record (benches that support it)
+    resume: bool = False
     log: Callable[[str], Any] = print
     started: float = field(default_factory=time.perf_counter)
 
@@ -69,6 +71,18 @@ class BenchContext:
     def select(self, valid: Sequence[str]) -> list[str]:
         """The parts of a bench to run: those of ``--experiment`` it has, else all of them."""
         return [e for e in (self.experiments or []) if e in valid] or list(valid)
+
+    def finished_rows(self, result: str) -> list[dict[str, Any]]:
+        """With ``--resume``: the rows of ``<out>/<result>.json`` that this very commit wrote (an interrupted run's
+        work, safe to keep); otherwise none."""
+        from xloc.eval.results import git_commit, read_results
+
+        if not self.resume:
+            return []
+        commit = git_commit()
+        if commit.endswith("+dirty") or commit == "unknown":  # no way to tell which code wrote them
+            return []
+        return [r for r in read_results(self.out / f"{result}.json").get("rows", []) if r.get("commit") == commit]
 
     def write(self, result: str, rows: list[dict[str, Any]], *, seeds: Sequence[int] | None = None) -> Path:
         """Write (replace, or with ``--append`` merge) ``<out>/<result>.json``; wall time counts from the start."""

@@ -173,6 +173,8 @@ def bench(
                                                           "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
     append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
                                               "ones (the report then shows per-row provenance)")] = False,
+    resume: Annotated[bool, typer.Option(help="metaloc-csi: keep the rows this commit already wrote to --out and "
+                                              "skip their work (continue an interrupted run)")] = False,
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
                                              "few minutes); results go to benchmarks/results-quick")] = False,
 ) -> None:
@@ -203,7 +205,7 @@ def bench(
     for spec in chosen:
         ctx = registry.BenchContext(out=out, command=command, quick=quick, seeds=[0] if quick else list(range(seeds)),
                                     methods=methods, experiments=experiment, users=users, append=append,
-                                    log=lambda text: console.print(text, markup=False))
+                                    resume=resume, log=lambda text: console.print(text, markup=False))
         spec.runner()(ctx)
         console.print(f"{spec.name}: {ctx.elapsed_s():.1f} s")
     report_path = out.parent / "REPORT.md" if out.resolve() == Path("benchmarks/results").resolve() \

@@ -41,7 +41,7 @@ from xloc.sim.twin import site_twins
 
 __all__ = ["ProtocolResult", "run_leave_one_out", "run_on_file", "run_p1", "run_p2", "run_drift", "drift_pairs",
            "split_sessions", "P1_KS", "P2_RS", "DEFAULT_SEEDS", "TRIVIAL_METHODS", "P1_METHODS", "DRIFT_BASELINES",
-           "DRIFT_KS", "SEMI_SUPERVISED_METHODS", "TWIN_COPIES"]
+           "DRIFT_KS", "SEMI_SUPERVISED_METHODS", "TWIN_COPIES", "cached_site_twins"]
 
 _log = logging.getLogger(__name__)
 
@@ -278,18 +278,24 @@ def run_p1(
     missing = [e for e in SOD_ENVIRONMENTS if e not in train]
     if missing:
         raise DataValidationError(f"SODIndoorLoc is missing environments {missing}")
-    floors = environment_ap_floors(train, root)
+    return run_leave_one_out(
+        "p1", "sodindoorloc", lambda seed: (train, test), methods, ks, seeds, targets=targets, steps=steps,
+        params=params, progress=progress, twins_of=cached_site_twins(environment_ap_floors(train, root)),
+    )
+
+
+def cached_site_twins(floors: dict[str, dict[str, int]]) -> Callable[[FingerprintSet, str], FingerprintSet]:
+    """``twins_of(data, target)``: ``TWIN_COPIES`` path-loss twins of the target's site, fitted on the other
+    environments of ``data`` (:func:`xloc.sim.twin.site_twins`, APs from ``floors``), built once per target and
+    then shared by its seeds and settings, as the same buildings are."""
     twins: dict[str, FingerprintSet] = {}
 
     def twins_of(data: FingerprintSet, target: str) -> FingerprintSet:
-        if target not in twins:  # the same twins for every seed, as the same buildings are
+        if target not in twins:
             twins[target] = site_twins(data[target], data.without(target), floors, copies=TWIN_COPIES)
         return twins[target]
 
-    return run_leave_one_out(
-        "p1", "sodindoorloc", lambda seed: (train, test), methods, ks, seeds,
-        targets=targets, steps=steps, params=params, progress=progress, twins_of=twins_of,
-    )
+    return twins_of
 
 
 def p2_environments(seed: int, config: PathLossConfig | None = None) -> tuple[FingerprintSet, FingerprintSet]:

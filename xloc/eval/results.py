@@ -22,7 +22,7 @@ __all__ = ["ROW_KEY", "PROVENANCE_KEYS", "environment_info", "provenance", "merg
 
 #: Fields that identify a row; a new run replaces rows with the same key.
 ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric", "sweep",
-           "sweep_value")
+           "sweep_value", "seed")
 
 
 

@@ -9,18 +9,23 @@ the meta-parameters. For a task with support ``(x_s, y_s)`` and query ``(x_q, y_
   ``d L(theta'; D_q) / d theta ~= grad L(theta'; D_q)``; second order differentiates through the inner loop.
 
 A meta-batch of M tasks of equal shapes is processed with ``vmap(grad(task meta-loss))``; the meta-gradient is
-the mean over tasks. MAML-DG, eq. (19): ``L(theta) = F(theta) + w G(theta - beta grad F(theta))`` with ``F`` and
-``G`` the MAML meta-losses of two domains' task batches.
+the mean over tasks. ``vectorize=False`` maps over the tasks with a Python loop instead, with the same result: under
+``vmap`` every task's adapted convolution weights differ, which PyTorch runs as a grouped convolution, and on CPU
+its backward pass is several times slower than M separate ones (the CSI-image CNN; docs/metaloc.md).
+MAML-DG, eq. (19): ``L(theta) = F(theta) + w G(theta - beta grad F(theta))`` with ``F`` and ``G`` the MAML
+meta-losses of two domains' task batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, grad_and_value, vmap
+from torch.utils._pytree import tree_leaves, tree_map
 
 __all__ = [
     "Params",
@@ -30,7 +35,7 @@ __all__ = [
     "adapt",
     "task_meta_loss",
     "meta_gradient",
-    "meta_gradient_loop",
+    "over_tasks",
     "dg_gradient",
 ]
 
@@ -107,48 +112,47 @@ def task_meta_loss(
     return _loss(model, loss_fn, adapted, x_q, y_q)
 
 
+def over_tasks(fn: Callable, in_dims: tuple[int | None, ...], vectorize: bool = True) -> Callable:
+    """``fn`` mapped over the leading (task) dimension of the arguments whose ``in_dims`` entry is 0, outputs
+    stacked: ``vmap(fn, in_dims)``, or with ``vectorize=False`` a loop over the tasks (the same values)."""
+    if vectorize:
+        return vmap(fn, in_dims=in_dims)
+
+    def looped(*args: Any) -> Any:  # arguments may be pytrees (a dict of per-task parameters), as under vmap
+        n = next(tree_leaves(a)[0].shape[0] for a, d in zip(args, in_dims, strict=True) if d == 0)
+        outs = [fn(*(tree_map(lambda t, i=i: t[i], a) if d == 0 else a for a, d in zip(args, in_dims, strict=True)))
+                for i in range(n)]
+        return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
+
+    return looped
+
+
 def _batched(model: nn.Module, loss_fn: LossFn, lr: float, steps: int, first_order: bool,
-             max_norm: float | None = None) -> Callable:
+             max_norm: float | None = None, vectorize: bool = True) -> Callable:
     def one(params: Params, x_s: torch.Tensor, y_s: torch.Tensor, x_q: torch.Tensor, y_q: torch.Tensor):
         return task_meta_loss(model, loss_fn, params, x_s, y_s, x_q, y_q, lr, steps, first_order, max_norm)
 
-    return vmap(grad_and_value(one), in_dims=(None, 0, 0, 0, 0))
+    return over_tasks(grad_and_value(one), (None, 0, 0, 0, 0), vectorize)
 
 
 def meta_gradient(
     model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, *, lr: float, steps: int,
-    first_order: bool = True, inner_max_norm: float | None = None,
+    first_order: bool = True, inner_max_norm: float | None = None, vectorize: bool = True,
 ) -> tuple[Params, float]:
-    """Mean meta-gradient over the tasks of ``batch`` (vmapped) and the mean task meta-loss; ``inner_max_norm``
-    bounds each inner step's gradient norm (:func:`adapt`)."""
-    grads, losses = _batched(model, loss_fn, lr, steps, first_order, inner_max_norm)(
+    """Mean meta-gradient over the tasks of ``batch`` (vmapped, or looped with ``vectorize=False``) and the mean
+    task meta-loss; ``inner_max_norm`` bounds each inner step's gradient norm (:func:`adapt`)."""
+    grads, losses = _batched(model, loss_fn, lr, steps, first_order, inner_max_norm, vectorize)(
         params, batch.x_s, batch.y_s, batch.x_q, batch.y_q)
     return {k: v.mean(0) for k, v in grads.items()}, float(losses.mean())
 
 
-def meta_gradient_loop(
-    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, *, lr: float, steps: int,
-    first_order: bool = True,
-) -> tuple[Params, float]:
-    """The same as :func:`meta_gradient` with a Python loop over tasks (the speed baseline)."""
-    total: Params = {k: torch.zeros_like(v) for k, v in params.items()}
-    loss_sum = 0.0
-    for i in range(len(batch)):
-        g, value = grad_and_value(
-            lambda p, i=i: task_meta_loss(model, loss_fn, p, batch.x_s[i], batch.y_s[i], batch.x_q[i],
-                                          batch.y_q[i], lr, steps, first_order)
-        )(params)
-        for k in total:
-            total[k] += g[k]
-        loss_sum += float(value)
-    return {k: v / len(batch) for k, v in total.items()}, loss_sum / len(batch)
-
-
 def _sum_meta_loss(
-    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, lr: float, steps: int, first_order: bool
+    model: nn.Module, loss_fn: LossFn, params: Params, batch: TaskBatch, lr: float, steps: int, first_order: bool,
+    vectorize: bool = True,
 ) -> torch.Tensor:
-    losses = vmap(
-        lambda xs, ys, xq, yq: task_meta_loss(model, loss_fn, params, xs, ys, xq, yq, lr, steps, first_order)
+    losses = over_tasks(
+        lambda xs, ys, xq, yq: task_meta_loss(model, loss_fn, params, xs, ys, xq, yq, lr, steps, first_order),
+        (0, 0, 0, 0), vectorize,
     )(batch.x_s, batch.y_s, batch.x_q, batch.y_q)
     return losses.sum()
 
@@ -165,6 +169,7 @@ def dg_gradient(
     beta: float,
     weight: float,
     first_order: bool = True,
+    vectorize: bool = True,
 ) -> tuple[Params, float, float]:
     """Gradient of MAML-DG's objective, eq. (19): ``F(theta) + w G(theta - beta grad F(theta))``.
 
@@ -176,11 +181,12 @@ def dg_gradient(
     def objective(p: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         f_value, f_grad = _f_and_grad(p)
         virtual = {k: p[k] - beta * (f_grad[k].detach() if first_order else f_grad[k]) for k in p}
-        g_value = _sum_meta_loss(model, loss_fn, virtual, domain_2, lr, steps, first_order)
+        g_value = _sum_meta_loss(model, loss_fn, virtual, domain_2, lr, steps, first_order, vectorize)
         return f_value + weight * g_value, (f_value.detach(), g_value.detach())
 
     def _f_and_grad(p: Params) -> tuple[torch.Tensor, Params]:
-        g, value = grad_and_value(lambda q: _sum_meta_loss(model, loss_fn, q, domain_1, lr, steps, first_order))(p)
+        g, value = grad_and_value(
+            lambda q: _sum_meta_loss(model, loss_fn, q, domain_1, lr, steps, first_order, vectorize))(p)
         return value, g
 
     g, (f_value, g_value) = grad(objective, has_aux=True)(params)

@@ -51,6 +51,8 @@ class LoopSettings:
     dg_beta: float
     #: stop after this many validation checks without a new best (0: run every iteration)
     patience: int = 0
+    #: vmap over a meta-batch's tasks (False: a loop; faster for convolutions on CPU, see maml.over_tasks)
+    vectorize: bool = True
 
 
 def _supervised_step(
@@ -98,7 +100,7 @@ def meta_train(
                     grads, f_val, g_val = maml.dg_gradient(
                         model, loss_fn, p, first, second,
                         lr=s.inner_lr, steps=s.inner_steps, beta=s.dg_beta, weight=s.dg_weight,
-                        first_order=s.first_order)
+                        first_order=s.first_order, vectorize=s.vectorize)
                     loss = (f_val + g_val) / (2 * s.meta_batch)
                 elif s.paradigm == "tl":
                     assert supervised_batch is not None and supervised_loss is not None
@@ -107,7 +109,7 @@ def meta_train(
                     # Data-parallel when a process group exists: this rank's share of the tasks, then all-reduce.
                     part, weight = distributed.shard(task_batch(None, s.meta_batch))
                     grads, loss = maml.meta_gradient(model, loss_fn, p, part, lr=s.inner_lr, steps=s.inner_steps,
-                                                     first_order=s.first_order)
+                                                     first_order=s.first_order, vectorize=s.vectorize)
                     grads, loss = distributed.reduce_gradients(grads, loss, weight)
                 for k, v in params.items():
                     v.grad = grads[k].detach()

@@ -7,9 +7,10 @@ chosen by MMD of image histograms) or MAML-DG (eq. (19)); inner step size 0.4, 5
 days stayed at ln 10 -- nothing was learned -- while 0.4 trains; see docs/metaloc.md). At meta-test a test
 image's task is formed from the N RPs most similar to it by
 histogram intersection (eq. (2)), the CNN is adapted on their support images (5 steps) and the image is
-assigned to one of them: its location is that RP's coordinates. Adaptation runs for all test images at once with
-``vmap``. Baselines: TL (a CNN trained as an all-RP classifier on the pooled historical days, then fine-tuned
-per test task with its head initialised from the candidate RPs' rows) and RI (random initialisation).
+assigned to one of them: its location is that RP's coordinates. Adaptation runs for a chunk of test images at
+once, vmapped or in a loop (``vectorize``). Baselines: TL (a CNN trained as an all-RP classifier on the pooled
+historical days, then fine-tuned per test task with its head initialised from the candidate RPs' rows) and RI
+(random initialisation).
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class ImageMetaLocConfig:
     val_tasks: int = 8
     #: stop meta-training after this many validation checks without a new best (0: never; Table III runs use it)
     patience: int = 0
+    #: vmap over tasks and test images (True) or loop over them (False, the default: on CPU vmapped convolutions
+    #: with per-task weights are several times slower; docs/metaloc.md)
+    vectorize: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -147,8 +151,9 @@ class MetaLocImages:
                     adapted = maml.adapt(model, p, a, b, _ce, lr, max(cfg.adapt_steps, 1))
                     return _ce(torch.func.functional_call(model, adapted, (c,)), d)
 
-                value = torch.func.vmap(query_loss)(params, torch.from_numpy(xs), torch.from_numpy(ys).long(),
-                                                    torch.from_numpy(xq), torch.from_numpy(yq).long())
+                value = maml.over_tasks(query_loss, (0, 0, 0, 0, 0), cfg.vectorize)(
+                    params, torch.from_numpy(xs), torch.from_numpy(ys).long(), torch.from_numpy(xq),
+                    torch.from_numpy(yq).long())
                 losses.append(float(value.mean()))
             scores[lr] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else float("inf")
         self.adapt_lr_scores_ = scores
@@ -158,7 +163,7 @@ class MetaLocImages:
         cfg = self.config
         return LoopSettings(cfg.paradigm, cfg.inner_lr, cfg.outer_lr, cfg.inner_steps, cfg.meta_batch,
                             cfg.iterations, cfg.first_order, cfg.dg_weight,
-                            cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr, cfg.patience)
+                            cfg.dg_beta if cfg.dg_beta is not None else cfg.outer_lr, cfg.patience, cfg.vectorize)
 
     @staticmethod
     def _batch(samplers: list[ImageTaskSampler], rng: np.random.Generator, n: int) -> maml.TaskBatch:
@@ -174,7 +179,8 @@ class MetaLocImages:
         val = self._batch(samplers, np.random.default_rng([cfg.seed, 404]), cfg.val_tasks)
 
         def val_loss(p: maml.Params) -> float:
-            return maml.meta_gradient(model, _ce, p, val, lr=cfg.inner_lr, steps=cfg.adapt_steps)[1]
+            return maml.meta_gradient(model, _ce, p, val, lr=cfg.inner_lr, steps=cfg.adapt_steps,
+                                      vectorize=cfg.vectorize)[1]
 
         return meta_train(
             model, maml.get_params(model), _ce, self._settings(),
@@ -331,7 +337,7 @@ class AdaptedMetaLocImages:
             adapted = maml.adapt(model, params, xs, labels, _ce, lr, steps)
             return torch.func.functional_call(model, adapted, (xq,)).argmax(-1)
 
-        batched = torch.func.vmap(classify)
+        batched = maml.over_tasks(classify, (0, 0, 0), cfg.vectorize)
         chosen = np.empty(len(x), dtype=np.int64)
         t0 = time.perf_counter()
         for start in range(0, len(x), chunk):
