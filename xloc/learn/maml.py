@@ -9,9 +9,9 @@ the meta-parameters. For a task with support ``(x_s, y_s)`` and query ``(x_q, y_
   ``d L(theta'; D_q) / d theta ~= grad L(theta'; D_q)``; second order differentiates through the inner loop.
 
 A meta-batch of M tasks of equal shapes is processed with ``vmap(grad(task meta-loss))``; the meta-gradient is
-the mean over tasks. ``vectorize=False`` maps over the tasks with a Python loop instead, with the same result: under
-``vmap`` every task's adapted convolution weights differ, which PyTorch runs as a grouped convolution, and on CPU
-its backward pass is several times slower than M separate ones (the CSI-image CNN; docs/metaloc.md).
+the mean over tasks. ``vectorize=False`` maps over the tasks with a Python loop instead, with the same result:
+under ``vmap`` every task's adapted convolution weights differ, which PyTorch runs as one grouped convolution; on
+CPU that is faster for the CSI-image CNN's default widths but slower for wider ones (docs/metaloc.md, "Speed").
 MAML-DG, eq. (19): ``L(theta) = F(theta) + w G(theta - beta grad F(theta))`` with ``F`` and ``G`` the MAML
 meta-losses of two domains' task batches.
 """

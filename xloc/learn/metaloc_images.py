@@ -71,9 +71,9 @@ class ImageMetaLocConfig:
     val_tasks: int = 8
     #: stop meta-training after this many validation checks without a new best (0: never; Table III runs use it)
     patience: int = 0
-    #: vmap over tasks and test images (True) or loop over them (False, the default: on CPU vmapped convolutions
-    #: with per-task weights are several times slower; docs/metaloc.md)
-    vectorize: bool = False
+    #: vmap over tasks and test images (True) or loop over them (False: faster for wider convolutions on CPU,
+    #: where vmap runs per-task weights as one grouped convolution; docs/metaloc.md, "Speed")
+    vectorize: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
