@@ -17,13 +17,15 @@ DOES_NOT_LEARN_AT_CHECK_BUDGET = {
                     "the first step of ALLoc's iterative search, not alone",
 }
 
-#: MetaLoc on CSI images at the check budget (25 meta-iterations, 2 source days, lab room whose support centroid
-#: scores 2.86 m on 15 test images), measured 2026-11-30; MAML-TS reaches below it. With 300 iterations on 4 days
-#: (the Table III bench) MAML reaches 2.21 m, TL 1.47 m in the lab; RI never trains on sources.
+#: MetaLoc's CSI-image path at a budget where it learns: 100 meta-iterations on 2 source days, adapted with the
+#: inner learning rate it was meta-trained with (the RSS check's adapt_lr = 0.03 barely moves the CNN in 5 steps).
+#: At the RSS check's 25 iterations the outcome flipped between vmapped and looped tasks (MAML-TS 3.39 vs 2.66 m):
+#: noise, not learning. Measured 2026-12-02 on the lab room (support centroid 2.86 m on 15 test images): MAML 2.50,
+#: MAML-TS 1.12, MAML-DG 2.37, TL 1.58 m.
+CSI_IMAGE_CHECK_PARAMS = {"iterations": 100, "adapt_lr": None}
+
+#: Measured as above; strict: the day one of them passes, the mark must go.
 IMAGES_DO_NOT_LEARN_AT_CHECK_BUDGET = {
-    "maml": "4.13 m vs support centroid 2.86 m",
-    "maml-dg": "3.43 m vs 2.86 m",
-    "tl": "3.79 m vs 2.86 m",
     "ri": "3.56 m vs 2.86 m: a CNN trained on 3 images per RP from scratch (the paper's weakest baseline)",
 }
 
@@ -55,13 +57,14 @@ def test_check_localizer_on_csi(name):
 @pytest.mark.parametrize("name", [s.name for s in specs() if "csi_image" in s.kinds[1:]])
 def test_check_localizer_on_csi_images(name):
     """MetaLoc's second data path (CSI images, Table II/III) meets the same contract as its RSS one; at the check's
-    25 meta-iterations only MAML-TS beats the support centroid of the small lab (see the xfail reasons)."""
+    budget of CSI_IMAGE_CHECK_PARAMS every paradigm but RI beats the support centroid of the small lab."""
+    params = {k: v for k, v in CSI_IMAGE_CHECK_PARAMS.items() if k in get(name).defaults()}  # MetaLoc's budget
     if name not in IMAGES_DO_NOT_LEARN_AT_CHECK_BUDGET:
-        report = check_localizer(name, kind="csi_image")
+        report = check_localizer(name, kind="csi_image", params=params)
         assert report.mean_m < min(report.trivial_m.values())
         return
     try:
-        check_localizer(name, kind="csi_image")
+        check_localizer(name, kind="csi_image", params=params)
     except AssertionError as exc:
         assert "does not beat" in str(exc), str(exc)
         pytest.xfail(f"{exc} -- {IMAGES_DO_NOT_LEARN_AT_CHECK_BUDGET[name]}")
