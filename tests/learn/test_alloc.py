@@ -4,7 +4,7 @@ import torch
 
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.eval.metrics import localization_errors_m
-from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search
+from xloc.learn.alloc import Analogical, coarse_from_truth, fuse_with_coarse, iterative_search, uniform_coarse_sigma_m
 from xloc.learn.references import ReferenceDB
 from xloc.sim.presets import simulate_scenario
 
@@ -87,3 +87,46 @@ def test_errors():
         model.predict(np.zeros((2, 8), dtype=np.float32), linear_scenario(1))
     with pytest.raises(DataValidationError, match="features"):
         model.predict(np.zeros((2, 5), dtype=np.float32), linear_scenario(1), np.zeros((2, 2)))
+
+
+def test_fusion_weighs_two_estimates_by_inverse_variance():
+    a, c = np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([[4.0, 0.0], [4.0, 0.0]])
+    fused, sigma = fuse_with_coarse(a, np.array([1.0, 1.0]), c, np.array([1.0, 1e3]))
+    np.testing.assert_allclose(fused[0], [2.0, 0.0])  # equal trust: the midpoint
+    np.testing.assert_allclose(sigma[0], 1 / np.sqrt(2))
+    np.testing.assert_allclose(fused[1], [0.0, 0.0], atol=1e-5)  # a coarse fix that says nothing moves nothing
+    assert uniform_coarse_sigma_m(3.0) == pytest.approx(np.sqrt(3.0))
+
+
+def _unseen_linear_users(n=200):
+    rng = np.random.default_rng(100)  # the frame of linear_scenario(100), the references
+    a, c = rng.normal(size=(8, 2)), rng.normal(size=8)
+    x_q = np.random.default_rng(7).uniform(2, 18, (n, 2))
+    return (x_q / 10) @ a.T + c, x_q
+
+
+def test_uncertainty_covers_the_error_in_an_unseen_scenario_and_fusion_stays_at_or_below_the_coarse_fix(tmp_path):
+    """An untrained Mateformer (0 steps) is ALLoc at its least helpful: its calibrated uncertainty must still
+    cover its error for coarse fixes from 1 to 10 m off, and fused with the coarse fix it must not do worse."""
+    model = Analogical(steps=0, **TINY).fit_references([linear_scenario(s) for s in range(8)])
+    refs = linear_scenario(100)
+    h_q, x_q = _unseen_linear_users()
+    for l_m in (1.0, 4.0, 10.0):
+        coarse = coarse_from_truth(x_q, l_m)
+        pos, sigma = model.predict_with_spread(h_q, refs, coarse)
+        np.testing.assert_allclose(pos, model.predict(h_q, refs, coarse))  # the same estimate, with its spread
+        err = localization_errors_m(pos, x_q)
+        assert np.mean(err < 2 * sigma) >= 0.7, (l_m, np.mean(err < 2 * sigma))
+        fused, _ = model.predict_with_spread(h_q, refs, coarse, coarse_sigma_m=uniform_coarse_sigma_m(l_m))
+        assert localization_errors_m(fused, x_q).mean() <= 1.01 * localization_errors_m(coarse, x_q).mean(), l_m
+    model.save(tmp_path / "m")
+    again = Analogical.load(tmp_path / "m")
+    coarse = coarse_from_truth(x_q, 4.0)
+    np.testing.assert_allclose(again.predict_with_spread(h_q, refs, coarse)[1],
+                               model.predict_with_spread(h_q, refs, coarse)[1], rtol=1e-5)
+    with pytest.raises(DataValidationError, match="coarse"):
+        model.predict_with_spread(h_q, refs, None, coarse_sigma_m=1.0)
+    with pytest.raises(DataValidationError, match="coarse_sigma_m"):
+        model.predict_with_spread(h_q, refs, coarse, coarse_sigma_m=-1.0)
+    with pytest.raises(DataValidationError, match="coarse_sigma_m"):
+        Analogical(coarse_sigma_m=0.0)

@@ -43,11 +43,16 @@ from xloc.progress import note_interrupt
 from xloc.progress import progress as progress_bar
 from xloc.sim.impairments import coarse_locations
 
-__all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search"]
+__all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search", "fuse_with_coarse",
+           "uniform_coarse_sigma_m"]
 
 SAMPLINGS = ("neighbourhood", "random")
 ARCHITECTURES = ("mateformer", "icl")
 _SCALE_FLOOR_M = 0.1
+#: share of a user's n references each uncertainty draw keeps
+_DRAW_KEEP = 0.75
+#: queries drawn from the training scenarios to calibrate the uncertainty
+_CALIBRATION_QUERIES = 512
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class ALLocConfig:
     lr: float = 1e-3  # [1e-4]
     coarse_error_m: float = 1.0  # l [1 m]
     features: str = "angle_delay"  # token of one CSI: "angle_delay" magnitudes or raw "csi" (paper: H)
+    #: predictions per user for the uncertainty, each from a random 3/4 of its n references (ours, not the paper's)
+    uncertainty_draws: int = 8
+    #: per-axis std [m] of the coarse fixes a deployment gives; set, ``predict`` fuses ALLoc's estimate with the
+    #: coarse fix by their uncertainties (None: ALLoc's estimate alone, as in the paper; eq. (11)'s U[-l, l]
+    #: has std l / sqrt(3))
+    coarse_sigma_m: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,7 +88,10 @@ class ALLocConfig:
             raise DataValidationError(f"features must be one of {sorted(FEATURES)}, got {self.features!r}")
         if self.sampling not in SAMPLINGS:
             raise DataValidationError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
-        for name in ("n_neighbors", "d_model", "depth", "n_heads", "d_ff", "batch_size"):
+        if self.coarse_sigma_m is not None and not (np.isfinite(self.coarse_sigma_m) and self.coarse_sigma_m > 0):
+            raise DataValidationError(f"ALLoc: coarse_sigma_m must be a positive number of metres or None, got "
+                                      f"{self.coarse_sigma_m!r}")
+        for name in ("n_neighbors", "d_model", "depth", "n_heads", "d_ff", "batch_size", "uncertainty_draws"):
             if getattr(self, name) < 1:
                 raise DataValidationError(f"ALLoc: {name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.lr <= 0 or self.coarse_error_m < 0:
@@ -108,6 +122,8 @@ class Analogical:
 
     model_: torch.nn.Module
     n_features_: int
+    #: the uncertainty's calibrated weights on :meth:`_evidence_m`'s terms (None: not calibrated)
+    uncertainty_: dict[str, list[float]] | None
     train_s_: float
     adapt_s_: float
 
@@ -190,6 +206,7 @@ class Analogical:
         self.loss_history_: list[float] = []
         t0 = time.perf_counter()
         self._train_steps(dbs, cfg.steps, np.random.default_rng([cfg.seed, 707]))
+        self._calibrate_uncertainty(dbs, np.random.default_rng([cfg.seed, 708]))
         self.train_s_ = time.perf_counter() - t0
         return self
 
@@ -275,27 +292,80 @@ class Analogical:
         ``n_references`` defaults to the configured n.
         """
         self._check()
-        cfg = self.config
         db = self.references(references)
+        feats = self._features(csi, db)
+        idx = self._reference_indices(db, len(feats), coarse, n_references, seed)
+        return self._predict_sets(feats, db, idx, chunk)
+
+    def predict_with_spread(
+        self,
+        csi: np.ndarray,
+        references: Fingerprints | ReferenceDB,
+        coarse: np.ndarray | None = None,
+        *,
+        coarse_sigma_m: float | np.ndarray | None = None,
+        n_references: int | None = None,
+        seed: int = 0,
+        chunk: int = 512,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [m] ``(T, 2)`` as :meth:`predict`, and each one's uncertainty ``(T,)`` [m]: the per-axis std of
+        an isotropic Gaussian error (the true position lies within 1 sigma of the estimate for 39 % of users and
+        within 2 sigma for 86 %, if calibrated).
+
+        The uncertainty grows with the spread of ``uncertainty_draws`` predictions, each from a random 3/4 of the
+        user's references, scaled by the factor and floor that :meth:`fit` calibrated on its training scenarios.
+        With ``coarse_sigma_m`` (per-axis std [m] of each coarse fix, scalar or ``(T,)``) the estimate is fused with
+        ``coarse`` by inverse variance (:func:`fuse_with_coarse`), so that it falls back on the coarse fix where
+        the references do not help.
+        """
+        self._check()
+        if getattr(self, "uncertainty_", None) is None:
+            raise NotFittedError("this ALLoc model has no calibrated uncertainty (saved by an older xloc): fit it "
+                                 "again")
+        db = self.references(references)
+        feats = self._features(csi, db)
+        idx = self._reference_indices(db, len(feats), coarse, n_references, seed)
+        positions_m = self._predict_sets(feats, db, idx, chunk)
+        sigma_m = self._sigma_m(feats, db, idx, np.random.default_rng([seed, 709]), chunk)
+        if coarse_sigma_m is None:
+            return positions_m, sigma_m
+        if coarse is None:
+            raise DataValidationError("coarse_sigma_m fuses with a coarse fix: pass coarse locations too")
+        c_sigma = np.broadcast_to(np.asarray(coarse_sigma_m, dtype=np.float64), (len(feats),))
+        if not (np.isfinite(c_sigma).all() and (c_sigma > 0).all()):
+            raise DataValidationError("coarse_sigma_m must be positive metres (a scalar or one per measurement)")
+        return fuse_with_coarse(positions_m, sigma_m, np.asarray(coarse, dtype=np.float64)[:, :2], c_sigma)
+
+    def _features(self, csi: np.ndarray, db: ReferenceDB) -> np.ndarray:
+        cfg = self.config
         feats = np.asarray(csi, dtype=np.float32) if np.asarray(csi).ndim == 2 else vector_features(csi, cfg.features)
         if feats.shape[1] != self.n_features_ or db.features.shape[1] != self.n_features_:
             raise DataValidationError(
                 f"CSI gives {feats.shape[1]} features and the references {db.features.shape[1]}; the model was "
                 f"trained on {self.n_features_} (same BS/antenna/subcarrier counts needed)"
             )
+        return feats
+
+    def _reference_indices(self, db: ReferenceDB, count: int, coarse: np.ndarray | None, n_references: int | None,
+                           seed: int) -> np.ndarray:
+        """``(count, n)`` reference indices: around each coarse location, or at random."""
+        cfg = self.config
         n = min(n_references or cfg.n_neighbors, len(db))
-        if cfg.sampling == "neighbourhood":
-            if coarse is None:
-                raise DataValidationError(
-                    "neighbourhood sampling needs coarse locations (e.g. GNSS, or iterative_search with a "
-                    "random-sampling model)"
-                )
-            coarse = np.asarray(coarse, dtype=np.float64)
-            if coarse.shape[0] != len(feats) or not np.isfinite(coarse).all():
-                raise DataValidationError(f"coarse must be finite ({len(feats)}, 2) metres, got {coarse.shape}")
-            idx = db.neighbourhood(coarse, n)
-        else:
-            idx = db.random(np.random.default_rng(seed), len(feats), n)
+        if cfg.sampling == "random":
+            return db.random(np.random.default_rng(seed), count, n)
+        if coarse is None:
+            raise DataValidationError(
+                "neighbourhood sampling needs coarse locations (e.g. GNSS, or iterative_search with a "
+                "random-sampling model)"
+            )
+        coarse = np.asarray(coarse, dtype=np.float64)
+        if coarse.ndim != 2 or coarse.shape[0] != count or coarse.shape[1] < 2 or not np.isfinite(coarse).all():
+            raise DataValidationError(f"coarse must be finite ({count}, 2) metres, got {coarse.shape}")
+        return db.neighbourhood(coarse, n)
+
+    def _predict_sets(self, feats: np.ndarray, db: ReferenceDB, idx: np.ndarray, chunk: int) -> np.ndarray:
+        """Positions [m] ``(T, 2)`` of features ``(T, F)``, each localized among its references ``idx[t]``."""
+        cfg = self.config
         out = np.empty((len(feats), 2))
         with torch.no_grad():
             for s in range(0, len(feats), chunk):
@@ -318,6 +388,78 @@ class Analogical:
                 out[sl] = centre + spread[:, None] * pred
         return out
 
+    def _evidence_m(self, feats: np.ndarray, db: ReferenceDB, idx: np.ndarray, rng: np.random.Generator,
+                    chunk: int) -> np.ndarray:
+        """What each user's uncertainty is made of, in metres ``(T, 3)``:
+
+        * the per-axis RMS spread of ``uncertainty_draws`` predictions, each from a random 3/4 of its references
+          (the model disagreeing with itself);
+        * the references' own spread (the model's unit of length: its error floor scales with it);
+        * that spread times the query's feature mismatch -- its feature distance to the nearest reference over the
+          references' median nearest-neighbour feature distance -- which grows when the user stands outside the
+          sampled neighbourhood (a coarse fix that is far off) or where references are sparse.
+        """
+        draws, n = self.config.uncertainty_draws, idx.shape[1]
+        keep = max(1, int(round(_DRAW_KEEP * n)))
+        pick = np.argsort(rng.random((len(idx), draws, n)), axis=-1)[..., :keep]
+        sub = np.take_along_axis(np.repeat(idx[:, None], draws, 1), pick, -1).reshape(-1, keep)
+        preds = self._predict_sets(np.repeat(feats, draws, 0), db, sub, chunk).reshape(len(idx), draws, 2)
+        spread_m = np.sqrt(((preds - preds.mean(1, keepdims=True)) ** 2).sum(-1).mean(1) / 2)
+        unit_m = _normalise(db.positions_m[idx])[1]
+        refs = db.features[idx]  # (T, n, F)
+        to_query = np.linalg.norm(refs - feats[:, None], axis=-1).min(1)
+        among = np.linalg.norm(refs[:, :, None] - refs[:, None], axis=-1)
+        among[:, np.arange(n), np.arange(n)] = np.inf
+        typical = np.median(among.min(2), axis=1) if n > 1 else np.ones(len(idx))
+        mismatch = to_query / np.maximum(typical, 1e-12)
+        return np.stack([spread_m, unit_m, mismatch * unit_m], 1)
+
+    def _sigma_m(self, feats: np.ndarray, db: ReferenceDB, idx: np.ndarray,
+                 rng: np.random.Generator, chunk: int) -> np.ndarray:
+        weights = np.asarray((self.uncertainty_ or {}).get("weights", [np.nan] * 3))  # predict_with_spread checked
+        return np.sqrt(((weights * self._evidence_m(feats, db, idx, rng, chunk)) ** 2).sum(1))
+
+    def _calibrate_uncertainty(self, dbs: list[ReferenceDB], rng: np.random.Generator) -> None:
+        """Fit sigma = sqrt(sum_k (w_k e_k)^2) over :meth:`_evidence_m`'s terms e_k by the Gaussian likelihood of
+        held-out queries of the training scenarios: each query is localized with itself left out of its references,
+        as an unseen user would be -- among random pairs, or among its neighbours around a coarse fix truth +
+        U[-l, l] (eq. (11)) with l log-uniform in [config l, 20 config l], so that far-off fixes are seen too."""
+        from scipy.optimize import minimize
+
+        cfg = self.config
+        per_db = max(1, _CALIBRATION_QUERIES // len(dbs))
+        evidence, errors = [], []
+        for db in dbs:
+            if len(db) < 3:
+                continue
+            queries = rng.choice(len(db), min(per_db, len(db)), replace=False)
+            n = min(cfg.n_neighbors, len(db) - 1)
+            if cfg.sampling == "neighbourhood":
+                l_m = max(cfg.coarse_error_m, 1e-3) * np.exp(rng.uniform(0, np.log(20), len(queries)))
+                coarse = db.positions_m[queries] + rng.uniform(-1, 1, (len(queries), 2)) * l_m[:, None]
+                pool = db.neighbourhood(coarse, n + 1)
+            else:
+                pool = db.random(rng, len(queries), n + 1)
+            own = pool == queries[:, None]
+            drop = np.where(own.any(1), own.argmax(1), n)  # leave the query out (or the farthest pair)
+            idx = pool[np.arange(n + 1)[None] != drop[:, None]].reshape(len(queries), n)
+            feats = db.features[queries]
+            errors.append(np.linalg.norm(self._predict_sets(feats, db, idx, 512) - db.positions_m[queries], axis=1))
+            evidence.append(self._evidence_m(feats, db, idx, rng, 512))
+        if not errors:
+            self.uncertainty_ = {"weights": [1.0, 1.0, 1.0]}
+            return
+        ev, e2 = np.concatenate(evidence), np.concatenate(errors) ** 2
+
+        def nll(log_w: np.ndarray) -> float:  # 2-D isotropic Gaussian, up to a constant
+            var = ((np.exp(log_w) * ev) ** 2).sum(1) + 1e-12
+            return float(np.mean(np.log(var) + e2 / (2 * var)))
+
+        starts = [np.log([1.0, 0.3, 0.3]), np.log([3.0, 0.1, 1.0]), np.log([0.3, 1.0, 0.1])]
+        best = min((minimize(nll, x0, method="Nelder-Mead", options={"maxiter": 400}) for x0 in starts),
+                   key=lambda r: r.fun)
+        self.uncertainty_ = {"weights": [float(w) for w in np.exp(best.x)]}
+
     def adapt(self, support: Fingerprints, steps: int | None = None) -> BoundAnalogical:
         """Bind the new scenario's labelled pairs as references; no gradient step is taken."""
         self._check()
@@ -336,7 +478,8 @@ class Analogical:
     def save(self, path: str | os.PathLike[str]) -> Path:
         self._check()
         meta = {"kind": "Analogical", "config": asdict(self.config), "n_features": self.n_features_,
-                "train_s": self.train_s_, "loss_history": self.loss_history_}
+                "train_s": self.train_s_, "loss_history": self.loss_history_,
+                "uncertainty": getattr(self, "uncertainty_", None)}
         return save_model_folder(path, dict(self.model_.state_dict()), meta)
 
     @classmethod
@@ -349,6 +492,7 @@ class Analogical:
         obj.model_.eval()
         obj.train_s_ = meta["train_s"]
         obj.loss_history_ = meta["loss_history"]
+        obj.uncertainty_ = meta.get("uncertainty")
         return obj
 
 
@@ -362,6 +506,21 @@ class BoundAnalogical:
 
     def predict(self, measurements: np.ndarray, coarse: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         return self.model.predict(measurements, self.references, coarse, **kwargs)
+
+
+def uniform_coarse_sigma_m(l_m: float) -> float:
+    """Per-axis std [m] of eq. (11)'s coarse error U[-l, l]: l / sqrt(3)."""
+    return float(l_m) / np.sqrt(3.0)
+
+
+def fuse_with_coarse(positions_m: np.ndarray, sigma_m: np.ndarray, coarse_m: np.ndarray,
+                     coarse_sigma_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance fusion of two isotropic Gaussian estimates ``(T, 2)`` [m] with per-axis stds ``(T,)`` [m]:
+    ``x = (x_a / s_a^2 + x_c / s_c^2) / (1 / s_a^2 + 1 / s_c^2)``, ``s = (1 / s_a^2 + 1 / s_c^2)^(-1/2)``. Treats the
+    two errors as independent, which neighbourhood sampling around the coarse fix makes only approximately so."""
+    w_a, w_c = 1.0 / np.square(sigma_m), 1.0 / np.square(coarse_sigma_m)
+    fused = (positions_m * w_a[:, None] + coarse_m * w_c[:, None]) / (w_a + w_c)[:, None]
+    return fused, 1.0 / np.sqrt(w_a + w_c)
 
 
 def iterative_search(

@@ -4,6 +4,10 @@ they localize in an unseen one from its labelled (CSI, position) references with
 ``adapt(support)`` only binds the support set as the reference database (0 steps); ``predict`` may instead be
 given other ``references``. Neighbourhood sampling (``alloc``, ``iclloc``) needs a coarse position per
 measurement (``coarse_positions_m``, e.g. GNSS); ``alloc-random`` needs none.
+
+``predict_with_spread`` adds each position's uncertainty [m] (calibrated on the training scenarios); with
+``coarse_sigma_m`` set (``alloc-fused``: the coarse fixes' per-axis std [m]) the estimate is fused with the coarse
+fix by their uncertainties, so that it falls back on the coarse fix where the references cannot help.
 """
 
 from __future__ import annotations
@@ -52,6 +56,22 @@ class AnalogicalEstimator(Estimator):
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        if self.config.coarse_sigma_m is not None:
+            return self.predict_with_spread(measurements, references=references,
+                                            coarse_positions_m=coarse_positions_m)[0]
+        db, x = self._inputs(measurements, references, coarse_positions_m)
+        return self.engine_.predict(x, db, coarse_positions_m, seed=self.config.seed)
+
+    def predict_with_spread(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                            coarse_positions_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [m] ``(n, 2)`` and their uncertainty ``(n,)`` [m] (per-axis std); fused with the coarse fix
+        when ``coarse_sigma_m`` is set (:meth:`~xloc.learn.alloc.Analogical.predict_with_spread`)."""
+        db, x = self._inputs(measurements, references, coarse_positions_m)
+        return self.engine_.predict_with_spread(x, db, coarse_positions_m, coarse_sigma_m=self.config.coarse_sigma_m,
+                                                seed=self.config.seed)
+
+    def _inputs(self, measurements: np.ndarray, references: Fingerprints | None,
+                coarse_positions_m: np.ndarray | None) -> tuple[ReferenceDB, np.ndarray]:
         self._require("engine_")
         if references is not None:
             self._check_kind(references, "reference")
@@ -62,10 +82,11 @@ class AnalogicalEstimator(Estimator):
             raise DataValidationError(f"{self._owner()} localizes from references: pass references=... or "
                                       "adapt(support) first")
         x = self._check_measurements(measurements, "csi", shape)
-        if self.config.sampling == "neighbourhood" and coarse_positions_m is None:
-            raise DataValidationError(f"{self._owner()} samples references around a coarse position: pass "
-                                      "coarse_positions_m (n, 2) [m], e.g. GNSS")
-        return self.engine_.predict(x, db, coarse_positions_m, seed=self.config.seed)
+        if coarse_positions_m is None and (self.config.sampling == "neighbourhood"
+                                           or self.config.coarse_sigma_m is not None):
+            raise DataValidationError(f"{self._owner()} samples references around a coarse position or fuses with "
+                                      "it: pass coarse_positions_m (n, 2) [m], e.g. GNSS")
+        return db, x
 
     def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if not hasattr(self, "engine_"):
@@ -102,6 +123,10 @@ _ZERO_SHOT: dict[str, Any] = dict(trains_on_sources=True, zero_shot_references=T
 register(MethodSpec("alloc", "ALLoc: Mateformer analogical learning, neighbourhood sampling around a coarse fix",
                     AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True), {},
                     "analogical_learning_alloc", _SMALL))
+register(MethodSpec("alloc-fused", "ALLoc fused with its coarse fix by their uncertainties (never far below the "
+                    "prior; coarse_sigma_m: the coarse fixes' per-axis std [m], default eq. (11)'s l = 4 m)",
+                    AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True),
+                    {"coarse_sigma_m": 2.31}, "analogical_learning_alloc", _SMALL))
 register(MethodSpec("alloc-random", "ALLoc with random reference sampling (no coarse fix needed)",
                     AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT), {"sampling": "random"},
                     "analogical_learning_alloc", _SMALL))

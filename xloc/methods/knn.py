@@ -82,8 +82,10 @@ class KNN(Estimator):
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_spread(measurements)[0]
 
-    def predict_with_spread(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions [m] and the neighbours' (weighted) RMS distance [m] from them (the service's uncertainty)."""
+    def predict_with_spread(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                            coarse_positions_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [m] and the neighbours' (weighted) RMS distance [m] from them (the service's uncertainty);
+        ``references`` and ``coarse_positions_m`` are not used."""
         self._require("engine_", what="adapt(support)")
         x = self._check_measurements(measurements, self.data_kind_, self.sample_shape_)
         return self.engine_.predict_with_spread(signal_features(x, self.data_kind_))

@@ -6,7 +6,7 @@ does (``maml``, ``maml-dg``, ``alloc``, ...) adapts a base model of that method 
 --model NAME=PATH`` (analogical models only index the uploads as references, no gradient step). The version is
 the adapted estimator's folder (safetensors + JSON, written atomically); a failed calibration writes nothing, so
 the previous version keeps serving. Methods that report a spread (KNN/WKNN: the neighbours' weighted RMS
-distance [m]) return it as the uncertainty.
+distance [m]; ALLoc: its calibrated per-axis std [m]) return it as the uncertainty.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def load_version(path: Path) -> ServedModel:
             raise DataValidationError(f"this {spec.name} version samples references around a coarse position: send "
                                       "coarse_positions_m (e.g. GNSS) with the fingerprints")
         if spread is not None:
-            pos, uncertainty = spread(x)
+            pos, uncertainty = spread(x, coarse_positions_m=coarse)
             return pos[:, :2], uncertainty
         return model.predict(x, coarse_positions_m=coarse)[:, :2], None
 
