@@ -406,12 +406,16 @@ class Analogical:
         preds = self._predict_sets(np.repeat(feats, draws, 0), db, sub, chunk).reshape(len(idx), draws, 2)
         spread_m = np.sqrt(((preds - preds.mean(1, keepdims=True)) ** 2).sum(-1).mean(1) / 2)
         unit_m = _normalise(db.positions_m[idx])[1]
-        refs = db.features[idx]  # (T, n, F)
-        to_query = np.linalg.norm(refs - feats[:, None], axis=-1).min(1)
-        among = np.linalg.norm(refs[:, :, None] - refs[:, None], axis=-1)
-        among[:, np.arange(n), np.arange(n)] = np.inf
-        typical = np.median(among.min(2), axis=1) if n > 1 else np.ones(len(idx))
-        mismatch = to_query / np.maximum(typical, 1e-12)
+        mismatch = np.empty(len(idx))
+        for s in range(0, len(idx), 64):  # (64, n, F) at a time: n x n distances via Gram matrices, not differences
+            refs = db.features[idx[s : s + 64]].astype(np.float64)
+            q = feats[s : s + 64].astype(np.float64)
+            sq = (refs**2).sum(-1)
+            to_query = sq - 2 * np.einsum("tnf,tf->tn", refs, q) + (q**2).sum(-1)[:, None]
+            among = sq[:, :, None] + sq[:, None] - 2 * np.einsum("tnf,tmf->tnm", refs, refs)
+            among[:, np.arange(n), np.arange(n)] = np.inf
+            typical = np.median(np.sqrt(np.maximum(among.min(2), 0)), axis=1) if n > 1 else np.ones(len(refs))
+            mismatch[s : s + 64] = np.sqrt(np.maximum(to_query.min(1), 0)) / np.maximum(typical, 1e-12)
         return np.stack([spread_m, unit_m, mismatch * unit_m], 1)
 
     def _sigma_m(self, feats: np.ndarray, db: ReferenceDB, idx: np.ndarray,
