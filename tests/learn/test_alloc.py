@@ -31,20 +31,38 @@ def test_neighbourhood_sampling_returns_the_true_nearest_pairs():
     assert rnd.shape == (3, 10) and all(len(set(r)) == 10 for r in rnd)
 
 
-def test_alloc_learns_an_analogical_family_far_better_than_an_mlp():
-    train = [linear_scenario(s) for s in range(8)]
-    test_db = linear_scenario(100)
-    # the unseen scenario: the same map as its references
-    rng = np.random.default_rng(100)
-    a, c = rng.normal(size=(8, 2)), rng.normal(size=8)
-    x_q = np.random.default_rng(7).uniform(2, 18, (100, 2))
-    h_q = (x_q / 10) @ a.T + c
+def fourier_frame(seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1 / 2.0, (16, 2)), rng.uniform(0, 2 * np.pi, 16)
+
+
+def fourier_features(x, seed):
+    """A scenario's features of positions ``x`` [m]: random Fourier features of a 2 m length scale in a frame of its
+    own -- nearby positions look alike, as with CSI, but the map differs from scenario to scenario."""
+    w, b = fourier_frame(seed)
+    return np.cos(x @ w.T + b) / np.sqrt(8)
+
+
+def fourier_scenario(seed, n=400):
+    x = np.random.default_rng([seed, 1]).uniform(0, 20, (n, 2))
+    return ReferenceDB(fourier_features(x, seed), x, f"f{seed}")
+
+
+def test_alloc_learns_an_analogical_family_beyond_its_references_mean_the_coarse_fix_and_an_mlp():
+    """In an unseen scenario ALLoc must beat what it is handed (the coarse fix, the mean of the references it
+    samples) -- the linear family above only ever taught it to echo that mean -- and a data-to-label MLP."""
+    train = [fourier_scenario(s) for s in range(8)]
+    refs = fourier_scenario(100)
+    x_q = np.random.default_rng(7).uniform(2, 18, (200, 2))
+    h_q = fourier_features(x_q, 100)
+    coarse = coarse_from_truth(x_q, 1.0)
     model = Analogical(steps=300, **TINY).fit_references(train)
-    pred = model.predict(h_q, test_db, coarse_from_truth(x_q, 1.0))
-    alloc_err = localization_errors_m(pred, x_q).mean()
+    alloc_err = localization_errors_m(model.predict(h_q, refs, coarse), x_q).mean()
+    ref_mean_err = localization_errors_m(refs.positions_m[refs.neighbourhood(coarse, 16)].mean(1), x_q).mean()
+    coarse_err = localization_errors_m(coarse, x_q).mean()
     # an MLP trained on the pooled scenarios (data-to-label) cannot know the new frame
     torch.manual_seed(0)
-    mlp = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    mlp = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
     opt = torch.optim.Adam(mlp.parameters(), lr=3e-3)
     xs = torch.tensor(np.concatenate([d.features for d in train]))
     ys = torch.tensor(np.concatenate([d.positions_m for d in train]), dtype=torch.float32)
@@ -54,7 +72,9 @@ def test_alloc_learns_an_analogical_family_far_better_than_an_mlp():
         loss.backward()
         opt.step()
     mlp_err = localization_errors_m(mlp(torch.tensor(h_q, dtype=torch.float32)).detach().numpy(), x_q).mean()
-    assert alloc_err < 1.0 and alloc_err < 0.25 * mlp_err
+    # measured 2026-12-02: ALLoc 0.70 m, coarse fix 0.79, references' mean 0.86
+    assert alloc_err < 0.95 * coarse_err and alloc_err < 0.9 * ref_mean_err, (alloc_err, coarse_err, ref_mean_err)
+    assert alloc_err < 0.25 * mlp_err, (alloc_err, mlp_err)
 
 
 def test_csi_scenario_fit_predict_save_load(tmp_path):
