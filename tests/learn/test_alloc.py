@@ -4,7 +4,14 @@ import torch
 
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.eval.metrics import localization_errors_m
-from xloc.learn.alloc import Analogical, coarse_from_truth, fuse_with_coarse, iterative_search, uniform_coarse_sigma_m
+from xloc.learn.alloc import (
+    Analogical,
+    coarse_from_truth,
+    fuse_with_coarse,
+    iterative_search,
+    track,
+    uniform_coarse_sigma_m,
+)
 from xloc.learn.references import ReferenceDB
 from xloc.sim.presets import simulate_scenario
 
@@ -48,7 +55,12 @@ def fourier_scenario(seed, n=400):
     return ReferenceDB(fourier_features(x, seed), x, f"f{seed}")
 
 
-def test_alloc_learns_an_analogical_family_beyond_its_references_mean_the_coarse_fix_and_an_mlp():
+@pytest.fixture(scope="module")
+def fourier_model():
+    return Analogical(steps=300, **TINY).fit_references([fourier_scenario(s) for s in range(8)])
+
+
+def test_alloc_learns_an_analogical_family_beyond_its_references_mean_the_coarse_fix_and_an_mlp(fourier_model):
     """In an unseen scenario ALLoc must beat what it is handed (the coarse fix, the mean of the references it
     samples) -- the linear family above only ever taught it to echo that mean -- and a data-to-label MLP."""
     train = [fourier_scenario(s) for s in range(8)]
@@ -56,7 +68,7 @@ def test_alloc_learns_an_analogical_family_beyond_its_references_mean_the_coarse
     x_q = np.random.default_rng(7).uniform(2, 18, (200, 2))
     h_q = fourier_features(x_q, 100)
     coarse = coarse_from_truth(x_q, 1.0)
-    model = Analogical(steps=300, **TINY).fit_references(train)
+    model = fourier_model
     alloc_err = localization_errors_m(model.predict(h_q, refs, coarse), x_q).mean()
     ref_mean_err = localization_errors_m(refs.positions_m[refs.neighbourhood(coarse, 16)].mean(1), x_q).mean()
     coarse_err = localization_errors_m(coarse, x_q).mean()
@@ -150,3 +162,23 @@ def test_uncertainty_covers_the_error_in_an_unseen_scenario_and_fusion_stays_at_
         model.predict_with_spread(h_q, refs, coarse, coarse_sigma_m=-1.0)
     with pytest.raises(DataValidationError, match="coarse_sigma_m"):
         Analogical(coarse_sigma_m=0.0)
+
+
+def test_tracking_from_one_gnss_fix_follows_a_walk_without_drifting(fourier_model):
+    """Fig. 6c/d: each sample's coarse fix is the previous estimate; only the first comes from GNSS."""
+    refs = fourier_scenario(100)
+    t = np.linspace(0, 1, 240)
+    walk_m = np.stack([3 + 14 * t, 5 + 8 * np.sin(np.pi * t)], 1)  # 0.07 m between samples, about 20 m long
+    first = walk_m[0] + np.array([0.8, -0.6])
+    est = track(fourier_model, fourier_features(walk_m, 100), refs, first)
+    err = localization_errors_m(est, walk_m)
+    assert err.mean() < 1.0, err.mean()  # within the reference spacing all along
+    thirds = np.array_split(err, 3)
+    assert thirds[2].mean() < 1.5 * thirds[0].mean() + 0.2, [e.mean() for e in thirds]  # no drift
+    untrained = Analogical(steps=0, sampling="random", **TINY).fit_references([fourier_scenario(0)])
+    assert np.isfinite(track(fourier_model, fourier_features(walk_m[:5], 100), refs,
+                             random_model=untrained)).all()
+    with pytest.raises(DataValidationError, match="first_coarse_m"):
+        track(fourier_model, fourier_features(walk_m, 100), refs)
+    with pytest.raises(DataValidationError, match="neighbourhood"):
+        track(untrained, fourier_features(walk_m, 100), refs, first)

@@ -43,7 +43,7 @@ from xloc.progress import note_interrupt
 from xloc.progress import progress as progress_bar
 from xloc.sim.impairments import coarse_locations
 
-__all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search", "fuse_with_coarse",
+__all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search", "track", "fuse_with_coarse",
            "uniform_coarse_sigma_m"]
 
 SAMPLINGS = ("neighbourhood", "random")
@@ -541,6 +541,34 @@ def iterative_search(
     for _ in range(rounds):
         estimate = neighbourhood_model.predict(csi, db, estimate)
     return estimate
+
+
+def track(
+    model: Analogical, csi: np.ndarray, references: Fingerprints | ReferenceDB,
+    first_coarse_m: np.ndarray | None = None, *, random_model: Analogical | None = None, seed: int = 0,
+) -> np.ndarray:
+    """Trajectory tracking (ALLoc Fig. 6c/d): positions [m] ``(T, 2)`` of a user's consecutive CSI samples, each
+    localized with the previous estimate as its coarse fix. The first sample's coarse fix is ``first_coarse_m``
+    ``(2,)`` [m] (e.g. GNSS), or, without one, ``random_model``'s iterative search (:func:`iterative_search`)."""
+    if model.config.sampling != "neighbourhood":
+        raise DataValidationError("track needs a neighbourhood-sampling model: its previous estimate is the coarse "
+                                  "fix")
+    db = model.references(references)
+    feats = model._features(csi, db)
+    if first_coarse_m is not None:
+        previous = np.asarray(first_coarse_m, dtype=np.float64).reshape(-1)[:2]
+        if previous.shape != (2,) or not np.isfinite(previous).all():
+            raise DataValidationError(f"first_coarse_m must be one finite (x, y) position [m], got {first_coarse_m!r}")
+    elif random_model is not None:
+        previous = iterative_search(random_model, model, feats[:1], db, seed=seed)[0]
+    else:
+        raise DataValidationError("track needs the first sample's coarse fix (first_coarse_m, e.g. GNSS) or a "
+                                  "random-sampling model to find it (random_model)")
+    out = np.empty((len(feats), 2))
+    for t in range(len(feats)):  # sequential by nature: each fix is the last estimate
+        idx = model._reference_indices(db, 1, previous[None], None, seed)
+        previous = out[t] = model._predict_sets(feats[t : t + 1], db, idx, 1)[0]
+    return out
 
 
 def coarse_from_truth(positions_m: np.ndarray, error_m: float, seed: int = 0) -> np.ndarray:
