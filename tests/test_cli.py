@@ -159,6 +159,7 @@ def test_train_alloc_and_predict_with_references(tmp_path):
     r = runner.invoke(app, [*base, "--references", str(o1b), "--coarse-error-m", "1"])
     assert r.exit_code == 0, r.output
     assert len(preds.read_text().splitlines()) == 16 and "error mean" in r.output
+    assert preds.read_text().splitlines()[0].endswith(",uncertainty_m") and "within 1 / 2 sigma" in flat(r.output)
     coarse = tmp_path / "gnss.csv"
     coarse.write_text("x_m,y_m\n" + "50,0\n" * 15)
     assert runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)]).exit_code == 0

@@ -68,7 +68,7 @@ def test_own_long_survey_to_three_methods_and_exports(tmp_path):
                             str(preds)])
     assert r.exit_code == 0, r.output
     pred = pd.read_csv(preds)
-    assert list(pred.columns) == ["x_m", "y_m", "true_x_m", "true_y_m", "error_m"] and len(pred) == 18
+    assert list(pred.columns) == ["x_m", "y_m", "true_x_m", "true_y_m", "error_m", "uncertainty_m"] and len(pred) == 18
     # the data itself, for other tools
     r = runner.invoke(app, ["export", str(site), "-o", str(tmp_path / "site.parquet"), "--split", "test"])
     assert r.exit_code == 0, r.output

@@ -318,12 +318,16 @@ def predict(
     start = None
     if spec.capabilities.needs_coarse_fix:
         start = _coarse_positions(fp, refs, coarse, coarse_error_m, random_model, seed)
-    pred = est.predict(fp.measurements, references=refs, coarse_positions_m=start)
     task = est.get_params().get("task")
     if task in ("toa", "aoa"):
-        _write_channel_parameters(pred, fp, str(task), out)
+        _write_channel_parameters(est.predict(fp.measurements), fp, str(task), out)
+        return
+    sigma = None
+    if hasattr(est, "predict_with_spread"):  # methods that give each position an uncertainty [m]
+        pred, sigma = est.predict_with_spread(fp.measurements, references=refs, coarse_positions_m=start)
     else:
-        write_positions(pred, fp, out)
+        pred = est.predict(fp.measurements, references=refs, coarse_positions_m=start)
+    write_positions(pred, fp, out, sigma)
 
 
 def _write_channel_parameters(pred: np.ndarray, fp: Fingerprints, task: str, out: Path) -> None:
