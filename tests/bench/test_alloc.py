@@ -14,6 +14,13 @@ def test_quick_multi_scenario_rows_and_figures(tmp_path):
     unseen = [r for r in rows if r["setting"] == "multi-unseen"]
     assert {r["method"] for r in unseen} >= {"alloc", "cnn", "ad_cnn", "mfcnet", "ad_cnn (scenario-specific)", "gnss"}
     assert all(r["target"] == "mo1-cell3" and np.isfinite(r["mean_m"]) and r["p10_m"] <= r["p90_m"] for r in unseen)
+    # ALLoc's rows carry its uncertainty's calibration, beside the fused estimate and WKNN among its references
+    by_method = {r["method"]: r for r in unseen}
+    assert {"alloc-fused", "neighbourhood-wknn", "neighbourhood-mean"} <= set(by_method)
+    for name in ("alloc", "alloc-fused"):
+        assert 0 <= by_method[name]["within_1sigma"] <= by_method[name]["within_2sigma"] <= 1
+        assert by_method[name]["sigma_mean_m"] > 0
+    assert by_method["alloc-fused"]["sigma_mean_m"] < min(by_method["alloc"]["sigma_mean_m"], 1 / np.sqrt(3))
     curve = [r for r in rows if r["setting"] == "multi-tuning"]
     assert sorted({r["epoch"] for r in curve}) == list(range(QUICK.tune_epochs + 1))
     assert (tmp_path / "p3_multi.png").is_file() and (tmp_path / "p3_multi_tuning.png").is_file()
