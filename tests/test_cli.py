@@ -165,6 +165,9 @@ def test_train_alloc_and_predict_with_references(tmp_path):
     assert runner.invoke(app, [*base, "--references", str(o1b), "--coarse", str(coarse)]).exit_code == 0
     r = runner.invoke(app, [*base, "--references", str(o1b), "--random-model", str(rnd)])
     assert r.exit_code == 0, r.output
+    # one user's track: only the first coarse fix is used, each next one is the previous estimate
+    r = runner.invoke(app, [*base, "--references", str(o1b), "--coarse-error-m", "1", "--track"])
+    assert r.exit_code == 0 and "error mean" in r.output, r.output
     missing = runner.invoke(app, [*base, "--coarse-error-m", "1"])
     assert missing.exit_code != 0 and "references" in missing.output
     no_coarse = runner.invoke(app, [*base, "--references", str(o1b)])

@@ -297,6 +297,9 @@ def predict(
                                                            "model ('xloc train --method alloc-random') gives the "
                                                            "coarse fix (ALLoc's iterative search)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated coarse positions")] = 0,
+    track: Annotated[bool, typer.Option(help="ALLoc: the measurements are one user's track (in time order where "
+                                             "the file has times): each is localized with the previous estimate "
+                                             "as its coarse fix; only the first sample's coarse fix is used")] = False,
 ) -> None:
     """Predict positions [m] (LWLM ToA/AoA models: per-BS delays/angles) and, where the file has the truth, print
     the errors.
@@ -323,7 +326,13 @@ def predict(
         _write_channel_parameters(est.predict(fp.measurements), fp, str(task), out)
         return
     sigma = None
-    if hasattr(est, "predict_with_spread"):  # methods that give each position an uncertainty [m]
+    if track:
+        if not hasattr(est, "track") or start is None:
+            raise typer.BadParameter(f"--track: {spec.name} does not localize from a coarse fix it could carry over")
+        order = np.argsort(fp.time_s, kind="stable") if fp.time_s is not None else np.arange(len(fp))
+        pred = np.empty((len(fp), 2))
+        pred[order] = est.track(fp.measurements[order], start[order[0]], references=refs)
+    elif hasattr(est, "predict_with_spread"):  # methods that give each position an uncertainty [m]
         pred, sigma = est.predict_with_spread(fp.measurements, references=refs, coarse_positions_m=start)
     else:
         pred = est.predict(fp.measurements, references=refs, coarse_positions_m=start)

@@ -21,7 +21,7 @@ import torch
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
-from xloc.learn.alloc import ALLocConfig, Analogical
+from xloc.learn.alloc import ALLocConfig, Analogical, track
 from xloc.learn.base import Estimator
 from xloc.learn.references import ReferenceDB
 from xloc.methods.registry import Capabilities, MethodSpec, register
@@ -69,6 +69,13 @@ class AnalogicalEstimator(Estimator):
         db, x = self._inputs(measurements, references, coarse_positions_m)
         return self.engine_.predict_with_spread(x, db, coarse_positions_m, coarse_sigma_m=self.config.coarse_sigma_m,
                                                 seed=self.config.seed)
+
+    def track(self, measurements: np.ndarray, first_coarse_m: np.ndarray, *,
+              references: Fingerprints | None = None) -> np.ndarray:
+        """Positions [m] ``(n, 2)`` of one user's consecutive measurements, each localized with the previous estimate
+        as its coarse fix (ALLoc Fig. 6c/d); ``first_coarse_m`` ``(2,)`` [m] is the first one's (e.g. GNSS)."""
+        db, x = self._inputs(measurements, references, np.asarray(first_coarse_m, dtype=np.float64).reshape(1, -1))
+        return track(self.engine_, x, db, first_coarse_m)
 
     def _inputs(self, measurements: np.ndarray, references: Fingerprints | None,
                 coarse_positions_m: np.ndarray | None) -> tuple[ReferenceDB, np.ndarray]:
