@@ -31,7 +31,13 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.features.csi import vector_features
 from xloc.figures import plt, save_figure
-from xloc.learn.alloc import Analogical, coarse_from_truth, iterative_search, uniform_coarse_sigma_m
+from xloc.learn.alloc import (
+    Analogical,
+    coarse_from_truth,
+    fuse_with_coarse,
+    iterative_search,
+    uniform_coarse_sigma_m,
+)
 from xloc.learn.references import ReferenceDB
 from xloc.methods import get
 from xloc.sim.impairments import multiplicative_disturbance
@@ -166,8 +172,7 @@ def _with_uncertainty(name: str, model: Analogical, dataset: str, setting: str, 
     coarse = coarse_from_truth(test.positions_m, coarse_error_m, seed)
     db, truth = _db(refs, model.config.features), test.positions_m[:, :2]
     pos, sigma = model.predict_with_spread(test.measurements, db, coarse, seed=seed)
-    fused, fused_sigma = model.predict_with_spread(test.measurements, db, coarse, seed=seed,
-                                                   coarse_sigma_m=uniform_coarse_sigma_m(coarse_error_m))
+    fused, fused_sigma = fuse_with_coarse(pos, sigma, coarse, np.full(len(pos), uniform_coarse_sigma_m(coarse_error_m)))
     rows = []
     for method, p, sg in ((name, pos, sigma), (f"{name}-fused", fused, fused_sigma)):
         err = localization_errors_m(p, truth)

@@ -312,8 +312,9 @@ class Analogical:
         an isotropic Gaussian error (the true position lies within 1 sigma of the estimate for 39 % of users and
         within 2 sigma for 86 %, if calibrated).
 
-        The uncertainty grows with the spread of ``uncertainty_draws`` predictions, each from a random 3/4 of the
-        user's references, scaled by the factor and floor that :meth:`fit` calibrated on its training scenarios.
+        The uncertainty combines the terms of :meth:`_evidence_m` (the spread of ``uncertainty_draws`` predictions
+        from random 3/4 subsets of the references, the references' spread, the query's feature mismatch) with the
+        weights :meth:`fit` calibrated on its training scenarios.
         With ``coarse_sigma_m`` (per-axis std [m] of each coarse fix, scalar or ``(T,)``) the estimate is fused with
         ``coarse`` by inverse variance (:func:`fuse_with_coarse`), so that it falls back on the coarse fix where
         the references do not help.
