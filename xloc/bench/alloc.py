@@ -122,10 +122,11 @@ def _predict(model: Any, test: Fingerprints, refs: Fingerprints, *, coarse_error
 
 
 def _reference_rows(test: Fingerprints, refs: Fingerprints, n: int, l_m: float = 1.0, seed: int = 0,
-                    k: int = 5) -> dict[str, np.ndarray]:
-    """Errors of non-learned uses of the same inputs as neighbourhood ALLoc: the GNSS coarse location, the mean
-    of its n nearest references (x_init), and WKNN in angle-delay feature space among those n references."""
-    coarse = coarse_from_truth(test.positions_m, l_m, seed)
+                    k: int = 5, coarse: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Errors of non-learned uses of the same inputs as neighbourhood ALLoc: the GNSS coarse location (eq. (11)
+    with ``l_m``, or ``coarse``), the mean of its n nearest references (x_init), and WKNN in angle-delay feature
+    space among those n references."""
+    coarse = coarse_from_truth(test.positions_m, l_m, seed) if coarse is None else coarse
     db = _db(refs)
     idx = db.neighbourhood(coarse, n)
     x_init = db.positions_m[idx].mean(1)
@@ -165,14 +166,20 @@ def _n_refs(models: dict[str, Any]) -> int:
 
 
 def _with_uncertainty(name: str, model: Analogical, dataset: str, setting: str, test: Fingerprints,
-                      refs: Fingerprints, coarse_error_m: float = 1.0, seed: int = 0,
+                      refs: Fingerprints, coarse_error_m: float = 1.0, seed: int = 0, *,
+                      coarse: np.ndarray | None = None, coarse_sigma_m: np.ndarray | None = None,
                       **extra: Any) -> list[dict[str, Any]]:
     """ALLoc's row with its uncertainty's calibration (share of errors within 1 and 2 sigma; 0.39 / 0.86 if
-    calibrated), and the row of ALLoc fused with the coarse fix (eq. (11), std l / sqrt(3)) by their uncertainties."""
-    coarse = coarse_from_truth(test.positions_m, coarse_error_m, seed)
+    calibrated), and the row of ALLoc fused with the coarse fix by their uncertainties: eq. (11)'s fix (std
+    l / sqrt(3) per axis), or ``coarse`` (n, 2) [m] with its per-axis std ``coarse_sigma_m`` (n,) [m]."""
+    if coarse is None:
+        coarse = coarse_from_truth(test.positions_m, coarse_error_m, seed)
+        coarse_sigma_m = np.full(len(coarse), uniform_coarse_sigma_m(coarse_error_m))
+    if coarse_sigma_m is None:
+        raise ValueError("give coarse_sigma_m with coarse")
     db, truth = _db(refs, model.config.features), test.positions_m[:, :2]
     pos, sigma = model.predict_with_spread(test.measurements, db, coarse, seed=seed)
-    fused, fused_sigma = fuse_with_coarse(pos, sigma, coarse, np.full(len(pos), uniform_coarse_sigma_m(coarse_error_m)))
+    fused, fused_sigma = fuse_with_coarse(pos, sigma, coarse, coarse_sigma_m)
     rows = []
     for method, p, sg in ((name, pos, sigma), (f"{name}-fused", fused, fused_sigma)):
         err = localization_errors_m(p, truth)

@@ -292,13 +292,9 @@ def simulator_vs_sionna(n_users: int = 500, seed: int = 0) -> list[dict[str, Any
     (8-element ULA, 32 subcarriers over 40 MHz at 3.5 GHz) and ``n_users`` users over the 180 x 110 m street
     canyon -- Sionna on the shipped mesh at depth 3 (its own time and a warm second run), xloc on its city street
     (walls, blockers, scatterers; up to two bounces) with the same sites and user positions."""
-    from dataclasses import replace as dc_replace
-
-    from xloc.sim.channel import simulate_channels
-    from xloc.sim.geometry import BaseStation
+    from xloc.bench.speed import geometric_on_rt_layout_s
     from xloc.sim.raytrace import RTBaseStation, RTConfig, require_sionna, simulate_raytraced
     from xloc.sim.rt_presets import RT_PRESETS, preset_sites, preset_users
-    from xloc.sim.scenarios import build_outdoor
 
     rows: list[dict[str, Any]] = []
     preset = RT_PRESETS["canyon"]
@@ -317,12 +313,7 @@ def simulator_vs_sionna(n_users: int = 500, seed: int = 0) -> list[dict[str, Any
         simulate_raytraced(cfg, [RTBaseStation(s.position_m, s.yaw_deg, preset.n_antennas) for s in sites], users,
                            name="speed")
         times.append(time.perf_counter() - t0)
-    city = build_outdoor("city", 0)[0].scene
-    stations = tuple(BaseStation(s.position_m, np.deg2rad(s.yaw_deg) - np.pi / 2, preset.n_antennas) for s in sites)
-    scene = dc_replace(city, base_stations=stations)
-    centre = np.array([(preset.area_m[0] + preset.area_m[1]) / 2, (preset.area_m[2] + preset.area_m[3]) / 2, 0.0])
-    xs = users - centre  # same offsets from the sites
-    xloc_s = _best_time(lambda: simulate_channels(scene, xs), repeats=3)
+    xloc_s = geometric_on_rt_layout_s("canyon", sites, users)
     setting = (f"{n_users} users x 3 BSs x 8 antennas x 32 subcarriers, 180 x 110 m; Sionna depth "
                f"{preset.max_depth} on the mesh, xloc <= 2 bounces on its street model")
     rows.append({"protocol": "perf", "method": "sionna-rt (first run, with JIT)", "metric": "users_per_s",

@@ -6,6 +6,13 @@ simulator's runs.
 * **P4 (LWLM)** -- pretrain on the street canyon (800 users) with the same users in traffic (canyon with cars) as
   PICL's second condition; fine-tune on the canyon (layout A) and on the unseen Place de l'Etoile (layout B);
   AWGN at the P4 SNR. Model-based estimators get the BS geometry of the set.
+* **Dense patches (ALLoc, issue 20)** -- ALLoc trained on the 1 m reference grids of the six training patches, used
+  with no gradient step in the unseen patches (Florence; a procedural district generated for testing only) with
+  their 0.5 m grids or its 1 m sub-grid as references. Coarse fixes: eq. (11) with l = 1-20 m, a GNSS-like model
+  (:func:`~xloc.sim.impairments.gnss_fixes`, "blocked" = no line of sight to any BS), and none (ALLoc's own
+  iterative search from a random-sampling model). Beside ALLoc: the coarse fix, the references' mean and WKNN among
+  the same references; ALLoc fused with the coarse fix by their uncertainties; 3 seeds. A pedestrian's track through
+  each unseen patch is followed with the previous estimate as the next coarse fix.
 * **P5 (AGML)** -- two digital-twin cases: the office on day 5 (furniture moved) with the twins of days 1-4, and
   the canyon with cars ("reality") with the empty canyon as the twin; the target gets 15 dB SNR and a 6 dB gain
   offset as in the simulated P5, the twins 30 dB.
@@ -30,12 +37,14 @@ from xloc.errors import ConfigError
 from xloc.eval.results import markdown_table
 from xloc.sim.impairments import add_awgn
 from xloc.sim.raytrace import xloc_scene
-from xloc.sim.rt_presets import OUTDOOR_SCENES, RT_PRESETS, load_twin, twins_dir
+from xloc.sim.rt_presets import OUTDOOR_SCENES, PATCH_PRESETS, RT_PRESETS, load_twin, twins_dir
 
 __all__ = ["TwinScale", "FULL", "QUICK", "noisy", "run_twins", "rt_city_data", "rt_p5_cases", "collection_rows",
-           "PARTS"]
+           "PARTS", "rt_patches", "sub_grid"]
 
-PARTS = ("p3", "p4", "p5")
+PARTS = ("p3", "p4", "p5", "patches")
+#: eq. (11)'s l [m] swept on the dense patches (Fig. 4e)
+PATCH_COARSE_M = (1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,11 @@ class TwinScale:
     p5: gx.P5Scale
     unseen: str = "florence"
     max_users: int | None = None  # subsample every set (quick runs)
+    patch_seeds: tuple[int, ...] = (0, 1, 2)
 
 
 FULL = TwinScale(ax.FULL, replace(lx.FULL, unseen_fractions=(0.01, 0.1)), gx.FULL)
-QUICK = TwinScale(ax.QUICK, lx.QUICK, replace(gx.QUICK, ks=(5,)), max_users=24)
+QUICK = TwinScale(ax.QUICK, lx.QUICK, replace(gx.QUICK, ks=(5,)), max_users=24, patch_seeds=(0,))
 
 
 def _first(fp: Fingerprints, n: int | None) -> Fingerprints:
@@ -71,6 +81,155 @@ def rt_p3(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None = Non
     train = FingerprintSet(_one(n, "train", scale, root) for n in OUTDOOR_SCENES)
     test = FingerprintSet(_one(n, "test", scale, root) for n in OUTDOOR_SCENES)
     return ax.multi_scenario(scale.p3, out, unseen=f"rt-{scale.unseen}", data=(train, test), dataset="rt-outdoor")
+
+
+def sub_grid(fp: Fingerprints, spacing_m: float) -> Fingerprints:
+    """The users of a patch's grid (in the patch frame, centred on the origin) on the nodes of a coarser
+    ``spacing_m`` grid sharing its lower-left node."""
+    xy = fp.positions_m[:, :2] - fp.positions_m[:, :2].min(0)
+    on = np.all(np.abs(xy / spacing_m - np.round(xy / spacing_m)) < 1e-6, axis=1)
+    return fp.subset(np.flatnonzero(on))
+
+
+def _patch_sets(name: str, scale: TwinScale, root: str | os.PathLike[str] | None) -> dict[str, Fingerprints]:
+    """References by density ("0.5 m", "1 m") and the test users of one patch."""
+    grid = next(iter(load_twin(name, "train", root).values()))  # every reference, even in quick runs
+    spacing = float(PATCH_PRESETS[name].grid_m or 1.0)
+    sets = {f"{spacing:g} m": grid}
+    if spacing < 1.0:
+        sets["1 m"] = sub_grid(grid, 1.0)
+    sets["test"] = _one(name, "test", scale, root)
+    return sets
+
+
+def _gnss(test: Fingerprints, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from xloc.sim.impairments import gnss_fixes
+
+    blocked = np.logical_not(np.asarray(test.labels["los"]).any(1))  # no line of sight to any BS: a street canyon or a square's edge
+    return gnss_fixes(test.positions_m, blocked, np.random.default_rng([seed, 29]))
+
+
+def rt_patches(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None = None,
+               log: Any = print) -> list[dict[str, Any]]:
+    """ALLoc on the dense ray-traced patches (see the module docstring): rows per seed, patch, reference density
+    and coarse-fix model, then a Fig. 4e plot and a tracking plot per unseen patch."""
+    from xloc.bench.alloc import _reference_rows, _row, _with_uncertainty
+    from xloc.eval.metrics import localization_errors_m
+    from xloc.learn.alloc import coarse_from_truth, iterative_search, track
+
+    train_names = [n for n, p in PATCH_PRESETS.items() if not p.unseen]
+    unseen_names = [n for n, p in PATCH_PRESETS.items() if p.unseen]
+    scenarios = FingerprintSet(next(iter(load_twin(n, "train", root).values())) for n in train_names)
+    sets = {n: _patch_sets(n, scale, root) for n in [*train_names, *unseen_names]}
+    rows: list[dict[str, Any]] = []
+    tracks: dict[str, dict[str, np.ndarray]] = {}
+    for seed in scale.patch_seeds:
+        p3 = replace(scale.p3, seed=seed)
+        model = ax._alloc(p3).fit(scenarios)
+        random_model = ax._alloc(p3, sampling="random").fit(scenarios)
+        log(f"  patches seed {seed}: ALLoc trained in {model.train_s_:.0f} s, random-sampling in "
+            f"{random_model.train_s_:.0f} s")
+        n_refs = model.config.n_neighbors
+        for name in [*train_names, *unseen_names]:
+            setting = "unseen" if PATCH_PRESETS[name].unseen else "seen"
+            test = sets[name]["test"]
+            for density, refs in sets[name].items():
+                if density == "test":
+                    continue
+                extra: dict[str, Any] = {"density": density, "seed": seed, "n_refs_total": len(refs)}
+                for l_m in PATCH_COARSE_M if setting == "unseen" else (1.0, 5.0):
+                    coarse = coarse_from_truth(test.positions_m, l_m, seed)
+                    rows += _with_uncertainty("alloc", model, "rt-patches", setting, test, refs, l_m, seed,
+                                              sweep="coarse_error_m", sweep_value=l_m, coarse_model="eq11", **extra)
+                    for method, err in _reference_rows(test, refs, n_refs, l_m, seed, coarse=coarse).items():
+                        rows.append(_row(method, "rt-patches", setting, test.name, err, sweep="coarse_error_m",
+                                         sweep_value=l_m, coarse_model="eq11", **extra))
+                if setting == "seen":
+                    continue
+                gnss, gnss_sigma = _gnss(test, seed)
+                rows += _with_uncertainty("alloc", model, "rt-patches", setting, test, refs, seed=seed, coarse=gnss,
+                                          coarse_sigma_m=gnss_sigma, coarse_model="gnss", **extra)
+                for method, err in _reference_rows(test, refs, n_refs, seed=seed, coarse=gnss).items():
+                    rows.append(_row(method, "rt-patches", setting, test.name, err, coarse_model="gnss", **extra))
+                est = iterative_search(random_model, model, test.measurements, refs, seed=seed)
+                rows.append(_row("alloc (iterative search, no GNSS)", "rt-patches", setting, test.name,
+                                 localization_errors_m(est, test.positions_m[:, :2]), model, coarse_model="none",
+                                 **extra))
+                rand = random_model.predict(test.measurements, refs, seed=seed)
+                rows.append(_row("alloc (random sampling)", "rt-patches", setting, test.name,
+                                 localization_errors_m(rand, test.positions_m[:, :2]), random_model,
+                                 coarse_model="none", **extra))
+            if setting == "unseen" and seed == scale.patch_seeds[0]:
+                walk = next(iter(load_twin(name, "track", root).values()))
+                refs = sets[name][next(iter(sets[name]))]
+                gnss, _ = _gnss(walk, seed)
+                truth = walk.positions_m[:, :2]
+                runs = {"GNSS first fix": track(model, walk.measurements, refs, gnss[0], seed=seed),
+                        "no GNSS (iterative search)": track(model, walk.measurements, refs,
+                                                            random_model=random_model, seed=seed),
+                        "GNSS fix every sample": gnss}
+                tracks[name] = {"truth": truth, **runs}
+                for method, est in runs.items():
+                    err = localization_errors_m(est, truth)
+                    third = len(err) // 3
+                    rows.append(_row(f"track: {method}", "rt-patches", "unseen-track", walk.name, err, model,
+                                     seed=seed, density=next(iter(sets[name])),
+                                     first_third_m=float(err[:third].mean()),
+                                     last_third_m=float(err[-third:].mean())))
+    for r in rows:
+        r["n_seeds"] = 1
+    _plot_patch_coarse(rows, out)
+    _plot_tracks(tracks, out)
+    return rows
+
+
+def _plot_patch_coarse(rows: list[dict[str, Any]], out: Path) -> None:
+    """Fig. 4e on the ray-traced unseen patches: mean error (over seeds, bars: sample std) against l."""
+    from xloc.figures import plt, save_figure
+
+    sweep = [r for r in rows if r.get("sweep") == "coarse_error_m" and r["setting"] == "unseen"]
+    panels = sorted({(r["target"], r["density"]) for r in sweep})
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax_, (target, density) in zip(axes[0], panels, strict=True):
+        for method in ("gnss", "neighbourhood-mean", "neighbourhood-wknn", "alloc", "alloc-fused"):
+            pts = [r for r in sweep if r["target"] == target and r["density"] == density and r["method"] == method]
+            ls = sorted({r["sweep_value"] for r in pts})
+            means = [[r["mean_m"] for r in pts if r["sweep_value"] == v] for v in ls]
+            ax_.errorbar(ls, [np.mean(m) for m in means], yerr=[np.std(m, ddof=1) if len(m) > 1 else 0 for m in means],
+                         marker="o", ms=3, capsize=2, label="coarse fix" if method == "gnss" else method)
+        ax_.set_xscale("log")
+        ax_.set_yscale("log")
+        ax_.set_xlabel("coarse error l [m] (eq. 11)")
+        ax_.set_title(f"{target}, references every {density}", fontsize=9)
+    axes[0][0].set_ylabel("mean error [m]")
+    axes[0][0].legend(fontsize=7)
+    save_figure(fig, out / "p3_patches_coarse_error.png")
+
+
+def _plot_tracks(tracks: dict[str, dict[str, np.ndarray]], out: Path) -> None:
+    """True and estimated tracks through each unseen patch, and the error along the way."""
+    from xloc.figures import plt, save_figure
+
+    if not tracks:
+        return
+    fig, axes = plt.subplots(2, len(tracks), figsize=(5.0 * len(tracks), 8.0), squeeze=False)
+    for col, (name, runs) in enumerate(tracks.items()):
+        truth = runs["truth"]
+        axes[0][col].plot(truth[:, 0], truth[:, 1], "k-", lw=2, label="true track")
+        for method, est in runs.items():
+            if method == "truth":
+                continue
+            style = {"ls": "", "marker": ".", "ms": 2} if "every" in method else {"lw": 1}
+            axes[0][col].plot(est[:, 0], est[:, 1], label=method, **style)
+            axes[1][col].plot(np.linalg.norm(est - truth, axis=1), label=method, lw=1)
+        axes[0][col].set_aspect("equal")
+        axes[0][col].set_title(f"{name}: a 0.5 m-step walk", fontsize=9)
+        axes[1][col].set_xlabel("sample (0.5 m apart)")
+        axes[1][col].set_ylabel("error [m]")
+    axes[0][0].legend(fontsize=7)
+    save_figure(fig, out / "p3_patches_tracks.png")
 
 
 def rt_city_data(scale: TwinScale, root: str | os.PathLike[str] | None = None) -> lx.CityData:
@@ -128,6 +287,8 @@ def run_twins(scale: TwinScale, out: Path, parts: tuple[str, ...] | list[str] = 
         table = gx.sparse_table(cases, scale.p5)
         gx.plot_sparse(table, out)
         rows += table
+    if "patches" in parts:
+        rows += rt_patches(scale, out, root)
     return rows
 
 

@@ -86,11 +86,18 @@ class RTConfig:
     bandwidth_hz: float = 40e6
     n_subcarriers: int = 32
     max_depth: int = 3
+    #: receivers per solver call (and per cached chunk)
     chunk: int = 250
+    #: rays shot per transmitter (Sionna RT's default is 10^6)
+    samples_per_src: int = 1_000_000
+    #: one ray set per array, element phases from the plane-wave model (False: trace every element)
+    synthetic_array: bool = True
 
     def __post_init__(self) -> None:
         if self.carrier_hz <= 0 or self.bandwidth_hz <= 0 or self.n_subcarriers < 1 or self.chunk < 1:
             raise DataValidationError("carrier_hz, bandwidth_hz > 0 and n_subcarriers, chunk >= 1 required")
+        if self.samples_per_src < 1000:
+            raise DataValidationError(f"samples_per_src must be >= 1000, got {self.samples_per_src}")
         if self.max_depth < 0:
             raise DataValidationError(f"max_depth must be >= 0, got {self.max_depth}")
 
@@ -120,7 +127,8 @@ def _solve_chunk(rt: Any, cfg: RTConfig, stations: Sequence[RTBaseStation], user
                                  orientation=[float(np.deg2rad(bs.yaw_deg)), 0.0, 0.0]))
     for i, u in enumerate(users):
         scene.add(rt.Receiver(f"u{i}", position=[float(v) for v in u]))
-    paths = rt.PathSolver()(scene, max_depth=cfg.max_depth, synthetic_array=True)
+    paths = rt.PathSolver()(scene, max_depth=cfg.max_depth, synthetic_array=cfg.synthetic_array,
+                            samples_per_src=cfg.samples_per_src)
     freqs = rt.subcarrier_frequencies(cfg.n_subcarriers, cfg.bandwidth_hz / cfg.n_subcarriers)
     # absolute delays: Sionna's default moves each link's first path to tau = 0, which erases the ToA
     h = paths.cfr(frequencies=freqs, normalize_delays=False, out_type="numpy")  # (rx, rx_ant, tx, tx_ant, t, f)
@@ -193,6 +201,7 @@ def simulate_raytraced(cfg: RTConfig, stations: Sequence[RTBaseStation], users_m
 
     attrs: dict[str, str | float | int | bool] = {
         "simulator": "sionna-rt", "scene": cfg.scene, "max_depth": cfg.max_depth, "n_subcarriers": cfg.n_subcarriers,
+        "samples_per_src": cfg.samples_per_src, "synthetic_array": cfg.synthetic_array,
         "n_antennas": stations[0].n_antennas, "sionna_rt": str(getattr(rt, "__version__", "?")),
         "mitsuba": str(getattr(mitsuba, "__version__", "?")), "drjit": str(getattr(drjit, "__version__", "?")),
         "bs_yaw_deg": ",".join(f"{bs.yaw_deg:g}" for bs in stations),

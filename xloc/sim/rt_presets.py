@@ -26,8 +26,8 @@ from xloc.data.storage import load_fingerprints, save_fingerprints
 from xloc.errors import DataValidationError
 from xloc.io import atomic_write_text
 
-__all__ = ["RTPreset", "RT_PRESETS", "TwinSizes", "FULL_SIZES", "QUICK_SIZES", "generate_twin", "generate_twins",
-           "load_twin", "twins_dir", "plot_twin", "preset_sites", "preset_users"]
+__all__ = ["RTPreset", "RT_PRESETS", "PATCH_PRESETS", "TwinSizes", "FULL_SIZES", "QUICK_SIZES", "generate_twin",
+           "generate_twins", "load_twin", "twins_dir", "plot_twin", "preset_sites", "preset_users"]
 
 Area = tuple[float, float, float, float]
 
@@ -51,6 +51,15 @@ class RTPreset:
     user_height_m: float = 1.5
     days: int = 0
     pretrain: bool = False
+    #: dense reference patch: "train" users on the nodes of a grid of this spacing [m] over ``area_m`` (open ground
+    #: only), "test" users uniform over the patch (off the grid)
+    grid_m: float | None = None
+    #: BS sites are chosen over ``area_m`` grown by this much [m] on every side (a patch's BSs may stand outside it)
+    sites_margin_m: float = 0.0
+    #: procedural district (``scene == "city"``): :func:`~xloc.sim.rt_scenes.city_shapes`'s seed
+    city_seed: int | None = None
+    #: never used for training by the benches (an unseen scene)
+    unseen: bool = False
 
 
 _CANYON_AREA: Area = (-90.0, 90.0, -55.0, 55.0)
@@ -72,6 +81,31 @@ RT_PRESETS: dict[str, RTPreset] = {
                        "each day", "office", (0.3, 23.7, 0.3, 13.7), bs_height_m=2.7, carrier_hz=5.0e9,
                        bandwidth_hz=20e6, n_subcarriers=52, n_antennas=4, user_height_m=1.0, days=5),
 }
+
+def _patch(description: str, scene: str, centre_m: tuple[float, float], *, half_m: float = 20.0, grid_m: float = 1.0,
+           unseen: bool = False, city_seed: int | None = None) -> RTPreset:
+    """A dense reference patch of 2 half_m x 2 half_m around ``centre_m`` with three BSs within 40 m of it."""
+    cx, cy = centre_m
+    return RTPreset(description, scene, (cx - half_m, cx + half_m, cy - half_m, cy + half_m), bs_spacing_m=40.0,
+                    grid_m=grid_m, sites_margin_m=40.0, city_seed=city_seed, unseen=unseen)
+
+
+#: Dense reference patches (ALLoc's neighbourhoods at the paper's density): 40 x 40 m windows about 60 % open
+#: ground in the shipped scenes and at the centre of procedural districts; 1 m grids to train on, 0.5 m grids in the
+#: unseen scenes (their 1 m sub-grid is the sparser reference set).
+PATCH_PRESETS: dict[str, RTPreset] = {
+    "patch-canyon": _patch("street canyon: a crossing and two street segments", "simple_street_canyon", (-40, 5)),
+    "patch-munich": _patch("Munich old town: streets around a block", "munich", (-70, -100)),
+    "patch-munich-east": _patch("Munich east: streets and a courtyard entrance", "munich", (290, 120)),
+    "patch-etoile": _patch("Place de l'Etoile: an avenue's mouth on the roundabout", "etoile", (50, 0)),
+    "patch-city2": _patch("procedural district 2 (random blocks, heights, facades)", "city", (0, 0), city_seed=2),
+    "patch-city3": _patch("procedural district 3", "city", (0, 0), city_seed=3),
+    "patch-florence": _patch("Florence, Piazza San Giovanni between the Baptistery and the cathedral (unseen)",
+                             "florence", (-10, -30), grid_m=0.5, unseen=True),
+    "patch-city1": _patch("procedural district 1, generated for testing only (unseen)", "city", (0, 0), grid_m=0.5,
+                          unseen=True, city_seed=1),
+}
+RT_PRESETS.update(PATCH_PRESETS)
 OUTDOOR_SCENES = ("canyon", "munich", "munich-east", "etoile", "florence")
 #: Office APs: fixed ceiling positions [m] (x, y, z) and yaw [deg]; one per side of the corridor, one at its end.
 OFFICE_APS = (((3.0, 3.0, 2.7), 90.0), ((12.0, 11.0, 2.7), -90.0), ((21.0, 7.0, 2.7), 180.0))
@@ -86,10 +120,18 @@ class TwinSizes:
     pretrain: int = 800
     office_train: int = 250
     office_test: int = 80
+    #: random test users per dense patch, and samples of its pedestrian track (0.5 m apart)
+    patch_test: int = 300
+    patch_track: int = 240
+    #: replaces every patch's grid spacing [m] (smoke tests: a coarse grid)
+    patch_grid_m: float | None = None
 
 
 FULL_SIZES = TwinSizes()
-QUICK_SIZES = TwinSizes(train=12, test=6, pretrain=10, office_train=10, office_test=5)
+#: rays per BS for the dense patches (``xloc bench --protocol sim-speed --experiment sionna`` measures the choice)
+PATCH_SAMPLES_PER_SRC = 1_000_000
+QUICK_SIZES = TwinSizes(train=12, test=6, pretrain=10, office_train=10, office_test=5, patch_test=6, patch_track=5,
+                         patch_grid_m=8.0)
 
 
 def twins_dir(root: str | os.PathLike[str] | None = None) -> Path:
@@ -104,11 +146,19 @@ def _preset(name: str) -> RTPreset:
 
 
 def _scene_name(preset: RTPreset, day: int, folder: Path, seed: int) -> str:
-    if preset.scene != "office":
-        return preset.scene
-    from xloc.sim.rt_scenes import OfficeLayout, write_office_xml
+    """The scene Sionna RT loads: a shipped scene's name, or the path of the procedural XML it is written to."""
+    from xloc.sim.rt_scenes import CityLayout, OfficeLayout, write_city_xml, write_office_xml
 
-    return str(write_office_xml(folder / "scenes", OfficeLayout(), day, seed))
+    if preset.scene == "city":
+        return str(write_city_xml(folder / "scenes", CityLayout(), preset.city_seed or 0))
+    if preset.scene == "office":
+        return str(write_office_xml(folder / "scenes", OfficeLayout(), day, seed))
+    return preset.scene
+
+
+def _grow(area_m: Area, margin_m: float) -> Area:
+    x0, x1, y0, y1 = area_m
+    return (x0 - margin_m, x1 + margin_m, y0 - margin_m, y1 + margin_m)
 
 
 def preset_sites(rt: Any, preset: RTPreset, scene_name: str) -> list[Any]:
@@ -118,24 +168,32 @@ def preset_sites(rt: Any, preset: RTPreset, scene_name: str) -> list[Any]:
 
     if preset.scene == "office":
         return [RTBaseStation(p, yaw, preset.n_antennas) for p, yaw in OFFICE_APS]
-    sites = place_base_stations(_load_scene(rt, scene_name), preset.area_m, preset.n_bs,
-                                height_m=preset.bs_height_m, spacing_m=preset.bs_spacing_m)
+    sites = place_base_stations(_load_scene(rt, scene_name), _grow(preset.area_m, preset.sites_margin_m),
+                                preset.n_bs, height_m=preset.bs_height_m, spacing_m=preset.bs_spacing_m)
     return [RTBaseStation(s.position_m, s.yaw_deg, preset.n_antennas) for s in sites]
 
 
-def preset_users(rt: Any, preset: RTPreset, scene_name: str, n: int, seed: int, split: str) -> np.ndarray:
-    """``n`` user positions (scene frame) of ``split``: open ground outdoors, free floor space indoors."""
+def preset_users(rt: Any, preset: RTPreset, scene_name: str, n: int, seed: int, split: str,
+                 grid_m: float | None = None) -> np.ndarray:
+    """``n`` user positions (scene frame) of ``split``: open ground outdoors, free floor space indoors; a dense
+    patch's "train" split is every open node of its grid (``grid_m`` overrides the preset's spacing; ``n`` unused)."""
     from xloc.sim.raytrace import _load_scene
-    from xloc.sim.rt_scenes import draw_open_users
+    from xloc.sim.rt_scenes import draw_open_users, grid_users, walk_users
 
     scene = _load_scene(rt, preset.users_scene or scene_name)
     indoor = preset.scene == "office"
+    if preset.grid_m is not None and split == "train":
+        return grid_users(scene, preset.area_m, grid_m or preset.grid_m, height_m=preset.user_height_m)
+    if split == "track":
+        return walk_users(scene, preset.area_m, n, np.random.default_rng([seed, 3]), height_m=preset.user_height_m)
     rng = np.random.default_rng([seed, ("train", "test", "pretrain").index(split)])
     return draw_open_users(scene, preset.area_m, n, rng, height_m=preset.user_height_m,
                            min_clearance_m=1.5 if indoor else np.inf)
 
 
 def _split_sizes(preset: RTPreset, sizes: TwinSizes) -> dict[str, int]:
+    if preset.grid_m is not None:  # train: the grid; track: one pedestrian's walk through the patch
+        return {"train": 0, "test": sizes.patch_test, "track": sizes.patch_track}
     if preset.scene == "office":
         return {"train": sizes.office_train, "test": sizes.office_test}
     out = {"train": sizes.train, "test": sizes.test}
@@ -160,6 +218,7 @@ def generate_twin(name: str, root: str | os.PathLike[str] | None = None, sizes: 
     t0 = time.perf_counter()
     centre = ((preset.area_m[0] + preset.area_m[1]) / 2, (preset.area_m[2] + preset.area_m[3]) / 2)
     origin = (0.0, 0.0) if preset.scene == "office" else centre
+    rt_kwargs: dict[str, Any] = {} if preset.grid_m is None else {"samples_per_src": PATCH_SAMPLES_PER_SRC}
     days = range(1, preset.days + 1) if preset.days else [0]
     splits: dict[str, list[Fingerprints]] = {}
     for day in days:
@@ -167,11 +226,13 @@ def generate_twin(name: str, root: str | os.PathLike[str] | None = None, sizes: 
         stations = preset_sites(rt, preset, preset.users_scene or scene_name)
         env_name = f"rt-{name}" + (f"-day{day}" if day else "")
         cfg = RTConfig(scene=scene_name, carrier_hz=preset.carrier_hz, bandwidth_hz=preset.bandwidth_hz,
-                       n_subcarriers=preset.n_subcarriers, max_depth=preset.max_depth)
+                       n_subcarriers=preset.n_subcarriers, max_depth=preset.max_depth, **rt_kwargs)
         for split, n in _split_sizes(preset, sizes).items():
             # office users differ per day (a new survey each day); outdoor users depend on the seed and split only
-            users = preset_users(rt, preset, scene_name, n, seed + 1000 * day, split)
-            cache = folder / ".chunks" / f"{env_name}-s{seed}-{split}-{n}"
+            users = preset_users(rt, preset, scene_name, n, seed + 1000 * day, split, grid_m=sizes.patch_grid_m)
+            n = len(users)
+            rays = "" if not rt_kwargs else f"-r{cfg.samples_per_src}"
+            cache = folder / ".chunks" / f"{env_name}-s{seed}-{split}-{n}{rays}"
             fp = simulate_raytraced(cfg, stations, users, name=env_name, cache_dir=cache, progress=progress,
                                     origin_m=origin)
             splits.setdefault(split, []).append(fp)
@@ -233,6 +294,7 @@ def plot_twin(name: str, fp: Fingerprints, path: Path, *, seed: int = 0, day: in
     preset = _preset(name)
     x0, x1, y0, y1 = preset.area_m
     origin = np.zeros(2) if preset.scene == "office" else np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    x0, x1, y0, y1 = _grow(preset.area_m, preset.sites_margin_m)  # a patch is drawn with its BSs' surroundings
     fig, ax = plt.subplots(figsize=(7.5, 6.0 * (y1 - y0) / (x1 - x0) + 1.0))
     if preset.scene == "office":  # draw the floor plan from its shapes
         for _, material, lo, hi in office_shapes(OfficeLayout(), day, seed):
@@ -244,14 +306,20 @@ def plot_twin(name: str, fp: Fingerprints, path: Path, *, seed: int = 0, day: in
             else:
                 ax.add_patch(plt.Rectangle(lo[:2], hi[0] - lo[0], hi[1] - lo[1], color="0.2"))
     else:
-        scene = _load_scene(require_sionna(), preset.scene)
+        scene = _load_scene(require_sionna(), _scene_name(preset, day, twins_dir(root), seed))
         xs, ys = np.linspace(x0, x1, 320), np.linspace(y0, y1, 320)
         heights = height_map_m(scene, xs, ys)
         ax.imshow(np.nan_to_num(heights, nan=0.0), origin="lower", cmap="Greys", vmin=0,
                   extent=(x0 - origin[0], x1 - origin[0], y0 - origin[1], y1 - origin[1]))
+    if preset.grid_m is not None:
+        px0, px1, py0, py1 = preset.area_m
+        ax.add_patch(plt.Rectangle((px0 - origin[0], py0 - origin[1]), px1 - px0, py1 - py0, fill=False, ls="--",
+                                   ec="tab:blue", label=f"patch ({preset.grid_m:g} m grid)"))
     pos = fp.positions_m
     reached = fp.labels["path_count"].sum(1) > 0
-    sc = ax.scatter(pos[reached, 0], pos[reached, 1], c=fp.labels["power_db"][reached].max(1), s=5, cmap="viridis")
+    size = 5 if preset.grid_m is None else max(0.5, 2.0 * preset.grid_m)
+    sc = ax.scatter(pos[reached, 0], pos[reached, 1], c=fp.labels["power_db"][reached].max(1), s=size,
+                    cmap="viridis", lw=0)
     fig.colorbar(sc, ax=ax, label="strongest BS channel gain [dB]")
     if (~reached).any():
         ax.scatter(pos[~reached, 0], pos[~reached, 1], marker="x", s=12, color="crimson",

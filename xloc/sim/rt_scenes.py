@@ -16,11 +16,18 @@ from scipy import ndimage
 
 from xloc.errors import DataValidationError
 
-__all__ = ["clearance_above_m", "height_map_m", "draw_open_users", "place_base_stations", "OfficeLayout",
-           "office_shapes", "office_xml", "write_office_xml", "ITU_MATERIALS"]
+__all__ = ["clearance_above_m", "height_map_m", "draw_open_users", "misplaced_users", "grid_users", "walk_users",
+           "place_base_stations", "OfficeLayout", "office_shapes", "office_xml", "write_office_xml", "CityLayout",
+           "city_shapes", "city_xml", "write_city_xml", "ITU_MATERIALS", "CITY_MATERIALS"]
 
 #: Materials of ITU-R P.2040 that Sionna RT's ``itu-radio-material`` knows and the office uses.
 ITU_MATERIALS = ("concrete", "plasterboard", "wood", "glass", "metal")
+#: Facade materials a procedural city's buildings draw from (ITU-R P.2040 names), and its ground.
+CITY_MATERIALS = ("concrete", "brick", "glass", "marble", "metal")
+CITY_GROUND = "asphalt_concrete"
+#: Slab thickness [m] Sionna RT gives each material (flat shapes are crossed as slabs of this thickness).
+THICKNESS_M = {"concrete": 0.25, "plasterboard": 0.1, "wood": 0.04, "glass": 0.01, "metal": 0.002, "brick": 0.2,
+               "marble": 0.1, "asphalt_concrete": 0.3}
 
 
 def _cast(scene: Any, origins_m: np.ndarray, direction: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +55,27 @@ def height_map_m(scene: Any, xs_m: np.ndarray, ys_m: np.ndarray, *, below_m: flo
     return _cast(scene, origins, (0.0, 0.0, -1.0))[1].reshape(gx.shape)
 
 
+def misplaced_users(scene: Any, users_m: np.ndarray, *, min_clearance_m: float = np.inf,
+                    on_ground: bool = True) -> np.ndarray:
+    """Indices of users (n, 3) [m] who stand where no person can: less than ``min_clearance_m`` free height above
+    (inf: not open sky -- inside a building, under a roof or a car), or, with ``on_ground``, something other than
+    the ground (z = 0) right below the feet (a car's bonnet, a wall's top, a roof without a ceiling mesh)."""
+    users = np.asarray(users_m, dtype=np.float64)
+    bad = clearance_above_m(scene, users) < min_clearance_m
+    if on_ground:
+        drop_m = _cast(scene, users, (0.0, 0.0, -1.0))[0]
+        # the first surface below must be the ground under the user's height (0.3 m of kerb or terrain allowed)
+        bad |= np.abs(drop_m - users[:, 2]) > 0.3
+    return np.flatnonzero(bad)
+
+
 def draw_open_users(scene: Any, area_m: tuple[float, float, float, float], n: int, rng: np.random.Generator, *,
-                    height_m: float, min_clearance_m: float = np.inf) -> np.ndarray:
-    """``n`` users (n, 3) [m] uniform over ``area_m`` (x0, x1, y0, y1) at ``height_m``, kept only where the free
-    height above is at least ``min_clearance_m`` (inf: open sky, i.e. outdoors and not under a car or roof;
-    indoors: below the ceiling, not inside a wall or a cabinet)."""
+                    height_m: float, min_clearance_m: float = np.inf, on_ground: bool | None = None) -> np.ndarray:
+    """``n`` users (n, 3) [m] uniform over ``area_m`` (x0, x1, y0, y1) at ``height_m``, kept only where
+    :func:`misplaced_users` finds nothing wrong: at least ``min_clearance_m`` free height above (inf: open sky,
+    i.e. outdoors and not under a car or roof; indoors: below the ceiling, not inside a wall or a cabinet) and,
+    with ``on_ground`` (default: outdoors, when the clearance is inf), the ground right below."""
+    on_ground = bool(np.isinf(min_clearance_m)) if on_ground is None else on_ground
     x0, x1, y0, y1 = area_m
     found: list[np.ndarray] = []
     count, tries = 0, 0
@@ -62,10 +85,47 @@ def draw_open_users(scene: Any, area_m: tuple[float, float, float, float], n: in
             raise DataValidationError(f"could not place {n} users with {min_clearance_m} m clearance in {area_m}: "
                                       f"found {count}; the area is almost all covered")
         cand = np.column_stack([rng.uniform(x0, x1, 4 * n), rng.uniform(y0, y1, 4 * n), np.full(4 * n, height_m)])
-        ok = cand[clearance_above_m(scene, cand) >= min_clearance_m]
+        ok = np.delete(cand, misplaced_users(scene, cand, min_clearance_m=min_clearance_m, on_ground=on_ground), 0)
         found.append(ok)
         count += len(ok)
     return np.concatenate(found)[:n]
+
+
+def grid_users(scene: Any, area_m: tuple[float, float, float, float], spacing_m: float, *, height_m: float,
+               min_clearance_m: float = np.inf, on_ground: bool | None = None) -> np.ndarray:
+    """Users (n, 3) [m] on the nodes of a ``spacing_m`` grid over ``area_m`` (x0, x1, y0, y1; nodes from the
+    lower-left corner), keeping the nodes where :func:`misplaced_users` finds nothing wrong (see
+    :func:`draw_open_users`): a dense reference survey of the open ground."""
+    if spacing_m <= 0:
+        raise DataValidationError(f"grid spacing must be > 0 m, got {spacing_m}")
+    on_ground = bool(np.isinf(min_clearance_m)) if on_ground is None else on_ground
+    x0, x1, y0, y1 = area_m
+    gx, gy = np.meshgrid(np.arange(x0, x1 + 1e-9, spacing_m), np.arange(y0, y1 + 1e-9, spacing_m))
+    nodes = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, height_m)])
+    return np.delete(nodes, misplaced_users(scene, nodes, min_clearance_m=min_clearance_m, on_ground=on_ground), 0)
+
+
+def walk_users(scene: Any, area_m: tuple[float, float, float, float], n: int, rng: np.random.Generator, *,
+               step_m: float = 0.5, height_m: float, turn_deg: float = 15.0) -> np.ndarray:
+    """A pedestrian's track (n, 3) [m]: ``n`` positions ``step_m`` apart on open ground inside ``area_m``, the heading
+    wandering by N(0, ``turn_deg``) per step and turning away where the next step would leave the area or the open
+    ground (:func:`misplaced_users`)."""
+    x0, x1, y0, y1 = area_m
+    start = draw_open_users(scene, area_m, 1, rng, height_m=height_m)[0]
+    track, heading = [start], rng.uniform(0, 2 * np.pi)
+    while len(track) < n:
+        for attempt in range(64):
+            turn = rng.normal(0.0, np.radians(turn_deg)) if attempt == 0 else rng.uniform(np.pi / 2, 3 * np.pi / 2)
+            h = heading + turn
+            nxt = track[-1] + step_m * np.array([np.cos(h), np.sin(h), 0.0])
+            inside = x0 <= nxt[0] <= x1 and y0 <= nxt[1] <= y1
+            if inside and len(misplaced_users(scene, nxt[None])) == 0:
+                heading = h
+                track.append(nxt)
+                break
+        else:
+            raise DataValidationError(f"the walk in {area_m} is boxed in at {track[-1][:2].round(2).tolist()} m")
+    return np.array(track)
 
 
 @dataclass(frozen=True)
@@ -175,16 +235,20 @@ def office_shapes(layout: OfficeLayout, day: int, seed: int = 0) -> list[tuple[s
     return shapes
 
 
-def office_xml(layout: OfficeLayout, day: int, seed: int = 0) -> str:
-    """Mitsuba XML of the office on ``day`` (ITU materials; thicknesses in metres)."""
-    thickness = {"concrete": 0.25, "plasterboard": 0.1, "wood": 0.04, "glass": 0.01, "metal": 0.002}
+def _scene_xml(shapes: Sequence[tuple[str, str, tuple, tuple]]) -> str:
+    """Mitsuba XML of boxes and slabs (name, ITU material, low corner, high corner [m]), one BSDF per material."""
     lines = ['<scene version="2.1.0">']
-    for m in ITU_MATERIALS:
+    for m in dict.fromkeys(material for _, material, _, _ in shapes):
         lines.append(f'  <bsdf type="itu-radio-material" id="{m}"><string name="type" value="{m}"/>'
-                     f'<float name="thickness" value="{thickness[m]}"/></bsdf>')
-    lines += [_shape_xml(*b) for b in office_shapes(layout, day, seed)]
+                     f'<float name="thickness" value="{THICKNESS_M[m]}"/></bsdf>')
+    lines += [_shape_xml(*b) for b in shapes]
     lines.append("</scene>")
     return "\n".join(lines) + "\n"
+
+
+def office_xml(layout: OfficeLayout, day: int, seed: int = 0) -> str:
+    """Mitsuba XML of the office on ``day`` (ITU materials; thicknesses in metres)."""
+    return _scene_xml(office_shapes(layout, day, seed))
 
 
 def write_office_xml(folder: str | Path, layout: OfficeLayout, day: int, seed: int = 0) -> Path:
@@ -195,4 +259,71 @@ def write_office_xml(folder: str | Path, layout: OfficeLayout, day: int, seed: i
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"office-s{seed}-day{day}.xml"
     atomic_write_text(path, office_xml(layout, day, seed))
+    return path
+
+
+@dataclass(frozen=True)
+class CityLayout:
+    """A procedural city district of ``size_m`` (x, y) [m] centred on the origin: blocks of ``block_m`` (min, max)
+    [m] between streets of ``street_m`` (min, max) [m]; each block holds 1-4 buildings of ``height_m`` (min, max) [m]
+    with facades drawn from :data:`CITY_MATERIALS`, or (with ``square_share``) is left open as a square."""
+
+    size_m: tuple[float, float] = (220.0, 220.0)
+    block_m: tuple[float, float] = (22.0, 55.0)
+    street_m: tuple[float, float] = (8.0, 22.0)
+    height_m: tuple[float, float] = (6.0, 45.0)
+    square_share: float = 0.15
+
+
+def _cuts(rng: np.random.Generator, size_m: float, block_m: tuple[float, float],
+          street_m: tuple[float, float]) -> list[tuple[float, float]]:
+    """Block extents (lo, hi) [m] along one axis, separated by streets, covering [-size/2, size/2]."""
+    pos, blocks = -size_m / 2 + rng.uniform(*street_m) / 2, []
+    while pos < size_m / 2:
+        width = rng.uniform(*block_m)
+        blocks.append((pos, min(pos + width, size_m / 2)))
+        pos += width + rng.uniform(*street_m)
+    return blocks
+
+
+def city_shapes(layout: CityLayout, seed: int) -> list[tuple[str, str, tuple, tuple]]:
+    """(name, ITU material, low corner, high corner) [m] of the ground and every building of a random district:
+    a grid of blocks with random street widths, each block split along its longer side into 1-4 buildings of
+    random height and facade material. ``seed`` fixes the district."""
+    rng = np.random.default_rng([seed, 7919])
+    sx, sy = layout.size_m
+    shapes: list[tuple[str, str, tuple, tuple]] = [
+        ("ground", CITY_GROUND, (-sx / 2 - 20, -sy / 2 - 20, 0.0), (sx / 2 + 20, sy / 2 + 20, 0.0))]
+    for i, (x0, x1) in enumerate(_cuts(rng, sx, layout.block_m, layout.street_m)):
+        for j, (y0, y1) in enumerate(_cuts(rng, sy, layout.block_m, layout.street_m)):
+            if rng.random() < layout.square_share:
+                continue
+            n = int(rng.integers(1, 5))
+            along_x = (x1 - x0) >= (y1 - y0)
+            lo, hi = (x0, x1) if along_x else (y0, y1)
+            edges = np.sort(np.r_[lo, rng.uniform(lo, hi, n - 1), hi])
+            for k in range(n):
+                if edges[k + 1] - edges[k] < 4.0:  # too thin to be a building: a gap
+                    continue
+                height = float(rng.uniform(*layout.height_m))
+                material = str(rng.choice(CITY_MATERIALS))
+                a, b = float(edges[k]), float(edges[k + 1])
+                box = ((a, y0, 0.0), (b, y1, height)) if along_x else ((x0, a, 0.0), (x1, b, height))
+                shapes.append((f"b{i}-{j}-{k}", material, *box))
+    return shapes
+
+
+def city_xml(layout: CityLayout, seed: int) -> str:
+    """Mitsuba XML of the district ``seed`` (buildings are closed boxes; the ground a slab at z = 0)."""
+    return _scene_xml(city_shapes(layout, seed))
+
+
+def write_city_xml(folder: str | Path, layout: CityLayout, seed: int) -> Path:
+    """Write (atomically) and return ``folder/city-s{seed}.xml``."""
+    from xloc.io import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"city-s{seed}.xml"
+    atomic_write_text(path, city_xml(layout, seed))
     return path
