@@ -105,7 +105,8 @@ def _patch_sets(name: str, scale: TwinScale, root: str | os.PathLike[str] | None
 def _gnss(test: Fingerprints, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from xloc.sim.impairments import gnss_fixes
 
-    blocked = np.logical_not(np.asarray(test.labels["los"]).any(1))  # no line of sight to any BS: a street canyon or a square's edge
+    # no line of sight to any BS: a street canyon or a square's edge
+    blocked = np.logical_not(np.asarray(test.labels["los"]).any(1))
     return gnss_fixes(test.positions_m, blocked, np.random.default_rng([seed, 29]))
 
 

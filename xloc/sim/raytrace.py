@@ -135,20 +135,26 @@ def _solve_chunk(rt: Any, cfg: RTConfig, stations: Sequence[RTBaseStation], user
     # (users, bs, antennas, subcarriers); Sionna numbers the elements along broadside + 90 deg, xloc's ULA
     # (geometry.BaseStation) along broadside - 90 deg: reverse them so xloc's steering model holds
     csi = np.asarray(h)[:, 0, :, ::-1, 0, :].astype(np.complex64)
-    valid = np.asarray(paths.valid).astype(bool)  # (rx, tx, paths)
-    tau = np.where(valid, np.asarray(paths.tau), np.inf)
+    # (rx, tx, paths); a traced array has (rx, rx_ant, tx, tx_ant, paths): its truth is the centre element's
+    mid = n_ant // 2
+    per_link = (lambda a: np.asarray(a)) if cfg.synthetic_array else (lambda a: np.asarray(a)[:, 0, :, mid])
+    valid = per_link(paths.valid).astype(bool)
+    tau = np.where(valid, per_link(paths.tau), np.inf)
     first = np.argmin(tau, axis=-1)
     has = np.isfinite(np.take_along_axis(tau, first[..., None], -1)[..., 0])
-    pick = lambda a: np.take_along_axis(np.asarray(a), first[..., None], -1)[..., 0]  # noqa: E731
+    pick = lambda a: np.take_along_axis(a, first[..., None], -1)[..., 0]  # noqa: E731
     yaw = np.deg2rad(np.array([bs.yaw_deg for bs in stations]))[None, :]
     # xloc's aoa_rad: from the broadside towards the element axis (clockwise seen from above)
-    aoa = (yaw - pick(paths.phi_t) + np.pi) % (2 * np.pi) - np.pi
+    aoa = (yaw - pick(per_link(paths.phi_t)) + np.pi) % (2 * np.pi) - np.pi
     interactions = np.asarray(paths.interactions)  # (depth, rx, tx, paths); 0 = none
+    if not cfg.synthetic_array and interactions.size:
+        interactions = interactions[:, :, 0, :, mid]
     los_path = valid & (interactions == 0).all(axis=0) if interactions.size else valid
     power = (np.abs(csi) ** 2).mean(axis=(2, 3))
     return {
         "csi": csi, "los": los_path.any(-1), "toa_s": np.where(has, pick(tau), np.nan),
-        "aoa_rad": np.where(has, aoa, np.nan), "elevation_rad": np.where(has, np.pi / 2 - pick(paths.theta_t), np.nan),
+        "aoa_rad": np.where(has, aoa, np.nan),
+        "elevation_rad": np.where(has, np.pi / 2 - pick(per_link(paths.theta_t)), np.nan),
         "path_count": valid.sum(-1).astype(np.int64), "power_db": 10 * np.log10(np.maximum(power, 1e-30)),
     }
 
