@@ -23,8 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check xloc tests
 	$(BIN)/mypy xloc
 
+# two workers on the two cores; the tests that time latency or throughput (marked serial) run alone afterwards
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)
 	$(BIN)/xloc bench

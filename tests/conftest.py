@@ -85,3 +85,28 @@ def sod_root() -> Path:
     if not (DEFAULT_ROOT / "CETC331").is_dir():
         skip_or_fail("data", f"SODIndoorLoc is not found at {DEFAULT_ROOT}")
     return DEFAULT_ROOT
+
+
+# ----------------------------------------------------------------------------- two workers (make test: pytest -n 2)
+#: Files whose tests are independent and costly enough to spread over both workers one by one; every other file's
+#: tests stay on one worker together, so its module fixtures (a served process, a trained model) are built once.
+SPREAD_FILES = {"test_contract.py"}
+#: Files that start clusters of processes (Ray, Flower, network namespaces): one worker runs them all, in turn, so
+#: that their timeouts are not raced by a second cluster.
+CLUSTER_FILES = {"test_federated.py", "test_federated_transport.py", "test_hosts.py", "test_distributed.py"}
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001 -- pytest's hook signature
+    for item in items:
+        name = item.path.name
+        if name in SPREAD_FILES:
+            continue
+        group = "clusters" if name in CLUSTER_FILES else str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    # two workers on two cores: one thread each, not four threads fighting over two cores
+    torch.set_num_threads(1)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from xloc.bench.perf import knn_vs_sklearn, peak_flops, run_perf
 
@@ -12,6 +13,7 @@ def test_knn_matches_sklearn_and_ratio_is_measured():
     assert faiss_row["method"] == "faiss-wknn" and faiss_row["max_position_difference_m"] < 0.05
 
 
+@pytest.mark.serial
 def test_quick_perf_run_reports_peak_fractions_and_scaling(tmp_path):
     rows = run_perf(tmp_path, quick=True)
     peak = next(r for r in rows if r["metric"] == "peak_gflops")["value"]

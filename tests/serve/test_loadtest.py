@@ -8,6 +8,7 @@ from xloc.serve import loadtest
 from xloc.serve.loadtest import run_service_bench
 
 
+@pytest.mark.serial
 def test_load_generator_measures_the_ceiling_then_every_combination():
     if shutil.which("wrk") is None:
         skip_or_fail("services", "wrk is not installed (apt-get install wrk)")

@@ -126,6 +126,7 @@ def test_two_worker_processes_serve_one_port(store):
         srv.stop()
 
 
+@pytest.mark.serial
 def test_large_bodies_are_parsed_off_the_event_loop(tmp_path):
     """Four 11 MiB uploads at once: /health waits at most about one parse (~0.4 s here under load), not all four
     (it waited 2.5 s when the event loop parsed them, 1.1 s when four threads parsed them side by side)."""

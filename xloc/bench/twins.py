@@ -35,7 +35,7 @@ from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import ConfigError
 from xloc.eval.results import markdown_table
-from xloc.sim.impairments import add_awgn
+from xloc.sim.impairments import add_awgn, gnss_fixes
 from xloc.sim.raytrace import xloc_scene
 from xloc.sim.rt_presets import OUTDOOR_SCENES, PATCH_PRESETS, RT_PRESETS, load_twin, twins_dir
 
@@ -103,8 +103,6 @@ def _patch_sets(name: str, scale: TwinScale, root: str | os.PathLike[str] | None
 
 
 def _gnss(test: Fingerprints, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from xloc.sim.impairments import gnss_fixes
-
     # no line of sight to any BS: a street canyon or a square's edge
     blocked = np.logical_not(np.asarray(test.labels["los"]).any(1))
     return gnss_fixes(test.positions_m, blocked, np.random.default_rng([seed, 29]))
@@ -322,6 +320,93 @@ def run(ctx: BenchContext) -> None:
     ctx.write("twins", rows, seeds=[0])
 
 
+def _over_seeds(rows: list[dict[str, Any]], key: str = "mean_m", **match: Any) -> tuple[float, float, int] | None:
+    vals = [r[key] for r in rows if all(r.get(k) == v for k, v in match.items()) and r.get(key) is not None]
+    if not vals:
+        return None
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), len(vals)
+
+
+def _seeds_cell(rows: list[dict[str, Any]], key: str = "mean_m", **match: Any) -> str:
+    got = _over_seeds(rows, key, **match)
+    if got is None:
+        return "–"
+    mean, std, n = got
+    return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+PATCH_METHODS = ("gnss", "neighbourhood-mean", "neighbourhood-wknn", "alloc", "alloc-fused")
+_PATCH_LABELS = {"gnss": "coarse fix", "neighbourhood-mean": "mean of the n references",
+                 "neighbourhood-wknn": "WKNN among the n references"}
+
+
+def patches_markdown(rows: list[dict[str, Any]]) -> str:
+    """The dense-patch tables: mean error [m] over seeds (± sample std) against eq. (11)'s l per unseen patch and
+    reference density, ALLoc's ratios to the coarse fix and to WKNN, the GNSS-like and GNSS-free rows, the seen
+    patches and the tracks."""
+    patch = [r for r in rows if r.get("dataset") == "rt-patches"]
+    if not patch:
+        return ""
+    out: list[str] = []
+    sweep = [r for r in patch if r.get("coarse_model") == "eq11"]
+    ls = sorted({r["sweep_value"] for r in sweep if r["setting"] == "unseen"})
+    n_seeds = len({r["seed"] for r in patch})
+    for target, density in sorted({(r["target"], r["density"]) for r in sweep if r["setting"] == "unseen"}):
+        cut = [r for r in sweep if r["target"] == target and r["density"] == density and r["setting"] == "unseen"]
+        n_refs = cut[0]["n_refs_total"]
+        out += [f"Unseen patch '{target}', references every {density} ({n_refs} of them), coarse fix of eq. (11) "
+                f"with error l; mean error [m] over {n_seeds} seed(s):", "",
+                "| method | " + " | ".join(f"l = {v:g} m" for v in ls) + " |", "|---|" + "---|" * len(ls)]
+        for m in PATCH_METHODS:
+            out.append(f"| {_PATCH_LABELS.get(m, m)} | "
+                       + " | ".join(_seeds_cell(cut, method=m, sweep_value=v) for v in ls) + " |")
+        for m in ("alloc", "alloc-fused"):
+            for ref in ("gnss", "neighbourhood-wknn"):
+                cells = []
+                for v in ls:
+                    a, b = _over_seeds(cut, method=m, sweep_value=v), _over_seeds(cut, method=ref, sweep_value=v)
+                    cells.append("–" if a is None or b is None else f"{a[0] / b[0]:.2f}×")
+                out.append(f"| {m} / {_PATCH_LABELS[ref]} | " + " | ".join(cells) + " |")
+        out.append(f"| {'alloc'}: share within 1σ / 2σ | " + " | ".join(
+            f"{_seeds_cell(cut, 'within_1sigma', method='alloc', sweep_value=v)} / "
+            f"{_seeds_cell(cut, 'within_2sigma', method='alloc', sweep_value=v)}" for v in ls) + " |")
+        out.append("")
+    free = [r for r in patch if r.get("coarse_model") in ("gnss", "none") and r["setting"] == "unseen"]
+    if free:
+        cols = sorted({(r["target"], r["density"]) for r in free})
+        methods = list(dict.fromkeys(r["method"] for r in free))
+        out += ["Unseen patches with a GNSS-like coarse fix (`xloc.sim.impairments.gnss_fixes`: 2 m per axis under "
+                "open sky, 8 m where no BS is in line of sight, errors correlated over 15 m) or none; mean error "
+                "[m]:", "", "| method | coarse fix | " + " | ".join(f"{t}, {d}" for t, d in cols) + " |",
+                "|---|---|" + "---|" * len(cols)]
+        for m in methods:
+            model = next(r["coarse_model"] for r in free if r["method"] == m)
+            out.append(f"| {_PATCH_LABELS.get(m, m)} | {model} | "
+                       + " | ".join(_seeds_cell(free, method=m, target=t, density=d) for t, d in cols) + " |")
+        out.append("")
+    seen = [r for r in sweep if r["setting"] == "seen"]
+    if seen:
+        targets = list(dict.fromkeys(r["target"] for r in seen))
+        seen_ls = sorted({r["sweep_value"] for r in seen})
+        out += ["Training patches (seen scenes, the test users are not grid nodes); mean error [m] at l = "
+                + " / ".join(f"{v:g}" for v in seen_ls) + " m:", "",
+                "| method | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+        for m in PATCH_METHODS:
+            out.append(f"| {_PATCH_LABELS.get(m, m)} | " + " | ".join(
+                " / ".join(_seeds_cell(seen, method=m, target=t, sweep_value=v) for v in seen_ls) for t in targets)
+                + " |")
+        out.append("")
+    tracks = [r for r in patch if r["setting"] == "unseen-track"]
+    if tracks:
+        out += ["Tracking through the unseen patches (a 0.5 m-step walk; each sample's coarse fix is the previous "
+                "estimate), mean error [m] over the whole walk, its first and last thirds:", "",
+                "| patch | run | mean | median | p90 | first third | last third |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['target']} | {r['method'].removeprefix('track: ')} | {r['mean_m']:.2f} | {r['median_m']:.2f} | "
+                f"{r['p90_m']:.2f} | {r['first_third_m']:.2f} | {r['last_third_m']:.2f} |" for r in tracks]
+        out.append("")
+    return "\n".join(out)
+
+
 def report(doc: dict[str, Any], results: Path) -> str:
     rows = doc["rows"]
     coll = [r for r in rows if r.get("protocol") == "twins-collection"]
@@ -338,4 +423,8 @@ def report(doc: dict[str, Any], results: Path) -> str:
         body = module.summary_markdown(rows)
         if body.strip():
             text += f"### {title}\n\n{body}\n\n"
-    return text + markdown_images(results, sorted(p.name for p in results.glob("*_rt-*.png")))
+    body = patches_markdown(rows)
+    if body:
+        text += f"### P3 on dense ray-traced patches (Fig. 4e, 6c/d)\n\n{body}\n\n"
+    return text + markdown_images(results, sorted(p.name for p in results.glob("*_rt-*.png"))
+                                  + sorted(p.name for p in results.glob("p3_patches_*.png")))
