@@ -129,13 +129,14 @@ def rt_patches(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None 
         log(f"  patches seed {seed}: ALLoc trained in {model.train_s_:.0f} s, random-sampling in "
             f"{random_model.train_s_:.0f} s")
         n_refs = model.config.n_neighbors
+        first = len(rows)
         for name in [*train_names, *unseen_names]:
             setting = "unseen" if PATCH_PRESETS[name].unseen else "seen"
             test = sets[name]["test"]
             for density, refs in sets[name].items():
                 if density == "test":
                     continue
-                extra: dict[str, Any] = {"density": density, "seed": seed, "n_refs_total": len(refs)}
+                extra: dict[str, Any] = {"density": density, "n_refs_total": len(refs)}
                 for l_m in PATCH_COARSE_M if setting == "unseen" else (1.0, 5.0):
                     coarse = coarse_from_truth(test.positions_m, l_m, seed)
                     rows += _with_uncertainty("alloc", model, "rt-patches", setting, test, refs, l_m, seed,
@@ -172,9 +173,11 @@ def rt_patches(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None 
                     err = localization_errors_m(est, truth)
                     third = len(err) // 3
                     rows.append(_row(f"track: {method}", "rt-patches", "unseen-track", walk.name, err, model,
-                                     seed=seed, density=next(iter(sets[name])),
+                                     density=next(iter(sets[name])),
                                      first_third_m=float(err[:third].mean()),
                                      last_third_m=float(err[-third:].mean())))
+        for r in rows[first:]:
+            r["seed"] = seed
     for r in rows:
         r["n_seeds"] = 1
     _plot_patch_coarse(rows, out)
