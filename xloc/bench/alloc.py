@@ -178,7 +178,8 @@ def _with_uncertainty(name: str, model: Analogical, dataset: str, setting: str, 
     if coarse_sigma_m is None:
         raise ValueError("give coarse_sigma_m with coarse")
     db, truth = _db(refs, model.config.features), test.positions_m[:, :2]
-    pos, sigma = model.predict_with_spread(test.measurements, db, coarse, seed=seed)
+    # the coarse fixes' std also sizes the first round of a coarse-to-fine search (models with search_sigmas > 0)
+    pos, sigma = model.predict_with_spread(test.measurements, db, coarse, search_sigma_m=coarse_sigma_m, seed=seed)
     fused, fused_sigma = fuse_with_coarse(pos, sigma, coarse, coarse_sigma_m)
     rows = []
     for method, p, sg in ((name, pos, sigma), (f"{name}-fused", fused, fused_sigma)):

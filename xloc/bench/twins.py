@@ -45,6 +45,9 @@ __all__ = ["TwinScale", "FULL", "QUICK", "noisy", "run_twins", "rt_city_data", "
 PARTS = ("p3", "p4", "p5", "patches")
 #: eq. (11)'s l [m] swept on the dense patches (Fig. 4e)
 PATCH_COARSE_M = (1.0, 2.0, 5.0, 10.0, 20.0)
+#: ALLoc trained on neighbourhoods up to 4x wider than the paper's (sparse ones too), used with the coarse-to-fine
+#: search from 2.5 sigma of the coarse fix (``ALLocConfig.neighbourhood_scale``, ``search_sigmas``; ours)
+COARSE_TO_FINE = {"neighbourhood_scale": (1.0, 4.0), "search_sigmas": 2.5}
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,9 @@ def rt_patches(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None 
         p3 = replace(scale.p3, seed=seed)
         model = ax._alloc(p3).fit(scenarios)
         random_model = ax._alloc(p3, sampling="random").fit(scenarios)
+        wide_model = ax._alloc(p3, **COARSE_TO_FINE).fit(scenarios)
         log(f"  patches seed {seed}: ALLoc trained in {model.train_s_:.0f} s, random-sampling in "
-            f"{random_model.train_s_:.0f} s")
+            f"{random_model.train_s_:.0f} s, coarse-to-fine in {wide_model.train_s_:.0f} s")
         n_refs = model.config.n_neighbors
         first = len(rows)
         for name in [*train_names, *unseen_names]:
@@ -139,25 +143,33 @@ def rt_patches(scale: TwinScale, out: Path, root: str | os.PathLike[str] | None 
                 extra: dict[str, Any] = {"density": density, "n_refs_total": len(refs)}
                 for l_m in PATCH_COARSE_M if setting == "unseen" else (1.0, 5.0):
                     coarse = coarse_from_truth(test.positions_m, l_m, seed)
-                    rows += _with_uncertainty("alloc", model, "rt-patches", setting, test, refs, l_m, seed,
-                                              sweep="coarse_error_m", sweep_value=l_m, coarse_model="eq11", **extra)
+                    for label, m in (("alloc", model), ("alloc-c2f", wide_model)):
+                        rows += _with_uncertainty(label, m, "rt-patches", setting, test, refs, l_m, seed,
+                                                  sweep="coarse_error_m", sweep_value=l_m, coarse_model="eq11",
+                                                  **extra)
                     for method, err in _reference_rows(test, refs, n_refs, l_m, seed, coarse=coarse).items():
                         rows.append(_row(method, "rt-patches", setting, test.name, err, sweep="coarse_error_m",
                                          sweep_value=l_m, coarse_model="eq11", **extra))
                 if setting == "seen":
                     continue
                 gnss, gnss_sigma = _gnss(test, seed)
-                rows += _with_uncertainty("alloc", model, "rt-patches", setting, test, refs, seed=seed, coarse=gnss,
-                                          coarse_sigma_m=gnss_sigma, coarse_model="gnss", **extra)
+                for label, m in (("alloc", model), ("alloc-c2f", wide_model)):
+                    rows += _with_uncertainty(label, m, "rt-patches", setting, test, refs, seed=seed, coarse=gnss,
+                                              coarse_sigma_m=gnss_sigma, coarse_model="gnss", **extra)
                 for method, err in _reference_rows(test, refs, n_refs, seed=seed, coarse=gnss).items():
                     rows.append(_row(method, "rt-patches", setting, test.name, err, coarse_model="gnss", **extra))
                 est = iterative_search(random_model, model, test.measurements, refs, seed=seed)
                 rows.append(_row("alloc (iterative search, no GNSS)", "rt-patches", setting, test.name,
                                  localization_errors_m(est, test.positions_m[:, :2]), model, coarse_model="none",
                                  **extra))
-                rand = random_model.predict(test.measurements, refs, seed=seed)
+                rand, rand_sigma = random_model.predict_with_spread(test.measurements, refs, seed=seed)
                 rows.append(_row("alloc (random sampling)", "rt-patches", setting, test.name,
                                  localization_errors_m(rand, test.positions_m[:, :2]), random_model,
+                                 coarse_model="none", **extra))
+                # the random-sampling estimate and its uncertainty start the coarse-to-fine search
+                est = wide_model.predict(test.measurements, refs, rand, search_sigma_m=rand_sigma, seed=seed)
+                rows.append(_row("alloc-c2f (from random sampling, no GNSS)", "rt-patches", setting, test.name,
+                                 localization_errors_m(est, test.positions_m[:, :2]), wide_model,
                                  coarse_model="none", **extra))
             if setting == "unseen" and seed == scale.patch_seeds[0]:
                 walk = next(iter(load_twin(name, "track", root).values()))
@@ -195,7 +207,7 @@ def _plot_patch_coarse(rows: list[dict[str, Any]], out: Path) -> None:
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for ax_, (target, density) in zip(axes[0], panels, strict=True):
-        for method in ("gnss", "neighbourhood-mean", "neighbourhood-wknn", "alloc", "alloc-fused"):
+        for method in PATCH_METHODS:
             pts = [r for r in sweep if r["target"] == target and r["density"] == density and r["method"] == method]
             ls = sorted({r["sweep_value"] for r in pts})
             means = [[r["mean_m"] for r in pts if r["sweep_value"] == v] for v in ls]
@@ -338,7 +350,8 @@ def _seeds_cell(rows: list[dict[str, Any]], key: str = "mean_m", **match: Any) -
     return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
-PATCH_METHODS = ("gnss", "neighbourhood-mean", "neighbourhood-wknn", "alloc", "alloc-fused")
+PATCH_METHODS = ("gnss", "neighbourhood-mean", "neighbourhood-wknn", "alloc", "alloc-fused", "alloc-c2f",
+                 "alloc-c2f-fused")
 _PATCH_LABELS = {"gnss": "coarse fix", "neighbourhood-mean": "mean of the n references",
                  "neighbourhood-wknn": "WKNN among the n references"}
 
@@ -363,16 +376,19 @@ def patches_markdown(rows: list[dict[str, Any]]) -> str:
         for m in PATCH_METHODS:
             out.append(f"| {_PATCH_LABELS.get(m, m)} | "
                        + " | ".join(_seeds_cell(cut, method=m, sweep_value=v) for v in ls) + " |")
-        for m in ("alloc", "alloc-fused"):
+        for m in ("alloc", "alloc-fused", "alloc-c2f", "alloc-c2f-fused"):
+            if not any(r["method"] == m for r in cut):
+                continue
             for ref in ("gnss", "neighbourhood-wknn"):
                 cells = []
                 for v in ls:
                     a, b = _over_seeds(cut, method=m, sweep_value=v), _over_seeds(cut, method=ref, sweep_value=v)
                     cells.append("–" if a is None or b is None else f"{a[0] / b[0]:.2f}×")
                 out.append(f"| {m} / {_PATCH_LABELS[ref]} | " + " | ".join(cells) + " |")
-        out.append(f"| {'alloc'}: share within 1σ / 2σ | " + " | ".join(
-            f"{_seeds_cell(cut, 'within_1sigma', method='alloc', sweep_value=v)} / "
-            f"{_seeds_cell(cut, 'within_2sigma', method='alloc', sweep_value=v)}" for v in ls) + " |")
+        for m in [m for m in ("alloc", "alloc-c2f") if any(r["method"] == m for r in cut)]:
+            out.append(f"| {m}: share within 1σ / 2σ | " + " | ".join(
+                f"{_seeds_cell(cut, 'within_1sigma', method=m, sweep_value=v)} / "
+                f"{_seeds_cell(cut, 'within_2sigma', method=m, sweep_value=v)}" for v in ls) + " |")
         out.append("")
     free = [r for r in patch if r.get("coarse_model") in ("gnss", "none") and r["setting"] == "unseen"]
     if free:

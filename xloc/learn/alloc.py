@@ -53,6 +53,8 @@ _SCALE_FLOOR_M = 0.1
 _DRAW_KEEP = 0.75
 #: queries drawn from the training scenarios to calibrate the uncertainty
 _CALIBRATION_QUERIES = 512
+#: at most this many wide rounds of the coarse-to-fine search (the radius halves each round: 2^6 = 64 x)
+_SEARCH_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,15 @@ class ALLocConfig:
     #: coarse fix by their uncertainties (None: ALLoc's estimate alone, as in the paper; eq. (11)'s U[-l, l]
     #: has std l / sqrt(3))
     coarse_sigma_m: float | None = None
+    #: training neighbourhoods of n + 1 pairs drawn at random from the (n + 1) s^2 pairs nearest the anchor, s
+    #: log-uniform in this range (ours, not the paper's): (1, 1) is the paper's n + 1 nearest; a wider range also
+    #: teaches sparse, wide neighbourhoods, which the coarse-to-fine search starts from
+    neighbourhood_scale: tuple[float, float] = (1.0, 1.0)
+    #: coarse-to-fine search (ours, not the paper's): with the coarse fixes' per-axis std sigma known, the first
+    #: round draws the n references at random from within ``search_sigmas`` x sigma of the coarse fix, each next
+    #: round halves that radius around the last estimate, down to the n nearest pairs. 0: the paper's single
+    #: neighbourhood around the coarse fix
+    search_sigmas: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +107,13 @@ class ALLocConfig:
                 raise DataValidationError(f"ALLoc: {name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.lr <= 0 or self.coarse_error_m < 0:
             raise DataValidationError("ALLoc: steps >= 0, lr > 0 and coarse_error_m >= 0 are required")
+        lo_s, hi_s = self.neighbourhood_scale
+        if not 1 <= lo_s <= hi_s:
+            raise DataValidationError(f"ALLoc: neighbourhood_scale must be (lo, hi) with 1 <= lo <= hi, got "
+                                      f"{self.neighbourhood_scale}")
+        object.__setattr__(self, "neighbourhood_scale", (float(lo_s), float(hi_s)))
+        if not (np.isfinite(self.search_sigmas) and self.search_sigmas >= 0):
+            raise DataValidationError(f"ALLoc: search_sigmas must be >= 0, got {self.search_sigmas!r}")
         for name in ("refs_range", "queries_range"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
@@ -164,7 +182,10 @@ class Analogical:
             db = dbs[int(rng.integers(len(dbs)))]
             if cfg.sampling == "neighbourhood":
                 anchor = int(rng.integers(len(db)))
-                pool = db.neighbourhood(db.positions_m[anchor : anchor + 1], n)[0]
+                lo_s, hi_s = cfg.neighbourhood_scale
+                wide = np.exp(rng.uniform(np.log(lo_s), np.log(hi_s))) if hi_s > 1 else 1.0
+                pool = db.sparse_neighbourhood(db.positions_m[anchor : anchor + 1], n, np.array([round(n * wide**2)]),
+                                               rng)[0]
             else:
                 pool = db.random(rng, 1, n)[0]
             if cfg.architecture == "mateformer":
@@ -282,6 +303,7 @@ class Analogical:
         coarse: np.ndarray | None = None,
         *,
         n_references: int | None = None,
+        search_sigma_m: float | np.ndarray | None = None,
         seed: int = 0,
         chunk: int = 512,
     ) -> np.ndarray:
@@ -289,12 +311,15 @@ class Analogical:
         scenario of ``references``.
 
         ``coarse`` ``(T, 2)`` [m] centres neighbourhood sampling (required for ``sampling="neighbourhood"``);
-        ``n_references`` defaults to the configured n.
+        ``n_references`` defaults to the configured n. ``search_sigma_m`` (per-axis std [m] of the coarse fixes,
+        scalar or ``(T,)``; default the configured ``coarse_sigma_m``) sizes the first round of the coarse-to-fine
+        search when ``search_sigmas`` > 0.
         """
         self._check()
         db = self.references(references)
         feats = self._features(csi, db)
         idx = self._reference_indices(db, len(feats), coarse, n_references, seed)
+        idx = self._search(feats, db, coarse, idx, search_sigma_m, seed, chunk)
         return self._predict_sets(feats, db, idx, chunk)
 
     def predict_with_spread(
@@ -305,6 +330,7 @@ class Analogical:
         *,
         coarse_sigma_m: float | np.ndarray | None = None,
         n_references: int | None = None,
+        search_sigma_m: float | np.ndarray | None = None,
         seed: int = 0,
         chunk: int = 512,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -317,7 +343,7 @@ class Analogical:
         weights :meth:`fit` calibrated on its training scenarios.
         With ``coarse_sigma_m`` (per-axis std [m] of each coarse fix, scalar or ``(T,)``) the estimate is fused with
         ``coarse`` by inverse variance (:func:`fuse_with_coarse`), so that it falls back on the coarse fix where
-        the references do not help.
+        the references do not help. ``search_sigma_m`` as in :meth:`predict` (default: ``coarse_sigma_m``).
         """
         self._check()
         if getattr(self, "uncertainty_", None) is None:
@@ -326,6 +352,8 @@ class Analogical:
         db = self.references(references)
         feats = self._features(csi, db)
         idx = self._reference_indices(db, len(feats), coarse, n_references, seed)
+        idx = self._search(feats, db, coarse, idx, coarse_sigma_m if search_sigma_m is None else search_sigma_m,
+                           seed, chunk)
         positions_m = self._predict_sets(feats, db, idx, chunk)
         sigma_m = self._sigma_m(feats, db, idx, np.random.default_rng([seed, 709]), chunk)
         if coarse_sigma_m is None:
@@ -363,6 +391,34 @@ class Analogical:
         if coarse.ndim != 2 or coarse.shape[0] != count or coarse.shape[1] < 2 or not np.isfinite(coarse).all():
             raise DataValidationError(f"coarse must be finite ({count}, 2) metres, got {coarse.shape}")
         return db.neighbourhood(coarse, n)
+
+    def _search(self, feats: np.ndarray, db: ReferenceDB, coarse: np.ndarray | None, idx: np.ndarray,
+                sigma_m: float | np.ndarray | None, seed: int, chunk: int) -> np.ndarray:
+        """The coarse-to-fine search's final reference indices ``(T, n)`` (``idx`` unchanged when it is off):
+        round r draws the n references at random from within ``search_sigmas`` x sigma / 2^r of the last estimate
+        (the coarse fix first) and localizes among them; once that radius holds no more than n pairs, the n
+        nearest to the last estimate are the references."""
+        cfg = self.config
+        sigma = cfg.coarse_sigma_m if sigma_m is None else sigma_m
+        if cfg.sampling != "neighbourhood" or cfg.search_sigmas <= 0 or sigma is None or coarse is None:
+            return idx
+        n = idx.shape[1]
+        radius = cfg.search_sigmas * np.broadcast_to(np.asarray(sigma, dtype=np.float64), (len(feats),)).copy()
+        if not (np.isfinite(radius).all() and (radius > 0).all()):
+            raise DataValidationError("search_sigma_m must be positive metres (a scalar or one per measurement)")
+        centre = np.asarray(coarse, dtype=np.float64)[:, :2].copy()
+        rng = np.random.default_rng([seed, 313])
+        for _ in range(_SEARCH_ROUNDS):
+            pool = db.count_within(centre, radius)
+            wide = np.flatnonzero(pool > n)
+            if not len(wide):
+                break
+            for s in range(0, len(wide), 256):  # (256, pool) neighbour lists at a time
+                rows = wide[s : s + 256]
+                sub = db.sparse_neighbourhood(centre[rows], n, pool[rows], rng)
+                centre[rows] = self._predict_sets(feats[rows], db, sub, chunk)
+            radius /= 2
+        return db.neighbourhood(centre, n)
 
     def _predict_sets(self, feats: np.ndarray, db: ReferenceDB, idx: np.ndarray, chunk: int) -> np.ndarray:
         """Positions [m] ``(T, 2)`` of features ``(T, F)``, each localized among its references ``idx[t]``."""

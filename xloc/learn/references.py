@@ -49,6 +49,26 @@ class ReferenceDB:
         _, idx = self._tree.query(np.asarray(centres_m, dtype=np.float64)[:, :2], k=n)
         return np.asarray(idx).reshape(len(centres_m), n)
 
+    def sparse_neighbourhood(self, centres_m: np.ndarray, n: int, pool: np.ndarray,
+                             rng: np.random.Generator) -> np.ndarray:
+        """Indices ``(T, n)``: for each centre, ``n`` pairs drawn at random among its ``pool[t]`` nearest (at least
+        ``n``), i.e. a neighbourhood ``sqrt(pool / n)`` times wider than :meth:`neighbourhood`'s at the same count."""
+        n = min(n, len(self))
+        pool = np.clip(np.asarray(pool, dtype=np.int64).reshape(-1), n, len(self))
+        if (pool == n).all():
+            return self.neighbourhood(centres_m, n)
+        _, near = self._tree.query(np.asarray(centres_m, dtype=np.float64)[:, :2], k=int(pool.max()))
+        near = np.asarray(near).reshape(len(pool), -1)
+        keys = rng.random(near.shape)
+        keys[np.arange(near.shape[1])[None] >= pool[:, None]] = np.inf  # only the pool[t] nearest can be drawn
+        return np.take_along_axis(near, np.argsort(keys, axis=1)[:, :n], 1)
+
+    def count_within(self, centres_m: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
+        """How many pairs lie within ``radius_m[t]`` [m] of each centre ``(T,)``."""
+        centres = np.asarray(centres_m, dtype=np.float64)[:, :2]
+        radius = np.broadcast_to(np.asarray(radius_m, dtype=np.float64), (len(centres),))
+        return np.asarray(self._tree.query_ball_point(centres, radius, return_length=True), dtype=np.int64)
+
     def random(self, rng: np.random.Generator, count: int, n: int) -> np.ndarray:
         """``(count, n)`` indices drawn without replacement within each row."""
         n = min(n, len(self))
