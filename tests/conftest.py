@@ -96,6 +96,7 @@ SPREAD_FILES = {"test_contract.py"}
 CLUSTER_FILES = {"test_federated.py", "test_federated_transport.py", "test_hosts.py", "test_distributed.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001 -- pytest's hook signature
     for item in items:
         name = item.path.name

@@ -113,7 +113,9 @@ def test_simulate_scenario_with_plot(tmp_path):
 
 
 def test_bench_sim_speed(tmp_path):
-    result = runner.invoke(app, ["bench", "--protocol", "sim-speed", "--users", "3", "--out", str(tmp_path)])
+    # the geometric simulator only: the Sionna RT profile needs the raytrace extra (the bench itself runs it)
+    result = runner.invoke(app, ["bench", "--protocol", "sim-speed", "--experiment", "simulator", "--users", "3",
+                                 "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     import json
 

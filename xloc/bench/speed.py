@@ -135,7 +135,7 @@ def run(ctx: BenchContext) -> None:
         rows += simulator_speed_rows(200 if ctx.quick else ctx.users)
         ctx.log(markdown_table(rows, _COLUMNS))
     if "sionna" in parts:
-        profile = sionna_profile_rows(20 if ctx.quick else 100, log=ctx.log)
+        profile = sionna_profile_rows(20 if ctx.quick else min(100, ctx.users), log=ctx.log)
         ctx.log(markdown_table(profile, _PROFILE_COLUMNS))
         rows += profile
     ctx.write("speed", rows, seeds=[0])
