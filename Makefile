@@ -23,9 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check xloc tests
 	$(BIN)/mypy xloc
 
-# two workers on the two cores; the tests that time latency or throughput (marked serial) run alone afterwards
+# two workers on the two cores, tests handed out one by one (each test stands alone: no test relies on another
+# having run before it); the tests that time latency or throughput (marked serial) run alone afterwards
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -n 2 -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)

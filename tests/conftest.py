@@ -88,24 +88,6 @@ def sod_root() -> Path:
 
 
 # ----------------------------------------------------------------------------- two workers (make test: pytest -n 2)
-#: Files whose tests are independent and costly enough to spread over both workers one by one; every other file's
-#: tests stay on one worker together, so its module fixtures (a served process, a trained model) are built once.
-SPREAD_FILES = {"test_contract.py"}
-#: Files that start clusters of processes (Ray, Flower, network namespaces): one worker runs them all, in turn, so
-#: that their timeouts are not raced by a second cluster.
-CLUSTER_FILES = {"test_federated.py", "test_federated_transport.py", "test_hosts.py", "test_distributed.py"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
-def pytest_collection_modifyitems(config, items):  # noqa: ANN001 -- pytest's hook signature
-    for item in items:
-        name = item.path.name
-        if name in SPREAD_FILES:
-            continue
-        group = "clusters" if name in CLUSTER_FILES else str(item.path.relative_to(config.rootpath))
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 

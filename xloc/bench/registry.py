@@ -115,7 +115,7 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               experiments="twins:PARTS"),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
               "drift:run", "drift:report", experiments="drift:PARTS"),
-    BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report"),
+    BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report", experiments="speed:PARTS"),
     BenchSpec("service", "service", "Service load", "service:run", "service:report"),
     BenchSpec("perf", "perf", "Performance against peers and the machine", "perf:run", "perf:report"),
 )}

@@ -18,7 +18,7 @@ from xloc.bench.registry import BenchContext
 from xloc.eval.results import markdown_table
 from xloc.sim.presets import SCENARIOS, simulate_scenario
 
-__all__ = ["simulator_speed_rows", "geometric_on_rt_layout_s", "sionna_profile_rows", "run", "report"]
+__all__ = ["PARTS", "simulator_speed_rows", "geometric_on_rt_layout_s", "sionna_profile_rows", "run", "report"]
 
 _COLUMNS = [("preset", "dataset"), ("environments", "environments"), ("users", "n_users"), ("users/s", "value")]
 
@@ -128,9 +128,13 @@ _PROFILE_COLUMNS = [("simulator", "method"), ("setting", "setting"), ("users/s",
                     ("first path moved > 1 ns", "toa_moved_share"), ("paths per link", "paths_per_link")]
 
 
+#: the bench's parts (``--experiment``): the geometric simulator's presets, the Sionna RT profile (raytrace extra)
+PARTS = ("simulator", "sionna")
+
+
 def run(ctx: BenchContext) -> None:
     rows: list[dict[str, Any]] = []
-    parts = ctx.select(("simulator", "sionna"))
+    parts = ctx.select(PARTS)
     if "simulator" in parts:
         rows += simulator_speed_rows(200 if ctx.quick else ctx.users)
         ctx.log(markdown_table(rows, _COLUMNS))
