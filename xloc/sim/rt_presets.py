@@ -60,8 +60,8 @@ class RTPreset:
     city_seed: int | None = None
     #: never used for training by the benches (an unseen scene)
     unseen: bool = False
-    #: rays per BS: outdoors 10^5 gives 12x the throughput of 10^6 at a channel NMSE of -33 dB against it, the same
-    #: as two runs of 10^6 rays differ by (``xloc bench --protocol sim-speed --experiment sionna`` measures it);
+    #: rays per BS: outdoors 10^5 gives 10x the throughput of 10^6 at a channel NMSE of -32 dB against it, within a
+    #: few dB of two runs of 10^6 rays (``xloc bench --protocol sim-speed --experiment sionna`` measures it);
     #: the office (unmeasured indoors) keeps Sionna RT's 10^6
     samples_per_src: int = 100_000
 
