@@ -26,6 +26,24 @@ def test_incremental_enhancement_nodes_equal_refitting_from_scratch(n):
     assert np.allclose(bls.predict(x), a @ refit, atol=1e-6)
 
 
+def test_the_ridge_path_gives_each_ridge_the_weights_of_a_fit_at_that_ridge():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 5))
+    y = np.c_[x[:, 0] ** 2, np.sin(x[:, 1])]
+    grown = BroadLearningSystem(feature_groups=2, nodes_per_group=4, enhancement_nodes=10, ridge=1e-3, seed=2).fit(x, y)
+    for _ in range(3):
+        grown.add_enhancement_nodes(5)
+    ridges = [1e-3, 1e-1, 10.0]
+    path = grown.ridge_path(ridges)
+    assert path.shape == (3, 2 * 4 + 25, 2)
+    a = grown.nodes(x)
+    for w, ridge in zip(path, ridges, strict=True):
+        assert np.allclose(w, np.linalg.solve(ridge * np.eye(a.shape[1]) + a.T @ a, a.T @ y), atol=1e-6)
+    assert np.allclose(path[0], grown.w_out_, atol=1e-6)  # the ridge it was fitted at
+    with pytest.raises(DataValidationError, match="ridges"):
+        grown.ridge_path([0.0])
+
+
 def test_more_enhancement_nodes_fit_the_training_data_better_and_beat_the_mean():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(400, 6))

@@ -1,6 +1,16 @@
 import numpy as np
 
-from xloc.bench.alloc import QUICK, bar_chart, complexity, multi_scenario, run_p3
+from xloc.bench.alloc import (
+    QUICK,
+    UNSEEN_CELL_COARSE_M,
+    bar_chart,
+    complexity,
+    multi_scenario,
+    run,
+    run_p3,
+    unseen_cell_markdown,
+)
+from xloc.bench.registry import BenchContext
 
 
 def test_bar_chart_writes_a_png(tmp_path):
@@ -24,6 +34,28 @@ def test_quick_multi_scenario_rows_and_figures(tmp_path):
     curve = [r for r in rows if r["setting"] == "multi-tuning"]
     assert sorted({r["epoch"] for r in curve}) == list(range(QUICK.tune_epochs + 1))
     assert (tmp_path / "p3_multi.png").is_file() and (tmp_path / "p3_multi_tuning.png").is_file()
+
+
+def test_unseen_cell_runs_once_per_seed_and_tabulates_mean_std_and_the_ratio_to_wknn(tmp_path):
+    import json
+
+    run(BenchContext(out=tmp_path, command="xloc bench --protocol p3", quick=True, seeds=[0, 1],
+                     experiments=["unseen-cell"]))
+    doc = json.loads((tmp_path / "p3.json").read_text())
+    rows = doc["rows"]
+    assert doc["seeds"] == [0, 1] and {r["seed"] for r in rows} == {0, 1}
+    methods = {"alloc", "alloc-fused", "alloc-c2f", "alloc-c2f-fused", "gnss", "neighbourhood-mean",
+               "neighbourhood-wknn"}
+    for seed in (0, 1):
+        for l_m in UNSEEN_CELL_COARSE_M:
+            assert {r["method"] for r in rows if r["seed"] == seed and r["l_m"] == l_m} == methods
+    # the fix's error grows with l (eq. 11: mean about 0.77 l)
+    gnss = [np.mean([r["mean_m"] for r in rows if r["method"] == "gnss" and r["l_m"] == l_m]) for l_m in
+            UNSEEN_CELL_COARSE_M]
+    assert gnss == sorted(gnss) and 0.6 < gnss[0] < 0.95
+    table = unseen_cell_markdown(rows)
+    assert "seeds 0, 1" in table and "x WKNN" in table and " ± " in table
+    assert len([line for line in table.splitlines() if line.startswith("| alloc")]) == 4
 
 
 def test_quick_rain_traffic_and_complexity(tmp_path):

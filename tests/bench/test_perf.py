@@ -25,3 +25,11 @@ def test_quick_perf_run_reports_peak_fractions_and_scaling(tmp_path):
     assert len(scal) == 3 and all(np.isfinite(r["time_exponent"]) for r in scal)
     assert (tmp_path / "perf_scaling.png").is_file()
     assert peak_flops(256)["unit"] == "GFLOP/s"
+
+
+def test_simulator_against_sionna_on_the_same_layout_reports_both_rates():
+    from xloc.bench.perf import simulator_vs_sionna
+
+    rows = simulator_vs_sionna(20)
+    rates = {r["method"]: r["value"] for r in rows if r["metric"] == "users_per_s"}
+    assert len(rates) >= 3 and all(v > 0 for v in rates.values()), rows

@@ -19,6 +19,8 @@ Shapes: X (n, d), Y (n, k), Z (n, groups · nodes_per_group), H (n, enhancement 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
@@ -84,6 +86,19 @@ class BroadLearningSystem:
         self.w_out_ = cho_solve((self.chol_, True), self.aty_)
         self.a_ = np.hstack([self.a_, h_a])
         return self
+
+    def ridge_path(self, ridges: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Output weights ``(len(ridges), p, k)`` of the fitted nodes for each ridge λ in ``ridges``, from one
+        eigendecomposition ``AᵀA = V diag(e) Vᵀ``: ``W(λ) = V diag(1 / (e + λ)) Vᵀ AᵀY`` (the same solution as a
+        fit at that λ, for choosing λ without refitting the nodes)."""
+        if not hasattr(self, "a_"):
+            raise NotFittedError("BroadLearningSystem is not fitted: call fit(X, Y) first")
+        ridges = np.asarray(ridges, dtype=np.float64)
+        if ridges.ndim != 1 or not (ridges > 0).all():
+            raise DataValidationError(f"BLS: ridges must be a list of values > 0, got {ridges!r}")
+        eig, v = np.linalg.eigh(self.a_.T @ self.a_)
+        projected = v.T @ self.aty_  # (p, k)
+        return np.einsum("pq,rq,qk->rpk", v, 1.0 / (np.maximum(eig, 0.0)[None] + ridges[:, None]), projected)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if not hasattr(self, "w_out_"):

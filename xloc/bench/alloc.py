@@ -32,6 +32,7 @@ from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.features.csi import vector_features
 from xloc.figures import plt, save_figure
 from xloc.learn.alloc import (
+    COARSE_TO_FINE,
     Analogical,
     coarse_from_truth,
     fuse_with_coarse,
@@ -43,8 +44,8 @@ from xloc.methods import get
 from xloc.sim.impairments import multiplicative_disturbance
 from xloc.sim.presets import simulate_scenario
 
-__all__ = ["P3Scale", "FULL", "QUICK", "EXPERIMENTS", "run_p3", "single_and_cross", "multi_scenario", "rain",
-           "traffic", "complexity"]
+__all__ = ["P3Scale", "FULL", "QUICK", "EXPERIMENTS", "run_p3", "single_and_cross", "multi_scenario", "unseen_cell",
+           "rain", "traffic", "complexity"]
 
 BASELINES = ("cnn", "ad_cnn", "mfcnet")
 _console = Console(stderr=True)
@@ -433,6 +434,56 @@ def multi_scenario(scale: P3Scale, out: Path, unseen: str = "mo1-cell3",
     return rows + curve
 
 
+#: eq. (11)'s l [m] of the unseen-cell rows
+UNSEEN_CELL_COARSE_M = (1.0, 2.0, 5.0)
+
+
+def unseen_cell(scale: P3Scale, out: Path, unseen: str = "mo1-cell3") -> list[dict[str, Any]]:
+    """ALLoc (the paper's) and ALLoc coarse-to-fine, trained on four 'mo1' cells, in the fifth (unseen) one with its
+    references and eq. (11)'s fix at l = 1, 2, 5 m; beside the fix, the references' mean and WKNN among the same
+    references. One seed per call (``scale.seed``); ``xloc bench`` runs it once per ``--seeds``."""
+    seed = scale.seed
+    train, test = _sim("mo1", scale.cell_users, seed, "train"), _sim("mo1", scale.test_users, seed, "test")
+    seen = train.without(unseen)
+    models = {"alloc": _alloc(scale).fit(seen), "alloc-c2f": _alloc(scale, **COARSE_TO_FINE).fit(seen)}
+    rows: list[dict[str, Any]] = []
+    for l_m in UNSEEN_CELL_COARSE_M:
+        extra: dict[str, Any] = {"sweep": "l_m", "sweep_value": l_m, "l_m": l_m}
+        for name, model in models.items():
+            rows += _with_uncertainty(name, model, "mo1", "unseen-cell", test[unseen], train[unseen], l_m, seed,
+                                      **extra)
+        for name, err in _reference_rows(test[unseen], train[unseen], _n_refs(models), l_m, seed).items():
+            rows.append(_row(name, "mo1", "unseen-cell", unseen, err, **extra))
+    for r in rows:
+        r["seed"] = seed
+    return rows
+
+
+def unseen_cell_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Mean error [m] ± sample std over seeds per method and l, with the ratio to WKNN among the same references."""
+    sub = [r for r in rows if r.get("setting") == "unseen-cell"]
+    if not sub:
+        return ""
+    ls = sorted({r["l_m"] for r in sub})
+    seeds = sorted({r["seed"] for r in sub})
+    out = [f"Unseen 'mo1' cell ({sub[0]['target']}; trained on the other four; mean error [m] ± std over seeds "
+           f"{', '.join(map(str, seeds))}; x WKNN: ratio to WKNN among the same references):", "",
+           "| method | " + " | ".join(f"l = {v:g} m" for v in ls) + " |", "|---|" + "---|" * len(ls)]
+
+    def mean_of(method: str, l_m: float) -> list[float]:
+        return [r["mean_m"] for r in sub if r["method"] == method and r["l_m"] == l_m]
+
+    for m in dict.fromkeys(r["method"] for r in sub):
+        cells = []
+        for v in ls:
+            vals, ref = mean_of(m, v), mean_of("neighbourhood-wknn", v)
+            std = f" ± {np.std(vals, ddof=1):.2f}" if len(vals) > 1 else ""
+            ratio = f" ({np.mean(vals) / np.mean(ref):.2f}x WKNN)" if ref and m != "neighbourhood-wknn" else ""
+            cells.append(f"{np.mean(vals):.2f}{std}{ratio}")
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(out + [""])
+
+
 def rain(scale: P3Scale, out: Path) -> list[dict[str, Any]]:
     """Fig. 7: trained in dry weather at 60 GHz, used at 10-100 mm/h (ALLoc gets each rate's references)."""
     seed = scale.seed
@@ -542,6 +593,7 @@ def complexity(scale: P3Scale, out: Path, n_values: Sequence[int] = (16, 32, 64,
 EXPERIMENTS: dict[str, Callable[[P3Scale, Path], list[dict[str, Any]]]] = {
     "single": single_and_cross,
     "multi": multi_scenario,
+    "unseen-cell": unseen_cell,
     "rain": rain,
     "traffic": traffic,
     "tokens": tokens,
@@ -650,7 +702,12 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 vals.append(f"{np.mean(hit):.2f}" if hit else "–")
             out.append(f"| {m} | " + " | ".join(vals) + " |")
         out.append("")
+    out.append(unseen_cell_markdown(rows))
     return "\n".join(out)
+
+
+#: experiments run once per seed of ``--seeds`` (the others at the scale's one seed)
+SEEDED = ("unseen-cell",)
 
 
 def run(ctx: BenchContext) -> None:
@@ -658,9 +715,16 @@ def run(ctx: BenchContext) -> None:
     not lost to a stop)."""
     scale = replace(QUICK if ctx.quick else FULL, progress=True)
     rows: list[dict[str, Any]] = []
+    seeds: set[int] = {scale.seed}
     for name in ctx.select(list(EXPERIMENTS)):
+        if name in SEEDED:  # once per seed, written after each
+            for seed in ctx.seeds:
+                rows += run_p3(replace(scale, seed=seed), ctx.out, [name])
+                seeds.add(seed)
+                ctx.write("p3", rows, seeds=sorted(seeds))
+            continue
         rows += run_p3(scale, ctx.out, [name])
-        ctx.write("p3", rows, seeds=[scale.seed])
+        ctx.write("p3", rows, seeds=sorted(seeds))
 
 
 def report(doc: dict[str, Any], results: Path) -> str:

@@ -35,6 +35,7 @@ from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import ConfigError
 from xloc.eval.results import markdown_table
+from xloc.learn.alloc import COARSE_TO_FINE
 from xloc.sim.impairments import add_awgn, gnss_fixes
 from xloc.sim.raytrace import xloc_scene
 from xloc.sim.rt_presets import OUTDOOR_SCENES, PATCH_PRESETS, RT_PRESETS, load_twin, twins_dir
@@ -45,9 +46,6 @@ __all__ = ["TwinScale", "FULL", "QUICK", "noisy", "run_twins", "rt_city_data", "
 PARTS = ("p3", "p4", "p5", "patches")
 #: eq. (11)'s l [m] swept on the dense patches (Fig. 4e)
 PATCH_COARSE_M = (1.0, 2.0, 5.0, 10.0, 20.0)
-#: ALLoc trained on neighbourhoods up to 4x wider than the paper's (sparse ones too), used with the coarse-to-fine
-#: search from 2.5 sigma of the coarse fix (``ALLocConfig.neighbourhood_scale``, ``search_sigmas``; ours)
-COARSE_TO_FINE = {"neighbourhood_scale": (1.0, 4.0), "search_sigmas": 2.5}
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,13 @@ from xloc.progress import progress as progress_bar
 from xloc.sim.impairments import coarse_locations
 
 __all__ = ["Analogical", "ALLocConfig", "BoundAnalogical", "iterative_search", "track", "fuse_with_coarse",
-           "uniform_coarse_sigma_m"]
+           "uniform_coarse_sigma_m", "COARSE_TO_FINE"]
 
 SAMPLINGS = ("neighbourhood", "random")
+#: ALLoc trained on neighbourhoods up to 4x wider than the paper's (sparse ones too), used with the coarse-to-fine
+#: search from 2.5 sigma of the coarse fix (``ALLocConfig.neighbourhood_scale``, ``search_sigmas``; ours,
+#: docs/alloc.md): the registry's ``alloc-c2f-fused`` and the benches' ``alloc-c2f`` rows
+COARSE_TO_FINE: dict[str, Any] = {"neighbourhood_scale": (1.0, 4.0), "search_sigmas": 2.5}
 ARCHITECTURES = ("mateformer", "icl")
 _SCALE_FLOOR_M = 0.1
 #: share of a user's n references each uncertainty draw keeps

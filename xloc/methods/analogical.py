@@ -21,7 +21,7 @@ import torch
 
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
-from xloc.learn.alloc import ALLocConfig, Analogical, track
+from xloc.learn.alloc import COARSE_TO_FINE, ALLocConfig, Analogical, track
 from xloc.learn.base import Estimator
 from xloc.learn.references import ReferenceDB
 from xloc.methods.registry import Capabilities, MethodSpec, register
@@ -134,6 +134,11 @@ register(MethodSpec("alloc-fused", "ALLoc fused with its coarse fix by their unc
                     "prior; coarse_sigma_m: the coarse fixes' per-axis std [m], default eq. (11)'s l = 4 m)",
                     AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True),
                     {"coarse_sigma_m": 2.31}, "analogical_learning_alloc", _SMALL))
+register(MethodSpec("alloc-c2f-fused", "ALLoc trained on neighbourhoods up to 4x wider, with a coarse-to-fine "
+                    "reference search, fused with its coarse fix (ours; coarse_sigma_m: the coarse fixes' per-axis "
+                    "std [m], sizes the search's first round; default eq. (11)'s l = 4 m)",
+                    AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT, needs_coarse_fix=True),
+                    {**COARSE_TO_FINE, "coarse_sigma_m": 2.31}, "analogical_learning_alloc", _SMALL))
 register(MethodSpec("alloc-random", "ALLoc with random reference sampling (no coarse fix needed)",
                     AnalogicalEstimator, ("csi",), Capabilities(**_ZERO_SHOT), {"sampling": "random"},
                     "analogical_learning_alloc", _SMALL))

@@ -8,6 +8,10 @@ identical predictions; the wrong data kind is a :class:`DataKindError` naming me
 and wrong shapes are :class:`DataValidationError` at the boundary; and the method beats the trivial answer of its
 setting on the small problem: the support set's centroid, plus (zero-shot methods) the mean of the references
 and (coarse-fix methods) the coarse fix it was given.
+
+The learning check may take a larger budget than the others (``learn_params``): the manners, determinism and
+save/load checks then run at the cheap budget (two fits) and one more fit at the larger one is judged, so a method
+that needs 100 meta-iterations to learn is not trained twice at 100 for a determinism check.
 """
 
 from __future__ import annotations
@@ -163,9 +167,11 @@ def _expect(error: type[Exception], what: str, fn: Any, *words: str) -> None:
     raise AssertionError(f"{what}: expected {error.__name__}, nothing was raised")
 
 
-def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: str | None = None) -> CheckReport:
+def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: str | None = None,
+                    learn_params: dict[str, Any] | None = None) -> CheckReport:
     """Run every check on registered method ``name`` with its ``check_params`` (updated by ``params``) on the
-    problem of ``kind`` (default: its first kind). Raises AssertionError naming the failed check."""
+    problem of ``kind`` (default: its first kind); the learning check with ``learn_params`` updated on top (one
+    more fit) when given. Raises AssertionError naming the failed check."""
     spec = get(name)
     kind = kind or spec.kinds[0]
     prob = problem(kind, drift=spec.capabilities.stale_survey)
@@ -242,6 +248,11 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
                                                                  coarse[:1]))
 
     # --- beats the trivial answer
+    if learn_params:
+        hyper = {**hyper, **learn_params}
+        learner = spec.create(0, **hyper).fit(prob.sources if caps.trains_on_sources else None)
+        pred = _predict(learner.adapt(prob.support, unlabelled=prob.unlabelled if caps.uses_unlabelled else None),
+                        spec, x_test, coarse)
     mean_m = float(_errors_m(pred, truth).mean())
     trivial = {"support centroid": prob.support.positions_m[:, :2].mean(0, keepdims=True).repeat(len(truth), 0)}
     if caps.zero_shot_references and caps.needs_coarse_fix:  # Mateformer's x_init: the sampled references' mean

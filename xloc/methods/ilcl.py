@@ -113,15 +113,14 @@ class ILCL(Estimator):
         fold_of = {p: i % min(5, points.size) for i, p in
                    enumerate(np.random.default_rng(int(self.config.seed)).permutation(points))}
         folds = np.array([fold_of[p] for p in point_ids])
-        errors = {}
-        for ridge in RIDGE_GRID:
-            e = []
-            for f in np.unique(folds):
-                train, test = folds != f, folds == f
-                bls, x_mean, x_std, y_mean = self._fit_bls(x[train], positions_m[train], ridge, n_steps)
-                predicted = bls.predict((x[test] - x_mean) / x_std) + y_mean
-                e.append(np.linalg.norm(predicted - positions_m[test], axis=1))
-            errors[ridge] = float(np.concatenate(e).mean())
+        summed_error_m = np.zeros(len(RIDGE_GRID))
+        for f in np.unique(folds):
+            train, test = folds != f, folds == f
+            # the nodes do not depend on λ: build them once per fold, then solve for every λ of the grid
+            bls, x_mean, x_std, y_mean = self._fit_bls(x[train], positions_m[train], RIDGE_GRID[0], n_steps)
+            predicted = bls.nodes((x[test] - x_mean) / x_std) @ bls.ridge_path(RIDGE_GRID) + y_mean  # (r, n, k)
+            summed_error_m += np.linalg.norm(predicted - positions_m[test], axis=-1).sum(1)
+        errors = dict(zip(RIDGE_GRID, summed_error_m / len(x), strict=True))
         return min(errors, key=lambda r: errors[r])
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,

@@ -123,8 +123,11 @@ def _dynamic_multipath(
                               + 1j * rng.standard_normal((n, n_ap, 1, 1, n_paths)))
     drift = np.cumsum(rng.normal(0, 0.15, (n, n_ap, packets, 1, n_paths)), axis=2)
     delays = rng.uniform(0, 150e-9, (n, n_ap, 1, 1, n_paths))
-    phase = np.exp(-2j * np.pi * freqs[None, None, None, :, None] * delays + 1j * drift)
-    return (gains * phase).sum(-1)
+    # sum_p g_p exp(-j 2 pi f tau_p) exp(j drift_p(t)): the phase factors separate into a subcarrier part and a
+    # packet part, so the sum is a batched (packets x paths) @ (paths x subcarriers) product, not N A T K P exps
+    per_subcarrier = (gains * np.exp(-2j * np.pi * freqs[None, None, None, :, None] * delays))[:, :, 0]  # (N,A,K,P)
+    per_packet = np.exp(1j * drift[:, :, :, 0, :])  # (N, A, T, P)
+    return per_packet @ per_subcarrier.transpose(0, 1, 3, 2)  # (N, A, T, K)
 
 
 def csi_to_image(
