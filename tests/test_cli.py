@@ -206,6 +206,17 @@ def test_twin_train_adapt_predict_agml(tmp_path, sod_root):
     assert wrong.exit_code != 0 and "AP list differs" in flat(wrong.output)
 
 
+def test_bench_help_names_every_experiment_of_every_bench():
+    from xloc.bench.registry import specs
+    from xloc.cli.eval import BENCH_EXPERIMENTS_HELP
+
+    for spec in specs():
+        if spec.experiment_names():
+            listed = BENCH_EXPERIMENTS_HELP.split(f"; {spec.name} " if f"; {spec.name} " in BENCH_EXPERIMENTS_HELP
+                                                  else f": {spec.name} ")[1].split(";")[0].split(" (")[0]
+            assert listed.split(", ") == list(spec.experiment_names()), spec.name
+
+
 def test_bench_p3_quick_writes_after_each_experiment(tmp_path):
     r = runner.invoke(app, ["bench", "--protocol", "p3", "--quick", "--experiment", "complexity", "--out",
                             str(tmp_path)])

@@ -28,6 +28,7 @@ from xloc.baselines.csi import CsiRegressor, MultiTaskCsi
 from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.errors import DataValidationError
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.features.csi import vector_features
 from xloc.figures import plt, save_figure
@@ -177,7 +178,7 @@ def _with_uncertainty(name: str, model: Analogical, dataset: str, setting: str, 
         coarse = coarse_from_truth(test.positions_m, coarse_error_m, seed)
         coarse_sigma_m = np.full(len(coarse), uniform_coarse_sigma_m(coarse_error_m))
     if coarse_sigma_m is None:
-        raise ValueError("give coarse_sigma_m with coarse")
+        raise DataValidationError("coarse fixes given without their per-axis std: pass coarse_sigma_m (n,) [m] too")
     db, truth = _db(refs, model.config.features), test.positions_m[:, :2]
     # the coarse fixes' std also sizes the first round of a coarse-to-fine search (models with search_sigmas > 0)
     pos, sigma = model.predict_with_spread(test.measurements, db, coarse, search_sigma_m=coarse_sigma_m, seed=seed)

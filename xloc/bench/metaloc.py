@@ -237,6 +237,9 @@ def task_similarity_table(*, seed: int = 0) -> list[dict[str, Any]]:
 #: Table III's budget: up to the paper's 7500 meta-iterations, stopped at a validation plateau (10 checks of 50
 #: iterations, i.e. 500 iterations, without a new best on the historical days' validation tasks).
 CSI_TABLE_ITERATIONS, CSI_TABLE_PATIENCE = 7500, 10
+#: beside MetaLoc's paradigms: Table III's KNN, ILCL [36] and ConFi [32], and WKNN on the same 3 x 90 support (the
+#: baseline with the same labels)
+CSI_TABLE_BASELINES = ("histogram-knn", "ilcl", "confi", "wknn")
 
 
 def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int = CSI_TABLE_ITERATIONS,
@@ -255,7 +258,7 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
     rows = [r for r in finished if r.get("dataset") == room and r.get("target") == target]
     done = {(r["seed"], r["method"]) for r in rows}
     for seed in seeds:
-        todo = [m for m in [*methods, "histogram-knn", "ilcl", "confi"] if (seed, m) not in done]
+        todo = [m for m in [*methods, *CSI_TABLE_BASELINES] if (seed, m) not in done]
         if not todo:
             continue
         train = simulate_scenario(room, 810, seed)  # 9 images per point and day

@@ -150,6 +150,14 @@ DEMO_METHODS = ("knn", "wknn", "ri", "tl", "maml", "maml-dg")
 QUICK_RESULTS = Path("benchmarks/results-quick")
 
 
+#: written out, not imported: listing them from the bench registry imports every bench (5 s on each CLI call);
+#: tests/test_cli.py checks that it names every experiment of every bench
+BENCH_EXPERIMENTS_HELP = ("Parts of the benches that have them: metaloc-csi hall, lab; metaloc-regimes sources, "
+                          "samples, device; p3 single, multi, unseen-cell, rain, traffic, tokens, complexity; p4 main, "
+                          "unseen, ablation; p5 sodindoorloc, o1-drive; twins p3, p4, p5, patches; drift rss, o2, "
+                          "rooms, office, detect; sim-speed simulator, sionna (repeat; default all)")
+
+
 def _bench_help() -> str:
     from xloc.bench.registry import names
 
@@ -160,15 +168,12 @@ def _bench_help() -> str:
 @friendly
 def bench(
     protocol: Annotated[list[str] | None, typer.Option(help=f"{_bench_help()} (repeat; default all)")] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2; metaloc uses the "
-                                            "first 3, metaloc-csi the first 2)")] = 5,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2, p3 unseen-cell; "
+                                            "metaloc uses the first 3, metaloc-csi the first 2)")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default benchmarks/results, or "
                                                   "benchmarks/results-quick with --quick)")] = None,
-    experiment: Annotated[list[str] | None, typer.Option(help="Parts of the benches that have them: p3 single, "
-                                                              "multi, rain, traffic, tokens, complexity; p4 main, "
-                                                              "unseen, ablation; p5 sodindoorloc, o1-drive; twins "
-                                                              "p3, p4, p5 (repeat; default all)")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help=BENCH_EXPERIMENTS_HELP)] = None,
     method: Annotated[list[str] | None, typer.Option(help="p1/p2: registered method to run (repeat; default "
                                                           "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
     append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
