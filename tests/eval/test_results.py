@@ -68,3 +68,11 @@ def test_result_files_follow_the_umask(tmp_path, umask):
 def test_sample_std_uses_ddof_one():
     assert sample_std([1.0, 3.0]) == pytest.approx(2 ** 0.5)
     assert sample_std([1.0]) is None
+
+
+def test_markdown_table_reads_a_missing_k_as_all_labels_and_any_other_missing_value_as_a_dash():
+    from xloc.eval.results import markdown_table
+
+    table = markdown_table([{"method": "wknn", "k": None, "mean_m": 1.234, "nmse_db": None, "std_m": None}],
+                           [("method", "method"), ("k", "k"), ("error", "mean_m|std_m"), ("NMSE", "nmse_db")])
+    assert table.splitlines()[-1] == "| wknn | all | 1.23 | – |"

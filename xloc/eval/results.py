@@ -143,9 +143,9 @@ def write_results(
     return doc
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "all"
+def _fmt(value: Any, key: str = "") -> str:
+    if value is None:  # k = None: every label of the target; anywhere else a value the row does not have
+        return "all" if key == "k" else "–"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -159,8 +159,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
         for _, key in columns:
             if "|" in key:
                 a, b = key.split("|")
-                cells.append(f"{row[a]:.2f} ± {row[b]:.2f}" if row.get(b) is not None else _fmt(row.get(a)))
+                cells.append(f"{row[a]:.2f} ± {row[b]:.2f}" if row.get(b) is not None else _fmt(row.get(a), a))
             else:
-                cells.append(_fmt(row.get(key)))
+                cells.append(_fmt(row.get(key), key))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
