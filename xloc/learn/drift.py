@@ -81,28 +81,30 @@ def fit_map_correction(stale_at_fresh: np.ndarray, fresh: np.ndarray, *, min_pai
     s, y = np.asarray(stale_at_fresh, dtype=np.float64), np.asarray(fresh, dtype=np.float64)
     if s.shape != y.shape or s.ndim != 2:
         raise DataValidationError(f"stale and fresh values must have one shape (k, d), got {s.shape}, {y.shape}")
-    d = s.shape[1]
-    gain, offset = np.ones(d), np.zeros(d)
+    # every feature at once (CSI maps have thousands): statistics over each column's pairs heard in both
     both = ~np.isnan(s) & ~np.isnan(y)
-    for a in range(d):
-        pairs = both[:, a]
-        count = int(pairs.sum())
-        if count == 0:
-            continue
-        sa, ya = s[pairs, a], y[pairs, a]
-        diff = ya - sa
-        if count >= min_pairs_affine and sa.std() > min_spread:
-            g = np.cov(sa, ya, bias=True)[0, 1] / sa.var()
-            residual = ya - (g * (sa - sa.mean()) + ya.mean())
-            se_gain = np.sqrt(residual.var() * count / max(count - 2, 1) / (count * sa.var()))
-            if abs(g - 1.0) > 2.0 * se_gain:  # a gain only where the points show one
-                g = float(np.clip(g, *gain_range))
-                gain[a], offset[a] = g, float(ya.mean() - g * sa.mean())
-                continue
-        # an offset shrunk by its own uncertainty (b (1 - se^2 / b^2)+): a few noisy points move the map little
-        b = float(diff.mean())
-        se2 = float(diff.var(ddof=1)) / count if count > 1 else np.inf
-        offset[a] = b * max(0.0, 1.0 - se2 / max(b * b, 1e-12)) if np.isfinite(se2) else b
+    count = both.sum(0)
+    seen = count > 0
+    n = np.maximum(count, 1)
+    sa, ya = np.where(both, s, 0.0), np.where(both, y, 0.0)
+    mean_s, mean_y = sa.sum(0) / n, ya.sum(0) / n
+    dev_s, dev_y = np.where(both, s - mean_s, 0.0), np.where(both, y - mean_y, 0.0)
+    var_s = (dev_s**2).sum(0) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (dev_s * dev_y).sum(0) / n / var_s
+        residual = np.where(both, dev_y - g * dev_s, 0.0)
+        var_r = (residual**2).sum(0) / n - ((residual.sum(0) / n) ** 2)
+        se_gain = np.sqrt(var_r * n / np.maximum(n - 2, 1) / (n * var_s))
+        # a gain only where the points show one
+        affine = seen & (count >= min_pairs_affine) & (np.sqrt(var_s) > min_spread) & (np.abs(g - 1.0) > 2.0 * se_gain)
+    gain = np.where(affine, np.clip(np.nan_to_num(g, nan=1.0), *gain_range), 1.0)
+    # elsewhere an offset shrunk by its own uncertainty (b (1 - se^2 / b^2)+): a few noisy points move the map little
+    diff = np.where(both, y - s, 0.0)
+    b = diff.sum(0) / n
+    dev_d = np.where(both, diff - b, 0.0)
+    se2 = np.where(count > 1, (dev_d**2).sum(0) / np.maximum(count - 1, 1) / n, np.inf)
+    shrunk = np.where(np.isfinite(se2), b * np.maximum(0.0, 1.0 - se2 / np.maximum(b * b, 1e-12)), b)
+    offset = np.where(affine, mean_y - gain * mean_s, np.where(seen, shrunk, 0.0))
     strong = ~np.isnan(s) & (s > gone_level)
     gone = (strong.sum(0) >= min_gone_points) & np.isnan(y).all(0)
     new = np.asarray(np.isnan(s).all(0) & ~np.isnan(y).all(0))
