@@ -246,14 +246,16 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
                     patience: int = CSI_TABLE_PATIENCE, methods: Sequence[str] = GRADIENT_METHODS,
                     out_dir: Path | None = None,
                     on_row: Callable[[list[dict[str, Any]]], Any] | None = None,
-                    finished: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+                    finished: Sequence[dict[str, Any]] = (),
+                    log: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
     """Table III layout: meta-train on days 1-4 of ``room``, test on day 5 (3 support images per point).
 
     Methods that train on the historical days run up to ``iterations``, stopping at a validation plateau
     (``patience`` checks without a new best); the first seed's rows keep the validation curve, drawn in
     ``<out_dir>/metaloc_csi_<room>.png`` with the stopping points marked. ``on_row(rows)`` is called after every
     method, so a long run can write as it goes; ``finished`` rows (an interrupted run's, same code) are kept and
-    their seed and method not run again."""
+    their seed and method not run again. ``log``: a line per method, and the meta-training's progress bar
+    (iterations, rate, ETA, validation loss)."""
     target = f"{room}-day5"
     rows = [r for r in finished if r.get("dataset") == room and r.get("target") == target]
     done = {(r["seed"], r["method"]) for r in rows}
@@ -272,6 +274,10 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
             budget = {"iterations": iterations, "patience": patience} if method in GRADIENT_METHODS else \
                 {"iterations": iterations} if trains else {}
             model = create(method, seed, **budget)
+            if log is not None:
+                log(f"metaloc-csi: {room}, seed {seed}, {method} (up to {iterations} iterations)" if trains else
+                    f"metaloc-csi: {room}, seed {seed}, {method}")
+                model.progress = True  # the estimator's engine shows its bar
             model.fit(train.without(target) if trains else None)
             history = getattr(getattr(model, "engine_", None), "history_", None)
             steps = (max(history.iteration) if history is not None and history.iteration else
@@ -381,7 +387,7 @@ def run_csi_images(ctx: BenchContext) -> None:
             ctx.write("metaloc-csi", done + new, seeds=seeds)
 
         rows = done + csi_image_table(room, seeds=seeds, out_dir=ctx.out, iterations=iterations, patience=patience,
-                                      on_row=write, finished=finished)  # written after every method
+                                      on_row=write, finished=finished, log=ctx.log)  # written after every method
 
 
 def report(doc: dict[str, Any], results: Path) -> str:
