@@ -168,8 +168,8 @@ def _bench_help() -> str:
 @friendly
 def bench(
     protocol: Annotated[list[str] | None, typer.Option(help=f"{_bench_help()} (repeat; default all)")] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2, p3 unseen-cell; "
-                                            "metaloc uses the first 3, metaloc-csi the first 2)")] = 5,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..n-1 where a bench takes them (p1, p2, p3 unseen-cell, "
+                                            "drift; metaloc, metaloc-csi and metaloc-regimes use the first 3)")] = 5,
     users: Annotated[int, typer.Option(help="sim-speed: users per environment")] = 5000,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder (default benchmarks/results, or "
                                                   "benchmarks/results-quick with --quick)")] = None,
