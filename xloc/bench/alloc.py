@@ -30,6 +30,7 @@ from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError
 from xloc.eval.metrics import localization_errors_m, summarize_errors
+from xloc.eval.results import sample_std
 from xloc.features.csi import vector_features
 from xloc.figures import plt, save_figure
 from xloc.learn.alloc import (
@@ -478,7 +479,8 @@ def unseen_cell_markdown(rows: Sequence[dict[str, Any]]) -> str:
         cells = []
         for v in ls:
             vals, ref = mean_of(m, v), mean_of("neighbourhood-wknn", v)
-            std = f" ± {np.std(vals, ddof=1):.2f}" if len(vals) > 1 else ""
+            spread = sample_std(vals)
+            std = f" ± {spread:.2f}" if spread is not None else ""
             ratio = f" ({np.mean(vals) / np.mean(ref):.2f}x WKNN)" if ref and m != "neighbourhood-wknn" else ""
             cells.append(f"{np.mean(vals):.2f}{std}{ratio}")
         out.append(f"| {m} | " + " | ".join(cells) + " |")
