@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras to install with the package (CI adds raytrace for the Sionna RT tests).
 EXTRAS ?= dev
 
-.PHONY: demo test lint typecheck bench twins clean
+.PHONY: demo test lint typecheck bench twins corpus pretrain clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,17 @@ bench: $(STAMP)
 twins: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,raytrace]'
 	$(BIN)/xloc twins --out twins --plots docs/img/twins
+
+# LWLM's pretraining corpus (random streets plus the twins when ./twins exists) and the reference checkpoint.
+# Both resume where an interrupted run stopped; the corpus and the checkpoints stay out of git (docs/lwlm.md).
+CORPUS_CHANNELS ?= 200000
+PRETRAIN_EPOCHS ?= 2
+corpus: $(STAMP)
+	$(BIN)/xloc corpus --out corpus --channels $(CORPUS_CHANNELS) $(if $(wildcard twins/manifest.json),--twins twins)
+
+pretrain: corpus
+	$(BIN)/xloc pretrain --corpus corpus --epochs $(PRETRAIN_EPOCHS) --param patch=[4,4] --param depth=4 \
+		--checkpoint lwlm-reference.ckpt --checkpoint-every 200 --resume -o lwlm-reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

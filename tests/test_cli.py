@@ -229,6 +229,23 @@ def test_bench_p3_quick_writes_after_each_experiment(tmp_path):
     assert bad.exit_code != 0 and "unknown experiment" in flat(bad.output)
 
 
+def test_corpus_then_pretraining_from_it_with_a_checkpoint(tmp_path):
+    built = runner.invoke(app, ["corpus", "--out", str(tmp_path / "corpus"), "--channels", "40", "--chunk", "20"])
+    assert built.exit_code == 0 and "geometric" in built.output, built.output
+    args = ["pretrain", "--corpus", str(tmp_path / "corpus"), "--epochs", "1", "--param", "batch_size=8",
+            "--param", "d_model=16", "--param", "depth=1", "--param", "heads=2", "--param", "patch=[4, 4]",
+            "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "pre")]
+    pre = runner.invoke(app, args)
+    assert pre.exit_code == 0 and "pretrained LWLM on" in pre.output and " steps in " in pre.output, pre.output
+    assert (tmp_path / "ckpt" / "weights.safetensors").is_file() and (tmp_path / "pre" / "meta.json").is_file()
+    again = runner.invoke(app, args + ["--resume"])  # finished: resuming changes nothing
+    assert again.exit_code == 0, again.output
+    both = runner.invoke(app, ["pretrain", "--corpus", str(tmp_path / "corpus"), "--data", "x.h5", "--out", "y"])
+    assert both.exit_code == 2 and "exactly one of --data" in flat(both.output)
+    missing = runner.invoke(app, ["pretrain", "--corpus", str(tmp_path), "--out", str(tmp_path / "z")])
+    assert missing.exit_code != 0 and "not a channel corpus" in flat(missing.output)
+
+
 def test_pretrain_finetune_predict_lwlm(tmp_path):
     data = tmp_path / "city.h5"
     ok = runner.invoke(app, ["simulate", "--scenario", "city", "--users", "24", "--test-users", "10",

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["progress", "Bar", "note_interrupt", "take_interrupt", "Interrupt", "set_quiet"]
+__all__ = ["progress", "Bar", "note_interrupt", "take_interrupt", "Interrupt", "set_quiet", "deferred_interrupt",
+           "DeferredInterrupt"]
 
 _quiet = False
 
@@ -54,9 +55,11 @@ def take_interrupt() -> Interrupt | None:
 class Bar:
     """One task's progress: ``advance(n, **info)``; ``info`` (e.g. ``loss="0.12"``) is shown beside the count."""
 
-    def __init__(self, description: str, total: int, enabled: bool) -> None:
+    def __init__(self, description: str, total: int, enabled: bool, start: int = 0) -> None:
         self.description, self.total, self.enabled = description, max(int(total), 1), enabled and not _quiet
-        self.done, self._t0, self._next_line = 0, time.perf_counter(), 10
+        self.done, self._t0 = int(start), time.perf_counter()
+        self._start = self.done  # a resumed run: the rate counts this run's steps only
+        self._next_line = 10 * (int(100 * self.done / self.total) // 10 + 1)
         self._info = ""
         self._rich: Any = None
         self._task: Any = None
@@ -75,7 +78,7 @@ class Bar:
                                   MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             self._rich.start()
-            self._task = self._rich.add_task(description, total=self.total, rate="", info="")
+            self._task = self._rich.add_task(description, total=self.total, completed=self.done, rate="", info="")
 
     def advance(self, n: int = 1, **info: Any) -> None:
         self.done += n
@@ -84,7 +87,7 @@ class Bar:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self._t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self._start) / elapsed if elapsed > 0 else 0.0
         if self._rich is not None:
             self._rich.update(self._task, advance=n, rate=f"{rate:.1f}/s", info=self._info)
             return
@@ -103,10 +106,42 @@ class Bar:
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int, *, enabled: bool = True) -> Iterator[Bar]:
-    """A :class:`Bar` for ``total`` steps, closed on exit (also on Ctrl-C and errors)."""
-    bar = Bar(description, total, enabled)
+def progress(description: str, total: int, *, enabled: bool = True, start: int = 0) -> Iterator[Bar]:
+    """A :class:`Bar` for ``total`` steps (``start`` of them done by an earlier run), closed on exit (also on Ctrl-C
+    and errors)."""
+    bar = Bar(description, total, enabled, start)
     try:
         yield bar
     finally:
         bar.close()
+
+
+class DeferredInterrupt:
+    """Whether a Ctrl-C arrived (``requested``) while :func:`deferred_interrupt` held it back."""
+
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[DeferredInterrupt]:
+    """Hold a Ctrl-C (SIGINT) back until the loop checks ``requested`` between steps, so a trainer stops on a step
+    boundary and can write a consistent checkpoint; a second Ctrl-C interrupts at once. Outside the main thread
+    (where signal handlers cannot be set) nothing is deferred."""
+    import signal
+    import threading
+
+    flag = DeferredInterrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_info_nce_is_minimal_for_identical_positives():
 def test_pretraining_lowers_finetuning_loss_and_error(city, pretrained):
     assert pretrained.pretrained_ and len(pretrained.pretrain_losses_) == TINY["epochs"]
     first, last = pretrained.pretrain_losses_[0], pretrained.pretrain_losses_[-1]
-    assert set(last) == {"sf-mcm", "dti", "picl"} and last["picl"] < first["picl"]
+    assert set(last) == {"sf-mcm", "dti", "picl", "sf-mcm-mean"} and last["picl"] < first["picl"]
     scratch = LWLM(seed=0, **TINY)
     truth = task_samples(city.tests["A"], "toa")[1]
     out = {}
@@ -109,3 +110,83 @@ def test_bad_input_gets_clear_errors(city, pretrained):
         LWLM(objectives=("sf-mcm", "jigsaw"))
     with pytest.raises(DataValidationError, match="same users"):
         LWLM(**TINY).pretrain(city.pretrain, city.pools["A"])
+
+
+# --- pretraining at scale: streaming, checkpoints, several radio configurations ---------------------------------
+STREAM = dict(patch=(4, 4), d_model=16, depth=1, heads=2, d_ff=32, epochs=2, batch_size=32, finetune_steps=150,
+              finetune_batch=32)
+
+
+def _disk_corpus(folder, chunks, n=64, grids=((8, 32), (4, 52))):
+    from xloc.data.corpus import ChannelCorpus, write_chunk
+
+    rng = np.random.default_rng(len(chunks) if isinstance(chunks, list) else chunks)
+    infos = []
+    for i in range(chunks):
+        m, k = grids[i % len(grids)]
+        csi = (rng.normal(size=(n, m, k)) + 1j * rng.normal(size=(n, m, k))).astype(np.complex64)
+        infos.append(write_chunk(folder, f"chunk-{i:06d}.h5", csi, None, source="test"))
+    ChannelCorpus.write_manifest(folder, infos)
+    return ChannelCorpus.open(folder, buffer_chunks=2)
+
+
+def test_pretraining_streams_a_corpus_larger_than_its_memory_with_flat_memory(tmp_path):
+    import tracemalloc
+
+    peaks = {}
+    for chunks in (8, 32):
+        corpus = _disk_corpus(tmp_path / str(chunks), chunks, n=256)
+        tracemalloc.start()
+        LWLM(seed=0, **{**STREAM, "epochs": 1, "batch_size": 256, "objectives": ("sf-mcm",)}).pretrain(corpus)
+        peaks[chunks] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if chunks == 32:
+            assert peaks[chunks] < corpus.nbytes / 3  # the corpus (15 MB) never sits in memory
+    assert peaks[32] < 1.3 * peaks[8]  # four times the corpus, the same memory
+
+
+def test_an_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
+    import os
+    import signal
+
+    corpus = _disk_corpus(tmp_path / "corpus", 6)
+    whole = LWLM(seed=3, **STREAM).pretrain(corpus)
+
+    def ctrl_c(step, _losses):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # held back to the step boundary, then the run stops
+
+    stopped = LWLM(seed=3, **STREAM).pretrain(corpus, on_step=ctrl_c, checkpoint_dir=tmp_path / "ckpt",
+                                                checkpoint_every=2)
+    assert stopped.pretrain_steps_ == 5 < whole.pretrain_steps_
+    resumed = LWLM(seed=3, **STREAM).pretrain(corpus, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert resumed.pretrain_steps_ == whole.pretrain_steps_
+    for (name, a), b in zip(whole.encoder_.state_dict().items(), resumed.encoder_.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert resumed.pretrain_losses_ == whole.pretrain_losses_
+    with pytest.raises(DataValidationError, match="other settings \\(lr\\)"):
+        LWLM(seed=3, **{**STREAM, "lr": 0.01}).pretrain(corpus, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    with pytest.raises(DataValidationError, match="another corpus"):
+        LWLM(seed=3, **STREAM).pretrain(_disk_corpus(tmp_path / "other", 4), checkpoint_dir=tmp_path / "ckpt",
+                                        resume=True)
+
+
+def test_one_checkpoint_finetunes_on_two_radio_configurations(tmp_path):
+    from xloc.sim.corpus import build_corpus, random_street
+    from xloc.sim.scenarios import ScenarioEnvironment, simulate_outdoor
+
+    corpus = build_corpus(tmp_path / "corpus", 600, chunk_channels=150)
+    model = LWLM(seed=0, **STREAM).pretrain(corpus)
+    checkpoint = LWLM.load(model.save(tmp_path / "lwlm"))
+    for grid in ((8, 32), (4, 52)):  # the twins' BSs and the office's APs
+        street = random_street(np.random.default_rng([5, grid[1]]), grid=grid)
+        env = ScenarioEnvironment(f"street-{grid}", street.scene, street.user_area_m)
+        pool, test = (simulate_outdoor(env, n, np.random.default_rng([grid[1], n]), preset="test", seed=0)
+                      for n in (200, 80))
+        tuned = copy.deepcopy(checkpoint).finetune("toa", pool)
+        truth = task_samples(test, "toa")[1]
+        err = task_errors("toa", lx._lwlm_answers(tuned, test, "toa"), truth)
+        mean_answer = task_errors("toa", np.full_like(truth, task_samples(pool, "toa")[1].mean()), truth)
+        assert np.nanmean(err) < 0.8 * np.nanmean(mean_answer), grid  # beats the pool's mean ToA
+        with pytest.raises(DataValidationError, match="fine-tuned on"):
+            tuned.predict(np.zeros((1, 1, 4, 32), np.complex64) + 1, "toa")

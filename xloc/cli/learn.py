@@ -202,49 +202,74 @@ def adapt(
 @app.command()
 @friendly
 def pretrain(
-    data: Annotated[Path, typer.Option(help="xloc .h5 file of CSI environments (e.g. 'xloc simulate --scenario "
-                                            "city')")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write")],
+    data: Annotated[Path | None, typer.Option(help="xloc .h5 file of CSI environments (e.g. 'xloc simulate "
+                                                   "--scenario city')")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="A channel corpus folder ('xloc corpus'), streamed from disk "
+                                                     "instead of --data")] = None,
     split: Annotated[str, typer.Option(help="Split whose channels to pretrain on (labels are not read)")] = "train",
     env: Annotated[list[str] | None, typer.Option(help="Environment to use (repeat; default all)")] = None,
     objective: Annotated[list[str] | None, typer.Option(help="sf-mcm, dti, picl (repeat; default all three)")]
     = None,
     epochs: Annotated[int, typer.Option(help="Pretraining epochs")] = 10,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(help="Folder for the training state (written every "
+                                                         "--checkpoint-every steps, at the end and on Ctrl-C)")]
+    = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only at the end and on "
+                                                       "Ctrl-C)")] = 500,
+    resume: Annotated[bool, typer.Option(help="Continue from --checkpoint (same settings and data)")] = False,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes (torchrun, gloo on CPU); each encodes a share "
                                             "of every batch")] = 1,
     param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter KEY=VALUE (repeat; JSON values), e.g. "
                                                          "depth=2 or d_model=32")] = None,
 ) -> None:
-    """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample).
+    """LWLM self-supervised pretraining on unlabelled channels (every BS of every user is a sample), from an .h5
+    file or a corpus streamed from disk; resumable from its checkpoint.
 
-    Example: xloc pretrain --data city.h5 --env city-A-cond1 --epochs 10 -o lwlm/"""
+    Example: xloc pretrain --corpus corpus --epochs 4 --checkpoint lwlm.ckpt -o lwlm/"""
+    from xloc.data.corpus import ChannelCorpus
     from xloc.learn import distributed
     from xloc.learn.lwlm import LWLM, OBJECTIVES
 
+    if (data is None) == (corpus is None):
+        raise typer.BadParameter("give exactly one of --data (an .h5 file) and --corpus (a corpus folder)")
+    if resume and checkpoint is None:
+        raise typer.BadParameter("--resume needs --checkpoint")
     if nproc > 1 and "RANK" not in os.environ:
-        forwarded = ["pretrain", "--data", str(data), "--out", str(out), "--split", split, "--epochs", str(epochs),
-                     "--seed", str(seed)]
+        forwarded = ["pretrain", "--out", str(out), "--split", split, "--epochs", str(epochs), "--seed", str(seed),
+                     "--checkpoint-every", str(checkpoint_every)]
+        forwarded += ["--data", str(data)] if data is not None else ["--corpus", str(corpus)]
+        forwarded += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
+        forwarded += ["--resume"] if resume else []
         forwarded += [a for e in env or [] for a in ("--env", e)]
         forwarded += [a for o in objective or [] for a in ("--objective", o)]
         forwarded += [a for p in param or [] for a in ("--param", p)]
         raise typer.Exit(torchrun(nproc, forwarded))
     in_group = distributed.init_from_environment()
-    sources = environments(data, split, env, None)
+    sources: Any = environments(data, split, env, None) if data is not None else ChannelCorpus.open(str(corpus))
     from xloc.learn.base import make_config
     from xloc.learn.lwlm import LWLMConfig
 
     config = make_config(LWLMConfig, {"objectives": tuple(objective or OBJECTIVES), "epochs": epochs, "seed": seed,
                                       **parse_params(param)}, "xloc pretrain --param")  # names a bad key
     model = LWLM(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
-    model.pretrain(sources, progress=distributed.is_main())
+    take_interrupt()
+    model.pretrain(sources, progress=distributed.is_main(), checkpoint_dir=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume)
+    stopped = take_interrupt()
     if distributed.is_main():
         model.save(out)
         last = ", ".join(f"{k} {v:.3f}" for k, v in model.pretrain_losses_[-1].items()) if model.pretrain_losses_ \
             else ""
         ranks = f" on {distributed.world()[1]} processes" if in_group else ""
-        console.print(f"pretrained LWLM on {', '.join(sources)} in {model.pretrain_s_:.1f} s{ranks} (last epoch: "
-                      f"{last}); wrote {out}")
+        what = str(corpus) if corpus is not None else ", ".join(sources)
+        console.print(f"pretrained LWLM on {what} for {model.pretrain_steps_} steps in {model.pretrain_s_:.1f} s"
+                      f"{ranks} (last epoch: {last}); wrote {out}")
+    if stopped is not None:
+        console.print(f"interrupted after {stopped.done} of {stopped.total} steps"
+                      + (f"; continue with --resume --checkpoint {checkpoint}" if checkpoint else ""))
+        raise typer.Exit(130)
 
 
 @app.command()

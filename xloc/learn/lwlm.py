@@ -23,6 +23,7 @@ that was never pretrained fine-tunes from random weights: the "no pretraining" b
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xloc.data.corpus import ChannelCorpus
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, NotFittedError
 from xloc.features.domains import DOMAINS, to_domain
@@ -41,6 +43,7 @@ from xloc.learn import distributed
 from xloc.learn.channel_tasks import labelled_users, task_samples
 from xloc.learn.checkpoint import load_model_folder, save_model_folder
 from xloc.models.lwlm import ChannelEncoder, ChannelHead, MultiBSHead, PatchReconstruction, ProjectionHead
+from xloc.progress import deferred_interrupt, note_interrupt
 from xloc.progress import progress as progress_bar
 
 __all__ = ["LWLM", "LWLMConfig", "OBJECTIVES", "block_masks", "masked_reconstruction_loss", "info_nce",
@@ -169,7 +172,52 @@ class _Task:
     n_labelled_users: int
     steps: int
     seconds: float
+    grid: tuple[int, int]  # the antennas x subcarriers the decoder was fine-tuned on
     losses: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _PretrainRun:
+    """Where a pretraining run stands: what a checkpoint stores beside the weights and the optimiser."""
+
+    rng: np.random.Generator
+    gen: torch.Generator
+    epoch: int = 1
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    losses: list[dict[str, float]] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _corpus_of(unlabelled: Fingerprints | FingerprintSet, views: Fingerprints | FingerprintSet | None
+               ) -> ChannelCorpus:
+    """Fingerprints as an in-memory corpus: one chunk per environment (every BS of every user a channel), all
+    chunks in one buffer so batches mix environments."""
+    base = [unlabelled] if isinstance(unlabelled, Fingerprints) else list(unlabelled.values())
+    if not base:
+        raise DataValidationError("pretraining needs at least one environment of channels")
+    other = base if views is None else ([views] if isinstance(views, Fingerprints) else list(views.values()))
+    if len(other) != len(base):
+        raise DataValidationError(f"views hold {len(other)} environments, unlabelled {len(base)}")
+    arrays: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for fp, fv in zip(base, other, strict=True):
+        x = fp.measurements
+        if x.ndim != 4 or not np.iscomplexobj(x):
+            raise DataValidationError(f"environment {fp.name!r}: CSI must be complex (n, bs, antennas, subcarriers), "
+                                      f"got {x.dtype} {x.shape}")
+        if fv is not fp and (fv.measurements.shape != x.shape or not np.array_equal(fv.point_ids, fp.point_ids)):
+            raise DataValidationError(f"views of {fp.name!r} ({fv.name!r}) must hold the same users "
+                                      f"(point_ids) with the same CSI shape {x.shape}")
+        flat = x.reshape(-1, *x.shape[2:])
+        arrays.append((flat, None if fv is fp else fv.measurements.reshape(-1, *x.shape[2:])))
+    return ChannelCorpus.from_arrays(arrays, [fp.name for fp in base], buffer_chunks=len(arrays))
+
+
+def _corpus_key(corpus: ChannelCorpus) -> dict[str, Any]:
+    """What identifies a corpus to a checkpoint (a resume on other data is refused)."""
+    return {"chunks": len(corpus.chunks), "channels": len(corpus),
+            "grids": [list(g) for g in corpus.grids], "power_mean_db": round(corpus.power_stats()[0], 6)}
 
 
 class LWLM:
@@ -178,20 +226,20 @@ class LWLM:
     encoder_: ChannelEncoder
     power_stats_: tuple[float, float]
     pretrain_losses_: list[dict[str, float]]
+    pretrain_curve_: list[dict[str, float]]
     pretrain_s_: float
 
     def __init__(self, **hyper: Any) -> None:
         self.config = LWLMConfig(**hyper)
         self.tasks_: dict[str, _Task] = {}
-        self.grid_: tuple[int, int] | None = None
+        self.grids_: list[tuple[int, int]] = []  # the channel grids pretraining read
         self.pretrained_ = False
 
     # --- building blocks -------------------------------------------------------------------------------------
-    def _new_encoder(self, antennas: int, subcarriers: int) -> ChannelEncoder:
+    def _new_encoder(self) -> ChannelEncoder:
         c = self.config
         torch.manual_seed(c.seed)
-        return ChannelEncoder(antennas, subcarriers, c.patch, d_model=c.d_model, depth=c.depth, heads=c.heads,
-                              d_ff=c.d_ff)
+        return ChannelEncoder(c.patch, d_model=c.d_model, depth=c.depth, heads=c.heads, d_ff=c.d_ff)
 
     def _power(self, power_db: torch.Tensor) -> torch.Tensor:
         mean, std = self.power_stats_
@@ -201,61 +249,120 @@ class LWLM:
         if csi.ndim != 4 or not np.iscomplexobj(csi):
             raise DataValidationError(f"{where}: CSI must be complex (n, bs, antennas, subcarriers), got "
                                       f"{csi.dtype} {csi.shape}")
-        if self.grid_ is not None and tuple(csi.shape[2:]) != self.grid_:
+        pa, pk = self.config.patch
+        if csi.shape[2] % pa or csi.shape[3] % pk:
             raise DataValidationError(f"{where}: channels are {csi.shape[2]} antennas x {csi.shape[3]} subcarriers; "
-                                      f"this model was built for {self.grid_[0]} x {self.grid_[1]}")
+                                      f"the patch {pa} x {pk} must divide them")
 
     # --- pretraining -----------------------------------------------------------------------------------------
-    def pretrain(self, unlabelled: Fingerprints | FingerprintSet, views: Fingerprints | FingerprintSet | None = None,
-                 *, callback: Callable[[int, dict[str, float]], None] | None = None, progress: bool = False) -> LWLM:
-        """Self-supervised pretraining on the channels of every BS in ``unlabelled`` (positions are not read).
+    def pretrain(self, unlabelled: Fingerprints | FingerprintSet | ChannelCorpus,
+                 views: Fingerprints | FingerprintSet | None = None, *,
+                 callback: Callable[[int, dict[str, float]], None] | None = None,
+                 on_step: Callable[[int, dict[str, float]], None] | None = None, progress: bool = False,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False) -> LWLM:
+        """Self-supervised pretraining on unlabelled channels (positions are never read).
 
-        ``views``: the same users (same ``point_ids``, same environment order) under other conditions; channel
-        ``(user, BS)`` there is PICL's positive for ``(user, BS)`` here. Without it the positive is another
-        noise/phase/gain draw of the same channel. ``callback(epoch, losses)`` runs after every epoch.
+        ``unlabelled``: fingerprints (every BS of every user is a sample) or a :class:`ChannelCorpus` streamed from
+        disk, whose memory stays at ``buffer_chunks`` chunks whatever its size; grids of several sizes are
+        batched separately through the one encoder. ``views``: with fingerprints, the same users (same
+        ``point_ids``, same environment order) under other conditions; channel ``(user, BS)`` there is PICL's
+        positive for ``(user, BS)`` here (a corpus carries its own views). Without a view the positive is another
+        noise/phase/gain draw of the same channel.
+
+        ``checkpoint_dir``: the whole training state (weights, optimiser, schedule, random generators, position
+        in the corpus, curves) is written there every ``checkpoint_every`` steps, at the end, and when a Ctrl-C
+        stops the run on a step boundary; ``resume=True`` continues from it and reaches the same weights as a run
+        that never stopped. ``callback(epoch, losses)`` runs after every epoch, ``on_step(step, losses)`` after
+        every step.
         """
         c = self.config
         if not c.objectives:
             raise DataValidationError("pretraining needs at least one objective")
-        h, power, h_view, power_view = self._pretrain_channels(unlabelled, views)
-        self.grid_ = (int(h.shape[1]), int(h.shape[2]))
-        self.power_stats_ = (float(power.mean()), float(power.std()) + 1e-6)
+        if checkpoint_every < 0:
+            raise DataValidationError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+        if resume and checkpoint_dir is None:
+            raise DataValidationError("resume needs checkpoint_dir")
+        corpus = unlabelled if isinstance(unlabelled, ChannelCorpus) else _corpus_of(unlabelled, views)
+        if views is not None and isinstance(unlabelled, ChannelCorpus):
+            raise DataValidationError("a corpus carries its own views; pass views only with fingerprints")
+        for grid in corpus.grids:
+            self._check_grid(np.zeros((1, 1, *grid), np.complex64), f"corpus grid {grid[0]} x {grid[1]}")
+        self.grids_ = list(corpus.grids)
+        mean, std = corpus.power_stats()
+        self.power_stats_ = (mean, std + 1e-6)
         heads, params, opt = self._pretraining_state()
+        per_epoch = [corpus.steps(c.batch_size, e, c.seed) for e in range(1, c.epochs + 1)]
+        total = sum(per_epoch)
+        if c.epochs and total == 0:
+            raise DataValidationError(f"the corpus has fewer channels per grid than batch_size {c.batch_size} "
+                                      f"({len(corpus)} channels over grids {corpus.grids})")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, c.lr, total_steps=max(1, total), pct_start=0.1)
+        run = _PretrainRun(rng=np.random.default_rng([c.seed, 41]), gen=torch.Generator().manual_seed(c.seed))
+        key = _corpus_key(corpus)
+        if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / "meta.json").is_file():
+            run = self._restore_checkpoint(Path(checkpoint_dir), heads, opt, sched, key)
+        self.pretrain_losses_, self.pretrain_curve_ = run.losses, run.curve
+        log_every = max(1, total // 200)
+        window: dict[str, float] = {}
+        t0 = time.perf_counter() - run.seconds
         enc = self.encoder_
-        n = len(h)
-        steps_per_epoch = max(1, n // c.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, c.lr, total_steps=max(1, c.epochs * steps_per_epoch),
-                                                    pct_start=0.1)
-        rng = np.random.default_rng([c.seed, 41])
-        gen = torch.Generator().manual_seed(c.seed)
-        self.pretrain_losses_ = []
-        t0 = time.perf_counter()
         enc.train()
-        with progress_bar("pretraining LWLM", c.epochs * steps_per_epoch, enabled=progress) as bar:
-            for epoch in range(1, c.epochs + 1):
-                order = rng.permutation(n)
-                sums: dict[str, float] = {}
-                for s in range(steps_per_epoch):
-                    b = torch.from_numpy(order[s * c.batch_size : (s + 1) * c.batch_size])
-                    parts = self._pretrain_update(h[b], power[b], h_view[b], power_view[b], heads, params, opt,
-                                                  rng, gen)
+        stopped = False
+
+        def save() -> None:
+            if checkpoint_dir is not None and distributed.is_main():
+                run.seconds = time.perf_counter() - t0
+                self._write_checkpoint(Path(checkpoint_dir), heads, opt, sched, run, key)
+
+        with progress_bar("pretraining LWLM", total, enabled=progress, start=run.step) as bar, \
+                deferred_interrupt() as interrupt:
+            for epoch in range(run.epoch, c.epochs + 1):
+                skip = run.step - sum(per_epoch[: epoch - 1])
+                for csi, view in corpus.batches(c.batch_size, epoch, c.seed, start=skip):
+                    h, power = channel_tensors(csi)
+                    h_view, power_view = channel_tensors(view)
+                    parts, diagnostics = self._pretrain_update(h, power, h_view, power_view, heads, params, opt,
+                                                               run.rng, run.gen)
                     sched.step()
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + distributed.sum_scalar(v) / steps_per_epoch
-                    bar.advance(epoch=epoch)
-                self.pretrain_losses_.append(sums)
+                    values = {k: distributed.sum_scalar(v) for k, v in parts.items()} | diagnostics
+                    for k, v in values.items():
+                        run.sums[k] = run.sums.get(k, 0.0) + v / per_epoch[epoch - 1]
+                        window[k] = window.get(k, 0.0) + v
+                    run.step += 1
+                    if run.step % log_every == 0 or run.step == total:
+                        n = run.step % log_every or log_every
+                        run.curve.append({"step": run.step, "epoch": epoch, **{k: v / n for k, v in window.items()}})
+                        window = {}
+                    bar.advance(1, epoch=epoch, **{k: f"{v:.3f}" for k, v in values.items() if k in parts})
+                    if on_step is not None:
+                        on_step(run.step, values)
+                    if checkpoint_every and run.step % checkpoint_every == 0 and run.step < total:
+                        save()
+                    if interrupt.requested:
+                        stopped = True
+                        break
+                if stopped:
+                    break
+                run.losses.append(run.sums)
+                run.sums, run.epoch = {}, epoch + 1
                 if callback is not None:
-                    callback(epoch, sums)
+                    callback(epoch, run.losses[-1])
+            if stopped:
+                note_interrupt("LWLM pretraining", run.step, total)
+                if progress:
+                    print(f"interrupted after {run.step} of {total} steps"
+                          + (f"; resume from {checkpoint_dir}" if checkpoint_dir is not None else ""))
         enc.eval()
         self.pretrain_s_ = time.perf_counter() - t0
+        self.pretrain_steps_ = run.step
         self.pretrained_ = True
+        save()
         return self
 
     def _pretraining_state(self) -> tuple[nn.ModuleDict, list[nn.Parameter], torch.optim.Optimizer]:
         """A fresh encoder (``encoder_``), the pretraining heads, their parameters and the optimiser."""
         c = self.config
-        assert self.grid_ is not None
-        self.encoder_ = self._new_encoder(*self.grid_)
+        self.encoder_ = self._new_encoder()
         heads = nn.ModuleDict({"recon": PatchReconstruction(c.d_model, self.encoder_.patch_dim),
                                "picl": ProjectionHead(c.d_model, PROJECTION_DIMS),
                                "dti": ProjectionHead(c.d_model, PROJECTION_DIMS),
@@ -264,23 +371,68 @@ class LWLM:
         params = list(self.encoder_.parameters()) + list(heads.parameters())
         return heads, params, torch.optim.AdamW(params, lr=c.lr, weight_decay=1e-4)
 
+    def _write_checkpoint(self, folder: Path, heads: nn.ModuleDict, opt: torch.optim.Optimizer,
+                          sched: torch.optim.lr_scheduler.LRScheduler, run: _PretrainRun, key: dict[str, Any]) -> None:
+        tensors = {f"encoder.{k}": v for k, v in self.encoder_.state_dict().items()}
+        tensors |= {f"heads.{k}": v for k, v in heads.state_dict().items()}
+        opt_state = opt.state_dict()
+        for i, state in opt_state["state"].items():
+            tensors |= {f"opt.{i}.{k}": torch.as_tensor(v) for k, v in state.items()}
+        tensors["torch_generator"] = run.gen.get_state()
+        meta = {"kind": "lwlm-pretraining", "config": asdict(self.config), "corpus": key,
+                "power_stats": list(self.power_stats_), "grids": [list(g) for g in self.grids_],
+                "epoch": run.epoch, "step": run.step, "sums": run.sums, "losses": run.losses, "curve": run.curve,
+                "seconds": run.seconds, "numpy_generator": run.rng.bit_generator.state,
+                "optimizer_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
+        save_model_folder(folder, tensors, meta)
+
+    def _restore_checkpoint(self, folder: Path, heads: nn.ModuleDict, opt: torch.optim.Optimizer,
+                            sched: torch.optim.lr_scheduler.LRScheduler, key: dict[str, Any]) -> _PretrainRun:
+        tensors, meta = load_model_folder(folder, kind="lwlm-pretraining")
+        changed = sorted(k for k, v in asdict(self.config).items()
+                         if json.loads(json.dumps(v)) != meta["config"].get(k))
+        if changed:
+            raise DataValidationError(f"{folder}: the checkpoint was written with other settings ({', '.join(changed)}"
+                                      "); resume with the same ones or start a new checkpoint folder")
+        if meta["corpus"] != key:
+            raise DataValidationError(f"{folder}: the checkpoint was written for another corpus ({meta['corpus']}, "
+                                      f"this one {key})")
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.encoder_.load_state_dict(part("encoder."))
+        heads.load_state_dict(part("heads."))
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in part("opt.").items():
+            i, name = k.split(".", 1)
+            state.setdefault(int(i), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        sched.load_state_dict(meta["scheduler"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["numpy_generator"]
+        gen = torch.Generator()
+        gen.set_state(tensors["torch_generator"])
+        return _PretrainRun(rng=rng, gen=gen, epoch=int(meta["epoch"]), step=int(meta["step"]), sums=meta["sums"],
+                            losses=meta["losses"], curve=meta["curve"], seconds=float(meta["seconds"]))
+
     def _pretrain_update(self, h: torch.Tensor, power: torch.Tensor, h_view: torch.Tensor, power_view: torch.Tensor,
                          heads: nn.ModuleDict, params: list[nn.Parameter], opt: torch.optim.Optimizer,
-                         rng: np.random.Generator, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """One optimiser step on the sum of the objectives; returns the separate losses."""
-        parts = self._pretrain_losses(h, power, h_view, power_view, heads, rng, gen)
+                         rng: np.random.Generator, gen: torch.Generator
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """One optimiser step on the sum of the objectives; returns the separate losses and the diagnostics."""
+        parts, diagnostics = self._pretrain_losses(h, power, h_view, power_view, heads, rng, gen)
         loss = sum(parts.values(), torch.zeros(()))
         opt.zero_grad()
         loss.backward()
         distributed.sum_module_gradients(params, 1.0)  # partial losses: the whole batch's gradient is their sum
         nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        return parts
+        return parts, diagnostics
 
     def pretraining_step_for_profiling(self, channels: torch.Tensor) -> Callable[[], None]:
         """A closure running one pretraining step on unit-power complex ``channels`` ``(n, M, K)`` (for FLOP and
         time measurements; the model it trains is throw-away)."""
-        self.grid_ = (int(channels.shape[1]), int(channels.shape[2]))
         self.power_stats_ = (0.0, 1.0)
         heads, params, opt = self._pretraining_state()
         power = torch.zeros(len(channels))
@@ -290,31 +442,6 @@ class LWLM:
             self._pretrain_update(channels, power, channels, power, heads, params, opt, rng, gen)
 
         return step
-
-    def _pretrain_channels(self, unlabelled: Fingerprints | FingerprintSet,
-                           views: Fingerprints | FingerprintSet | None) -> tuple[torch.Tensor, ...]:
-        base = [unlabelled] if isinstance(unlabelled, Fingerprints) else list(unlabelled.values())
-        if not base:
-            raise DataValidationError("pretraining needs at least one environment of channels")
-        other = base if views is None else ([views] if isinstance(views, Fingerprints) else list(views.values()))
-        if len(other) != len(base):
-            raise DataValidationError(f"views hold {len(other)} environments, unlabelled {len(base)}")
-        grids = set()
-        chans, chans_view = [], []
-        for fp, fv in zip(base, other, strict=True):
-            self._check_grid(fp.measurements, f"environment {fp.name!r}")
-            grids.add(tuple(fp.measurements.shape[2:]))
-            if fv is not fp and (fv.measurements.shape != fp.measurements.shape
-                                 or not np.array_equal(fv.point_ids, fp.point_ids)):
-                raise DataValidationError(f"views of {fp.name!r} ({fv.name!r}) must hold the same users "
-                                          f"(point_ids) with the same CSI shape {fp.measurements.shape}")
-            chans.append(fp.measurements.reshape(-1, *fp.measurements.shape[2:]))
-            chans_view.append(fv.measurements.reshape(-1, *fv.measurements.shape[2:]))
-        if len(grids) != 1:
-            raise DataValidationError(f"all environments need one antenna x subcarrier grid, got {sorted(grids)}")
-        h, power = channel_tensors(np.concatenate(chans))
-        h_view, power_view = channel_tensors(np.concatenate(chans_view))
-        return h, power, h_view, power_view
 
     def _augment(self, h: torch.Tensor, power_db: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
         """A nuisance draw of unit-RMS channels: common phase, gain, AWGN at an SNR in ``config.snr_db``."""
@@ -332,8 +459,11 @@ class LWLM:
 
     def _pretrain_losses(self, h: torch.Tensor, power: torch.Tensor, h_view: torch.Tensor, power_view: torch.Tensor,
                          heads: nn.ModuleDict, rng: np.random.Generator,
-                         gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """The objectives on a batch. Random draws (augmentations, masks, domain) are made for the whole batch on
+                         gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The objectives on a batch, and the diagnostic ``sf-mcm-mean``: the masked-patch MSE of predicting every
+        patch by the batch's mean patch at its grid position (the level SF-MCM must beat).
+
+        Random draws (augmentations, masks, domain) are made for the whole batch on
         every rank; under data parallelism each rank encodes its share and returns partial losses that sum over
         ranks to the whole batch's losses (PICL compares against every rank's embeddings)."""
         c, enc = self.config, self.encoder_
@@ -343,15 +473,21 @@ class LWLM:
         h1, p1 = self._augment(h, power, gen)
         x1 = _real(h1)
         losses: dict[str, torch.Tensor] = {}
-        mask1 = (torch.from_numpy(block_masks(len(h), enc.grid, c.mask_ratio, rng)) if "sf-mcm" in obj else None)
+        grid = enc.grid_of(h.shape[1], h.shape[2])
+        diagnostics: dict[str, float] = {}
+        mask1 = (torch.from_numpy(block_masks(len(h), grid, c.mask_ratio, rng)) if "sf-mcm" in obj else None)
         t1 = enc(x1[mine], self._power(p1[mine]), 0, None if mask1 is None else mask1[mine])
         if mask1 is not None:
-            losses["sf-mcm"] = masked_reconstruction_loss(heads["recon"](t1), enc.patchify(x1[mine]), mask1[mine],
+            patches = enc.patchify(x1)
+            losses["sf-mcm"] = masked_reconstruction_loss(heads["recon"](t1), patches[mine], mask1[mine],
                                                           total=int(mask1.sum()))
+            with torch.no_grad():
+                diagnostics["sf-mcm-mean"] = float(masked_reconstruction_loss(
+                    patches.mean(0, keepdim=True).expand_as(patches), patches, mask1))
         if "picl" in obj:
             h2, p2 = self._augment(h_view, power_view, gen)
             x2 = _real(h2)
-            mask2 = (torch.from_numpy(block_masks(len(h), enc.grid, c.mask_ratio, rng)) if mask1 is not None
+            mask2 = (torch.from_numpy(block_masks(len(h), grid, c.mask_ratio, rng)) if mask1 is not None
                      else None)
             t2 = enc(x2[mine], self._power(p2[mine]), 0, None if mask2 is None else mask2[mine])
             if mask2 is not None:
@@ -365,7 +501,7 @@ class LWLM:
             z, zt = heads["dti"](t1), heads["dti"](tt)
             q = heads["dti_pred"]
             losses["dti"] = weight * 0.5 * (negative_cosine(q(z), zt) + negative_cosine(q(zt), z))
-        return losses
+        return losses, diagnostics
 
     # --- fine-tuning -----------------------------------------------------------------------------------------
     def finetune(self, task: str, data: Fingerprints, label_fraction: float = 1.0, *, bs: int = 0,
@@ -383,11 +519,11 @@ class LWLM:
         if len(targets) < 2:
             raise DataValidationError(f"task {task!r}: {len(targets)} labelled sample(s) in {data.name!r} at "
                                       f"label_fraction {label_fraction}; need at least 2")
+        grid = (int(data.measurements.shape[2]), int(data.measurements.shape[3]))
         if not self.pretrained_:  # from scratch: standardise power on this data's channels (no labels involved)
-            self.grid_ = (int(data.measurements.shape[2]), int(data.measurements.shape[3]))
-            _, p_all = channel_tensors(data.measurements.reshape(-1, *self.grid_))
+            _, p_all = channel_tensors(data.measurements.reshape(-1, *grid))
             self.power_stats_ = (float(p_all.mean()), float(p_all.std()) + 1e-6)
-            encoder = self._new_encoder(*self.grid_)
+            encoder = self._new_encoder()
         else:
             encoder = copy.deepcopy(self.encoder_)
         torch.manual_seed(seed)
@@ -405,7 +541,7 @@ class LWLM:
         opt = torch.optim.AdamW(params, lr=c.finetune_lr, weight_decay=1e-4)
         total = c.finetune_steps if steps is None else steps
         rng = np.random.default_rng([seed, 32])
-        record = _Task(task, encoder, head, centre, scale, bs, n_bs, len(users), total, 0.0)
+        record = _Task(task, encoder, head, centre, scale, bs, n_bs, len(users), total, 0.0, grid)
         t0 = time.perf_counter()
         encoder.train()
         for step in range(1, total + 1):
@@ -445,6 +581,10 @@ class LWLM:
         rec = self.tasks_[task]
         csi = np.asarray(csi)
         self._check_grid(csi, "predict")
+        if tuple(csi.shape[2:]) != rec.grid:
+            raise DataValidationError(f"predict: channels are {csi.shape[2]} antennas x {csi.shape[3]} subcarriers; "
+                                      f"the {task} decoder was fine-tuned on {rec.grid[0]} x {rec.grid[1]} (fine-tune "
+                                      "the pretrained encoder on this configuration)")
         n_users, n_bs = csi.shape[:2]
         if task == "multi-bs" and csi.shape[1] != rec.n_bs:
             raise DataValidationError(f"multi-bs decoder was fine-tuned on {rec.n_bs} base stations, got "
@@ -470,8 +610,9 @@ class LWLM:
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Encoder and fine-tuned decoders as safetensors + JSON (config, power statistics, task metadata)."""
-        if self.grid_ is None:
+        """Encoder and fine-tuned decoders as safetensors + JSON (config, power statistics, task metadata,
+        pretraining curves)."""
+        if not self.pretrained_ and not self.tasks_:
             raise NotFittedError("nothing to save: pretrain or fine-tune first")
         tensors: dict[str, torch.Tensor] = {}
         if self.pretrained_:
@@ -482,10 +623,12 @@ class LWLM:
             tensors.update({f"task.{name}.head.{k}": v for k, v in rec.head.state_dict().items()})
             tasks_meta[name] = {"centre": rec.centre.tolist(), "scale": rec.scale.tolist(), "bs": rec.bs,
                                 "n_bs": rec.n_bs, "n_labelled_users": rec.n_labelled_users, "steps": rec.steps,
-                                "seconds": rec.seconds, "out_dims": int(len(rec.centre))}
-        meta = {"kind": "lwlm", "config": asdict(self.config), "grid": list(self.grid_),
+                                "seconds": rec.seconds, "out_dims": int(len(rec.centre)), "grid": list(rec.grid)}
+        meta = {"kind": "lwlm", "config": asdict(self.config), "grids": [list(g) for g in self.grids_],
                 "power_stats": list(self.power_stats_), "pretrained": self.pretrained_, "tasks": tasks_meta,
-                "pretrain_losses": getattr(self, "pretrain_losses_", [])}
+                "pretrain_losses": getattr(self, "pretrain_losses_", []),
+                "pretrain_curve": getattr(self, "pretrain_curve_", []),
+                "pretrain_s": getattr(self, "pretrain_s_", 0.0), "pretrain_steps": getattr(self, "pretrain_steps_", 0)}
         return save_model_folder(path, tensors, meta)
 
     @classmethod
@@ -497,20 +640,23 @@ class LWLM:
         cfg["objectives"] = tuple(cfg["objectives"])
         cfg["snr_db"] = tuple(cfg["snr_db"])
         model = cls(**cfg)
-        model.grid_ = (int(meta["grid"][0]), int(meta["grid"][1]))
+        model.grids_ = [(int(g[0]), int(g[1])) for g in meta.get("grids", [])]
         model.power_stats_ = (float(meta["power_stats"][0]), float(meta["power_stats"][1]))
         model.pretrained_ = bool(meta["pretrained"])
         model.pretrain_losses_ = list(meta.get("pretrain_losses", []))
+        model.pretrain_curve_ = list(meta.get("pretrain_curve", []))
+        model.pretrain_s_ = float(meta.get("pretrain_s", 0.0))
+        model.pretrain_steps_ = int(meta.get("pretrain_steps", 0))
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         if model.pretrained_:
-            model.encoder_ = model._new_encoder(*model.grid_)
+            model.encoder_ = model._new_encoder()
             model.encoder_.load_state_dict(part("encoder."))
             model.encoder_.eval()
         for name, tm in meta["tasks"].items():
-            encoder = model._new_encoder(*model.grid_)
+            encoder = model._new_encoder()
             encoder.load_state_dict(part(f"task.{name}.encoder."))
             encoder.eval()
             head: nn.Module = (MultiBSHead(model.config.d_model, int(tm["n_bs"])) if name == "multi-bs"
@@ -518,6 +664,5 @@ class LWLM:
             head.load_state_dict(part(f"task.{name}.head."))
             model.tasks_[name] = _Task(name, encoder, head, np.array(tm["centre"]), np.array(tm["scale"]),
                                        int(tm["bs"]), int(tm["n_bs"]), int(tm["n_labelled_users"]), int(tm["steps"]),
-                                       float(tm["seconds"]))
+                                       float(tm["seconds"]), (int(tm["grid"][0]), int(tm["grid"][1])))
         return model
-

@@ -124,8 +124,7 @@ class LWLMEstimator(Estimator):
             (task, rec), = engine.tasks_.items()
             est.set_params(task=task, bs=rec.bs)
             est.adapted_, est.adapt_steps_ = engine, rec.steps
-            grid = engine.grid_ or (None, None)
-            est.sample_shape_ = (rec.n_bs if task == "multi-bs" else None, grid[0], grid[1])
+            est.sample_shape_ = (rec.n_bs if task == "multi-bs" else None, *rec.grid)
         return est
 
 
