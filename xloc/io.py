@@ -6,11 +6,31 @@ never sees half a file and a failed write leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "user_umask", "read_json"]
+
+
+def user_umask() -> int:
+    """The process's umask (read without changing it for good): files xloc writes get the permissions it gives."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON document in ``path``; a :class:`~xloc.errors.FileFormatError` naming the file (and the line and
+    column) when it is not valid JSON."""
+    from xloc.errors import FileFormatError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}: not valid JSON: {exc}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> Path:
@@ -23,9 +43,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+            mode = 0o666 & ~user_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from xloc.errors import DataValidationError, FileFormatError
-from xloc.io import atomic_write_text
+from xloc.io import atomic_write_text, read_json, user_umask
 
 __all__ = ["ChunkInfo", "ChannelCorpus", "write_chunk", "chunk_power_stats", "CORPUS_FORMAT_VERSION", "MANIFEST"]
 
@@ -99,7 +99,7 @@ def write_chunk(folder: str | os.PathLike[str], name: str, csi: np.ndarray, view
             if view is not None:
                 f.create_dataset("csi_view", data=view)
             f.attrs["source"] = source
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~user_umask())
         os.replace(tmp, folder / name)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -107,12 +107,6 @@ def write_chunk(folder: str | os.PathLike[str], name: str, csi: np.ndarray, view
     mean, m2 = chunk_power_stats(csi)
     return ChunkInfo(name, int(len(csi)), int(csi.shape[1]), int(csi.shape[2]), source, view is not None, mean, m2,
                      dict(attrs or {}))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @dataclass(frozen=True)
@@ -168,12 +162,9 @@ class ChannelCorpus:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise FileFormatError(f"{folder}: not a channel corpus (no {MANIFEST}; build one with 'xloc corpus')")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise FileFormatError(f"{path}: not valid JSON: {exc}") from None
-        if doc.get("format") != "xloc-corpus":
-            raise FileFormatError(f"{path}: not an xloc corpus manifest (format {doc.get('format')!r})")
+        doc = read_json(path)
+        if not isinstance(doc, dict) or doc.get("format") != "xloc-corpus":
+            raise FileFormatError(f"{path}: not an xloc corpus manifest")
         if int(doc.get("format_version", -1)) > CORPUS_FORMAT_VERSION:
             raise FileFormatError(f"{path}: corpus format {doc['format_version']} is newer than this xloc reads")
         try:

@@ -27,6 +27,7 @@ from xloc import __version__
 from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import DataValidationError, FileFormatError
+from xloc.io import user_umask
 
 __all__ = ["save_fingerprints", "load_fingerprints", "list_splits", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -69,9 +70,7 @@ def save_fingerprints(path: str | os.PathLike[str], splits: Mapping[str, Fingerp
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; the saved file should look like any other
+    os.chmod(tmp_name, 0o666 & ~user_umask())  # mkstemp creates 0600; the saved file should look like any other
     try:
         with h5py.File(tmp_name, "w") as f:
             f.attrs["format"] = FORMAT_NAME

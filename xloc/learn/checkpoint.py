@@ -18,18 +18,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xloc.errors import FileFormatError
+from xloc.io import read_json, user_umask
 
 __all__ = ["save_model_folder", "load_model_folder", "read_model_kind", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 _WEIGHTS = "weights.safetensors"
 _META = "meta.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_model_folder(
@@ -45,12 +40,12 @@ def save_model_folder(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a colleague or a service account must read models
+        os.chmod(tmp, 0o777 & ~user_umask())  # mkdtemp makes 0700; a colleague or a service account must read models
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / _WEIGHTS))
         doc = {"format": "xloc-model", "format_version": MODEL_FORMAT_VERSION, **meta}
         (tmp / _META).write_text(json.dumps(doc, indent=1))
         for written in (tmp / _WEIGHTS, tmp / _META):  # safetensors writes 0600 whatever the umask says
-            os.chmod(written, 0o666 & ~_umask())
+            os.chmod(written, 0o666 & ~user_umask())
         for name, save_part in (parts or {}).items():
             save_part(tmp / name)
         if target.exists():
@@ -76,12 +71,9 @@ def load_model_folder(
     weights, meta_path = folder / _WEIGHTS, folder / _META
     if not weights.is_file() or not meta_path.is_file():
         raise FileFormatError(f"{folder}: not an xloc model folder (needs {_WEIGHTS} and {_META})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{meta_path}: not valid JSON: {exc}") from None
-    if meta.get("format") != "xloc-model":
-        raise FileFormatError(f"{meta_path}: not an xloc model (format {meta.get('format')!r})")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != "xloc-model":
+        raise FileFormatError(f"{meta_path}: not an xloc model (no \"format\": \"xloc-model\")")
     if kind is not None and meta.get("kind") != kind:
         raise FileFormatError(f"{folder}: holds a {meta.get('kind')!r} model, not {kind}")
     if int(meta.get("format_version", -1)) > MODEL_FORMAT_VERSION:
@@ -98,8 +90,5 @@ def read_model_kind(path: str | os.PathLike[str]) -> str:
     meta_path = Path(path) / _META
     if not meta_path.is_file():
         raise FileFormatError(f"{path}: not an xloc model folder (no {_META})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{meta_path}: not valid JSON: {exc}") from None
-    return str(meta.get("kind"))
+    meta = read_json(meta_path)
+    return str(meta.get("kind")) if isinstance(meta, dict) else "unknown"
