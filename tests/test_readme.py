@@ -32,12 +32,13 @@ ELSEWHERE = {
 
 #: Smaller sizes: (pattern, replacement) applied to every line, then options added per command.
 SMALLER = [(r"--users \d+", "--users 120"), (r"--test-users \d+", "--test-users 30"), (r"--seeds \d+", "--seeds 1"),
-           (r"--iterations \d+", "--iterations 3")]
+           (r"--iterations \d+", "--iterations 3"), (r"--channels \d+", "--channels 60")]
 ADDED = {
     "train": ["--iterations", "3"],
     "pretrain": ["--epochs", "1", "--param", "depth=1", "--param", "d_model=32", "--param", "d_ff=64"],
     "adapt": ["--steps", "3"],
     "finetune": ["--steps", "3"],
+    "corpus": ["--chunk", "30"],
     "evaluate": ["--k", "10"],
 }
 
