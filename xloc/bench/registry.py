@@ -113,6 +113,9 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               "agml:report", experiments="agml:DATASETS"),
     BenchSpec("twins", "twins", "P3, P4 and P5 on the ray-traced twins (Sionna RT)", "twins:run", "twins:report",
               experiments="twins:PARTS"),
+    BenchSpec("lwlm-foundation", "lwlm-foundation", "LWLM's corpus-pretrained checkpoint on ray-traced sets (canyon, "
+              "unseen Etoile, Florence, office)", "foundation:run", "foundation:report",
+              experiments="foundation:LAYOUTS"),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
               "drift:run", "drift:report", experiments="drift:PARTS"),
     BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report", experiments="speed:PARTS"),

@@ -154,8 +154,9 @@ QUICK_RESULTS = Path("benchmarks/results-quick")
 #: tests/test_cli.py checks that it names every experiment of every bench
 BENCH_EXPERIMENTS_HELP = ("Parts of the benches that have them: metaloc-csi hall, lab; metaloc-regimes sources, "
                           "samples, device; p3 single, multi, unseen-cell, rain, traffic, tokens, complexity; p4 main, "
-                          "unseen, ablation; p5 sodindoorloc, o1-drive; twins p3, p4, p5, patches; drift rss, o2, "
-                          "rooms, office, detect; sim-speed simulator, sionna (repeat; default all)")
+                          "unseen, ablation; lwlm-foundation canyon, etoile, florence, office; p5 sodindoorloc, "
+                          "o1-drive; twins p3, p4, p5, patches; drift rss, o2, rooms, office, detect; sim-speed "
+                          "simulator, sionna (repeat; default all)")
 
 
 def _bench_help() -> str:
@@ -178,7 +179,8 @@ def bench(
                                                           "knn, wknn, maml, maml-ts, maml-dg, tl, ri)")] = None,
     append: Annotated[bool, typer.Option(help="Keep rows that other commits wrote in the result files beside the new "
                                               "ones (the report then shows per-row provenance)")] = False,
-    resume: Annotated[bool, typer.Option(help="metaloc-csi: keep the rows this commit already wrote to --out and "
+    resume: Annotated[bool, typer.Option(help="metaloc-csi, lwlm-foundation: keep the rows this commit already wrote "
+                                              "to --out and "
                                               "skip their work (continue an interrupted run)")] = False,
     quick: Annotated[bool, typer.Option(help="Tiny sizes for every protocol (a smoke run of the whole suite in a "
                                              "few minutes); results go to benchmarks/results-quick")] = False,

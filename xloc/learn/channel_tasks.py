@@ -18,7 +18,7 @@ import numpy as np
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import DataValidationError
 
-__all__ = ["TASKS", "TASK_UNITS", "SPEED_OF_LIGHT_M_S", "task_samples", "task_errors", "labelled_users"]
+__all__ = ["TASKS", "TASK_UNITS", "SPEED_OF_LIGHT_M_S", "task_samples", "task_errors", "labelled_users", "task_los"]
 
 TASKS = ("toa", "aoa", "single-bs", "multi-bs")
 #: unit of each task's target and of its error
@@ -81,3 +81,18 @@ def task_errors(task: str, predicted: np.ndarray, true: np.ndarray) -> np.ndarra
     if task == "aoa":
         return np.abs((p - t + 180.0) % 360.0 - 180.0).reshape(-1)
     return np.sqrt(((p - t) ** 2).sum(-1))
+
+
+def task_los(fp: Fingerprints, task: str, bs: int = 0) -> np.ndarray:
+    """Line-of-sight flag of each sample :func:`task_samples` gives for every user, in the same order: ToA/AoA per
+    (user, BS) pair with a path; single-BS the link to BS ``bs``; multi-BS true only with LoS to every BS (one
+    blocked link already bends the geometry a multi-BS fix relies on)."""
+    _check(fp, task, bs)
+    if fp.labels is None or "los" not in fp.labels:
+        raise DataValidationError(f"environment {fp.name!r}: LoS/NLoS needs the label 'los' (simulated data "
+                                  "carries it)")
+    los = np.asarray(fp.labels["los"], dtype=bool)
+    if task in ("toa", "aoa"):
+        key = "toa_s" if task == "toa" else "aoa_rad"
+        return los.reshape(-1)[np.isfinite(np.asarray(fp.labels[key], np.float64)).reshape(-1)]
+    return np.asarray(los[:, bs] if task == "single-bs" else los.all(axis=1))

@@ -1,0 +1,31 @@
+from dataclasses import replace
+
+import numpy as np
+
+from xloc.bench import lwlm as lx
+from xloc.bench.foundation import QUICK, foundation_markdown, run_foundation
+from xloc.learn.lwlm import LWLM
+
+
+def test_foundation_rows_cover_every_method_task_and_fraction_and_resume():
+    city = lx.city_data(replace(lx.QUICK, pretrain_users=30, pool_users=40, test_users=20))
+    sets = {"canyon": (city.pools["A"], city.tests["A"], city.scenes["A"]),
+            "office": (city.pools["B"], city.tests["B"], city.scenes["B"])}
+    reference = LWLM(seed=0, patch=(4, 8), d_model=16, depth=1, heads=2, d_ff=32, epochs=1,
+                     batch_size=32).pretrain(city.pretrain)
+    written = []
+    rows = run_foundation(reference, QUICK, sets=sets.__getitem__, on_row=lambda r: written.append(len(r)),
+                          log=lambda _text: None)
+    main = [r for r in rows if r["method"] != "model-based"]
+    assert len(main) == 2 * 2 * 4 * 3 and written[-1] == len(rows)  # sets x fractions x tasks x methods
+    assert {r["method"] for r in rows} == {"lwlm", "lwlm-scratch", "cnn", "model-based"}
+    for r in rows:
+        assert r["n_los"] + r["n_nlos"] > 0 and np.isfinite(r["mean"])
+        if r["n_los"] and r["n_nlos"]:  # the overall mean lies between the LoS and NLoS means
+            lo, hi = sorted((r["mean_los"], r["mean_nlos"]))
+            assert lo - 1e-9 <= r["mean"] <= hi + 1e-9
+    # A resumed run keeps the finished rows and runs nothing again.
+    again = run_foundation(reference, QUICK, sets=sets.__getitem__, finished=rows, log=lambda _text: None)
+    assert again == rows
+    text = foundation_markdown(rows)
+    assert "| canyon | multi-bs [m] | lwlm |" in text and "LWLM vs scratch" in text

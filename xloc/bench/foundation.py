@@ -1,0 +1,237 @@
+"""LWLM as a foundation model, judged on ray-traced channels (issue 21).
+
+One reference checkpoint, pretrained without labels on the corpus of random streets and ray-traced scenes
+(``make pretrain``: :mod:`xloc.sim.corpus`), is fine-tuned per task -- ToA, AoA, single-BS and multi-BS
+localization -- with 1 %, 10 % and 100 % of the labelled users of four ray-traced sets:
+
+* ``canyon`` -- the street canyon (its pretraining users' channels are in the corpus, unlabelled);
+* ``etoile``, ``florence`` -- scenes the corpus never saw (unseen layouts);
+* ``office`` -- the indoor office, 3 ceiling APs with 4 antennas x 52 subcarriers at 5 GHz / 20 MHz: a scene and
+  a radio configuration the ray-traced part of the corpus never had.
+
+Beside it: the same encoder and decoders from scratch (same steps, users and seeds), the supervised CNN on the same
+users, and the model-based estimators (IDFT first peak, DFT beam scan, range/bearing least squares; no labels).
+Every set gets AWGN at ``snr_db``; errors are reported over all test samples and separately over the LoS and NLoS
+ones (:func:`~xloc.learn.channel_tasks.task_los`). Rows are per seed and written after every fine-tuning, so
+``--resume`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xloc.baselines.csi import CsiTaskCNN
+from xloc.bench.lwlm import _lwlm_answers, model_based_predictions
+from xloc.bench.registry import BenchContext
+from xloc.data.fingerprints import Fingerprints
+from xloc.errors import ConfigError
+from xloc.eval.results import sample_std
+from xloc.learn.channel_tasks import TASK_UNITS, TASKS, labelled_users, task_errors, task_los, task_samples
+from xloc.learn.lwlm import LWLM
+from xloc.sim.geometry import Scene
+from xloc.sim.impairments import add_awgn
+
+__all__ = ["FoundationScale", "FULL", "QUICK", "LAYOUTS", "layout_sets", "run_foundation", "foundation_markdown",
+           "checkpoint_dir"]
+
+LAYOUTS = ("canyon", "etoile", "florence", "office")
+METHODS = ("lwlm", "lwlm-scratch", "cnn", "model-based")
+
+
+@dataclass(frozen=True)
+class FoundationScale:
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    snr_db: float = 20.0
+    finetune_steps: int = 300
+    layouts: tuple[str, ...] = LAYOUTS
+    max_users: int | None = None
+
+
+FULL = FoundationScale()
+QUICK = FoundationScale(fractions=(0.1, 1.0), seeds=(0,), finetune_steps=4, layouts=("canyon", "office"),
+                        max_users=24)
+
+
+def checkpoint_dir() -> Path:
+    """The reference checkpoint: ``$XLOC_LWLM_CHECKPOINT`` or ``lwlm-reference`` (``make pretrain``)."""
+    return Path(os.environ.get("XLOC_LWLM_CHECKPOINT", "lwlm-reference"))
+
+
+Sets = Callable[[str], tuple[Fingerprints, Fingerprints, Scene]]
+
+
+def layout_sets(name: str, scale: FoundationScale, root: str | os.PathLike[str] | None = None
+                ) -> tuple[Fingerprints, Fingerprints, Scene]:
+    """``(pool, test, scene)`` of one ray-traced set with AWGN at ``scale.snr_db`` (the office: day 1); the scene
+    carries the BS geometry the model-based estimators get."""
+    from xloc.sim.raytrace import xloc_scene
+    from xloc.sim.rt_presets import load_twin
+
+    sets = []
+    for i, split in enumerate(("train", "test")):
+        envs = load_twin(name, split, root)
+        fp = envs["rt-office-day1"] if name == "office" else next(iter(envs.values()))
+        if scale.max_users is not None and len(fp) > scale.max_users:
+            fp = fp.subset(np.arange(scale.max_users))
+        rng = np.random.default_rng([0, 90, LAYOUTS.index(name), i])
+        sets.append(Fingerprints(fp.environment, add_awgn(fp.measurements, scale.snr_db, rng), fp.positions_m,
+                                 fp.point_ids, labels=fp.labels))
+    return sets[0], sets[1], xloc_scene(sets[1])
+
+
+def _row(method: str, layout: str, task: str, fraction: float | None, seed: int, errors: np.ndarray,
+         los: np.ndarray, seconds: float, labelled: int, steps: int) -> dict[str, Any]:
+    unit = TASK_UNITS[task][1]
+    row: dict[str, Any] = {
+        "protocol": "lwlm-foundation", "method": method, "dataset": f"rt-{layout}", "target": layout, "task": task,
+        "label_fraction": fraction, "seed": seed, "unit": unit, "mean": float(errors.mean()),
+        "median": float(np.median(errors)), "p90": float(np.percentile(errors, 90)),
+        "mean_los": float(errors[los].mean()) if los.any() else None,
+        "mean_nlos": float(errors[~los].mean()) if (~los).any() else None,
+        "n_los": int(los.sum()), "n_nlos": int((~los).sum()), "labelled_users": labelled, "steps": steps,
+        "adapt_s": seconds}
+    if unit == "m":
+        row.update(mean_m=row["mean"], median_m=row["median"], p90_m=row["p90"])
+    return row
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row["method"], row["target"], row["task"], row["label_fraction"], row["seed"]
+
+
+RowsCallback = Callable[[list[dict[str, Any]]], object]
+
+
+def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None = None,
+                   root: str | os.PathLike[str] | None = None, finished: Sequence[dict[str, Any]] = (),
+                   on_row: RowsCallback | None = None, log: Callable[[str], object] = print) -> list[dict[str, Any]]:
+    """Fine-tune ``reference`` (and the baselines) on every set, task, label fraction and seed of ``scale``;
+    rows already in ``finished`` are kept and not run again; ``on_row(rows)`` after every new row. ``sets(name)``
+    gives ``(pool, test, scene)`` (default: :func:`layout_sets` on the twins in ``root``)."""
+    rows = list(finished)
+    done = {_key(r) for r in rows}
+    config = {k: v for k, v in vars(reference.config).items()}
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        done.add(_key(row))
+        if on_row is not None:
+            on_row(rows)
+
+    for layout in scale.layouts:
+        pool, test, scene = (sets or (lambda name: layout_sets(name, scale, root)))(layout)
+        los = {task: task_los(test, task) for task in TASKS}
+        truth = {task: task_samples(test, task)[1] for task in TASKS}
+        if ("model-based", layout, TASKS[0], None, 0) not in done:
+            t0 = time.perf_counter()
+            answers = model_based_predictions(test, scene)
+            seconds = time.perf_counter() - t0
+            for task in TASKS:
+                add(_row("model-based", layout, task, None, 0, task_errors(task, answers[task], truth[task]),
+                         los[task], seconds, 0, 0))
+        for seed in scale.seeds:
+            for fraction in scale.fractions:
+                users = labelled_users(len(pool), fraction, np.random.default_rng([seed, 31]))  # LWLM's draw
+                for task in TASKS:
+                    for method in ("lwlm", "lwlm-scratch", "cnn"):
+                        if (method, layout, task, fraction, seed) in done:
+                            continue
+                        if method == "cnn":
+                            csi, y = task_samples(pool, task, 0, users)
+                            cnn = CsiTaskCNN(steps=scale.finetune_steps, batch_size=config["finetune_batch"],
+                                             seed=seed).fit(csi, y)
+                            predicted, seconds = cnn.predict(task_samples(test, task)[0]), cnn.fit_s_
+                        else:
+                            if method == "lwlm":
+                                model = copy.copy(reference)  # shares the encoder; finetune trains a copy of it
+                                model.tasks_ = {}
+                            else:
+                                model = LWLM(**config)
+                            model.finetune(task, pool, fraction, seed=seed, steps=scale.finetune_steps)
+                            predicted, seconds = _lwlm_answers(model, test, task), model.tasks_[task].seconds
+                        errors = task_errors(task, predicted, truth[task])
+                        add(_row(method, layout, task, fraction, seed, errors, los[task], seconds, len(users),
+                                 scale.finetune_steps))
+                        log(f"{layout} {task} {100 * fraction:g} % seed {seed} {method}: {errors.mean():.2f} "
+                            f"{TASK_UNITS[task][1]} ({seconds:.0f} s)")
+    return rows
+
+
+def _cell(rows: list[dict[str, Any]], key: str) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return "–"
+    std = sample_std(values)
+    return f"{np.mean(values):.2f}" + ("" if std is None else f" ± {std:.2f}")
+
+
+def foundation_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Per set and task: mean error ± std over seeds at each label fraction (all / LoS / NLoS samples) and LWLM's
+    reduction against the same model from scratch."""
+    table = [r for r in rows if r.get("protocol") == "lwlm-foundation"]
+    fractions = sorted({r["label_fraction"] for r in table if r["label_fraction"] is not None})
+    out = ["| set | task | method | " + " | ".join(f"{100 * f:g} % (all / LoS / NLoS)" for f in fractions) + " |",
+           "|---|---|---|" + "---|" * len(fractions)]
+    for layout in dict.fromkeys(r["target"] for r in table):
+        for task in TASKS:
+            unit = TASK_UNITS[task][1]
+            for method in METHODS:
+                mine = [r for r in table if r["target"] == layout and r["task"] == task and r["method"] == method]
+                if not mine:
+                    continue
+                cells = []
+                for f in fractions:
+                    sub = [r for r in mine if r["label_fraction"] in (f, None)]
+                    cells.append(" / ".join(_cell(sub, k) for k in ("mean", "mean_los", "mean_nlos")) if sub
+                                 else "–")
+                out.append(f"| {layout} | {task} [{unit}] | {method} | " + " | ".join(cells) + " |")
+            gains = []
+            for f in fractions:
+                a = [r["mean"] for r in table if (r["target"], r["task"], r["method"], r["label_fraction"])
+                     == (layout, task, "lwlm", f)]
+                b = [r["mean"] for r in table if (r["target"], r["task"], r["method"], r["label_fraction"])
+                     == (layout, task, "lwlm-scratch", f)]
+                gains.append(f"{100 * (1 - np.mean(a) / np.mean(b)):+.0f} %" if a and b else "–")
+            out.append(f"| {layout} | {task} | LWLM vs scratch | " + " | ".join(gains) + " |")
+    return "\n".join(out)
+
+
+def run(ctx: BenchContext) -> None:
+    """``xloc bench --protocol lwlm-foundation``: needs the twins (``make twins``) and the reference checkpoint
+    (``make pretrain``, or ``XLOC_LWLM_CHECKPOINT``)."""
+    from xloc.sim.rt_presets import twins_dir
+
+    folder = checkpoint_dir()
+    missing = [what for what, there in (("the ray-traced twins (make twins)", (twins_dir() / "manifest.json")
+                                         .is_file()), ("the LWLM reference checkpoint (make pretrain)",
+                                                       (folder / "meta.json").is_file())) if not there]
+    if missing:
+        if ctx.quick:
+            ctx.log(f"lwlm-foundation: skipped, missing {' and '.join(missing)}")
+            return
+        raise ConfigError(f"lwlm-foundation needs {' and '.join(missing)}; checkpoint looked for in {folder}")
+    reference = LWLM.load(folder)
+    if not reference.pretrained_:
+        raise ConfigError(f"{folder}: this LWLM folder was never pretrained")
+    scale = QUICK if ctx.quick else FULL
+    layouts = tuple(ctx.select(scale.layouts))
+    scale = FoundationScale(scale.fractions, scale.seeds, scale.snr_db, scale.finetune_steps, layouts,
+                            scale.max_users)
+    finished = ctx.finished_rows("lwlm-foundation")
+    run_foundation(reference, scale, finished=finished, log=ctx.log,
+                   on_row=lambda rows: ctx.write("lwlm-foundation", rows, seeds=list(scale.seeds)))
+
+
+def report(doc: dict[str, Any], _results: Path) -> str:
+    return ("LWLM's reference checkpoint (pretrained on the corpus, `make pretrain`) fine-tuned on ray-traced sets, "
+            "mean error ± std over seeds (model-based: no labels, the same value in every column):\n\n"
+            + foundation_markdown(doc["rows"]))
