@@ -3,11 +3,11 @@ from dataclasses import replace
 import numpy as np
 
 from xloc.bench import lwlm as lx
-from xloc.bench.foundation import QUICK, foundation_markdown, run_foundation
+from xloc.bench.foundation import QUICK, foundation_markdown, plot_pretraining, run_foundation
 from xloc.learn.lwlm import LWLM
 
 
-def test_foundation_rows_cover_every_method_task_and_fraction_and_resume():
+def test_foundation_rows_cover_every_method_task_and_fraction_and_resume(tmp_path):
     city = lx.city_data(replace(lx.QUICK, pretrain_users=30, pool_users=40, test_users=20))
     sets = {"canyon": (city.pools["A"], city.tests["A"], city.scenes["A"]),
             "office": (city.pools["B"], city.tests["B"], city.scenes["B"])}
@@ -27,5 +27,6 @@ def test_foundation_rows_cover_every_method_task_and_fraction_and_resume():
     # A resumed run keeps the finished rows and runs nothing again.
     again = run_foundation(reference, QUICK, sets=sets.__getitem__, finished=rows, log=lambda _text: None)
     assert again == rows
+    assert plot_pretraining(reference, tmp_path / "curve.png").is_file()
     text = foundation_markdown(rows)
     assert "| canyon | multi-bs [m] | lwlm |" in text and "LWLM vs scratch" in text

@@ -31,6 +31,7 @@ import numpy as np
 from xloc.baselines.csi import CsiTaskCNN
 from xloc.bench.lwlm import _lwlm_answers, model_based_predictions
 from xloc.bench.registry import BenchContext
+from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import ConfigError
 from xloc.eval.results import sample_std
@@ -40,7 +41,7 @@ from xloc.sim.geometry import Scene
 from xloc.sim.impairments import add_awgn
 
 __all__ = ["FoundationScale", "FULL", "QUICK", "LAYOUTS", "layout_sets", "run_foundation", "foundation_markdown",
-           "checkpoint_dir"]
+           "checkpoint_dir", "plot_pretraining"]
 
 LAYOUTS = ("canyon", "etoile", "florence", "office")
 METHODS = ("lwlm", "lwlm-scratch", "cnn", "model-based")
@@ -166,6 +167,27 @@ def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None
     return rows
 
 
+def plot_pretraining(reference: LWLM, path: Path) -> Path:
+    """The reference checkpoint's pretraining losses against steps, SF-MCM beside the level of predicting the
+    batch's mean patch (the level it must get below)."""
+    from xloc.figures import plt, save_figure
+
+    curve = reference.pretrain_curve_
+    steps = [c["step"] for c in curve]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    axes[0].plot(steps, [c.get("sf-mcm", np.nan) for c in curve], label="SF-MCM (masked-patch MSE)")
+    axes[0].plot(steps, [c.get("sf-mcm-mean", np.nan) for c in curve], ls="--", label="predict the mean patch")
+    axes[0].set_ylim(0.4, 0.7)
+    axes[1].plot(steps, [c.get("picl", np.nan) for c in curve], color="C2")
+    axes[2].plot(steps, [c.get("dti", np.nan) for c in curve], color="C3")
+    for ax, title in zip(axes, ("SF-MCM", "PICL (InfoNCE)", "DTI (negative cosine)"), strict=True):
+        ax.set_xlabel("pretraining step")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"LWLM pretraining on the corpus: {reference.pretrain_steps_} steps, {reference.pretrain_s_:.0f} s")
+    return save_figure(fig, path)
+
+
 def _cell(rows: list[dict[str, Any]], key: str) -> str:
     values = [r[key] for r in rows if r.get(key) is not None]
     if not values:
@@ -227,11 +249,13 @@ def run(ctx: BenchContext) -> None:
     scale = FoundationScale(scale.fractions, scale.seeds, scale.snr_db, scale.finetune_steps, layouts,
                             scale.max_users)
     finished = ctx.finished_rows("lwlm-foundation")
+    plot_pretraining(reference, ctx.out / "lwlm_foundation_pretraining.png")
     run_foundation(reference, scale, finished=finished, log=ctx.log,
                    on_row=lambda rows: ctx.write("lwlm-foundation", rows, seeds=list(scale.seeds)))
 
 
-def report(doc: dict[str, Any], _results: Path) -> str:
+def report(doc: dict[str, Any], results: Path) -> str:
     return ("LWLM's reference checkpoint (pretrained on the corpus, `make pretrain`) fine-tuned on ray-traced sets, "
             "mean error ± std over seeds (model-based: no labels, the same value in every column):\n\n"
-            + foundation_markdown(doc["rows"]))
+            + foundation_markdown(doc["rows"]) + "\n\n"
+            + markdown_images(results, ["lwlm_foundation_pretraining.png"]))
