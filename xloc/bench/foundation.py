@@ -128,6 +128,30 @@ def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None
         if on_row is not None:
             on_row(rows)
 
+    def fit_lwlm(pool: Fingerprints, test: Fingerprints, task: str, fraction: float, users: np.ndarray,
+                 seed: int) -> tuple[np.ndarray, float]:
+        model = copy.copy(reference)  # shares the encoder; finetune trains a copy of it
+        model.tasks_ = {}
+        return finetune(model, pool, test, task, fraction, seed)
+
+    def fit_scratch(pool: Fingerprints, test: Fingerprints, task: str, fraction: float, users: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, float]:
+        return finetune(LWLM(**config), pool, test, task, fraction, seed)
+
+    def finetune(model: LWLM, pool: Fingerprints, test: Fingerprints, task: str, fraction: float, seed: int
+                 ) -> tuple[np.ndarray, float]:
+        model.finetune(task, pool, fraction, seed=seed, steps=scale.finetune_steps)
+        return _lwlm_answers(model, test, task), model.tasks_[task].seconds
+
+    def fit_cnn(pool: Fingerprints, test: Fingerprints, task: str, fraction: float, users: np.ndarray,
+                seed: int) -> tuple[np.ndarray, float]:
+        csi, y = task_samples(pool, task, 0, users)
+        cnn = CsiTaskCNN(steps=scale.finetune_steps, batch_size=config["finetune_batch"], seed=seed).fit(csi, y)
+        return cnn.predict(task_samples(test, task)[0]), cnn.fit_s_
+
+    # the compared models by row label; the CNN gets the users LWLM's labelled_users draws
+    fitters = {"lwlm": fit_lwlm, "lwlm-scratch": fit_scratch, "cnn": fit_cnn}
+
     for layout in scale.layouts:
         pool, test, scene = (sets or (lambda name: layout_sets(name, scale, root)))(layout)
         los = {task: task_los(test, task) for task in TASKS}
@@ -143,22 +167,10 @@ def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None
             for fraction in scale.fractions:
                 users = labelled_users(len(pool), fraction, np.random.default_rng([seed, 31]))  # LWLM's draw
                 for task in TASKS:
-                    for method in ("lwlm", "lwlm-scratch", "cnn"):
+                    for method, fit in fitters.items():
                         if (method, layout, task, fraction, seed) in done:
                             continue
-                        if method == "cnn":
-                            csi, y = task_samples(pool, task, 0, users)
-                            cnn = CsiTaskCNN(steps=scale.finetune_steps, batch_size=config["finetune_batch"],
-                                             seed=seed).fit(csi, y)
-                            predicted, seconds = cnn.predict(task_samples(test, task)[0]), cnn.fit_s_
-                        else:
-                            if method == "lwlm":
-                                model = copy.copy(reference)  # shares the encoder; finetune trains a copy of it
-                                model.tasks_ = {}
-                            else:
-                                model = LWLM(**config)
-                            model.finetune(task, pool, fraction, seed=seed, steps=scale.finetune_steps)
-                            predicted, seconds = _lwlm_answers(model, test, task), model.tasks_[task].seconds
+                        predicted, seconds = fit(pool, test, task, fraction, users, seed)
                         errors = task_errors(task, predicted, truth[task])
                         add(_row(method, layout, task, fraction, seed, errors, los[task], seconds, len(users),
                                  scale.finetune_steps))
