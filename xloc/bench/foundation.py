@@ -122,7 +122,12 @@ def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None
     done = {_key(r) for r in rows}
     config = {k: v for k, v in vars(reference.config).items()}
 
+    # every row names the checkpoint it was judged against (its pretraining steps, seconds and objectives)
+    checkpoint = {"pretrain_steps": reference.pretrain_steps_, "pretrain_s": round(reference.pretrain_s_, 1),
+                  "objectives": list(reference.config.objectives)}
+
     def add(row: dict[str, Any]) -> None:
+        row["checkpoint"] = checkpoint
         rows.append(row)
         done.add(_key(row))
         if on_row is not None:
