@@ -49,3 +49,27 @@ def test_position_bound_grows_with_range_and_falls_with_snr():
         M, OFFSETS_HZ, 20.0, aoa_rad=0.0)[1]  # end-fire is worse than broadside
     with pytest.raises(DataValidationError, match="2 antennas"):
         range_bearing_crb(1, OFFSETS_HZ, 20.0)
+
+
+def test_linear_masked_patch_level_reads_structure_and_not_noise():
+    from xloc.eval.bounds import masked_patch_lmmse
+    from xloc.learn.lwlm import random_masks
+
+    rng = np.random.default_rng(0)
+
+    def paths(n):  # three paths per channel from a small set of angles and delays: structure to interpolate
+        h = np.zeros((n, M, K), complex)
+        for _ in range(3):
+            tau = rng.choice([5e-8, 1e-7, 2e-7], n)
+            u = rng.choice([-0.4, 0.1, 0.5], n)
+            gain = rng.normal(size=n) + 1j * rng.normal(size=n)
+            h += gain[:, None, None] * np.stack([_steering(t, v) for t, v in zip(tau, u, strict=True)])
+        return h
+
+    masks = random_masks(200, (M // 4, K // 4), 0.4, rng)
+    structured = masked_patch_lmmse(paths(2000), paths(200), masks, (4, 4))
+    white = masked_patch_lmmse(*(rng.normal(size=(n, M, K)) + 1j * rng.normal(size=(n, M, K)) for n in (2000, 200)),
+                               masks, (4, 4))
+    assert structured < 0.05 and 0.45 < white < 0.55  # predicting zero scores 0.5
+    with pytest.raises(DataValidationError, match="masks must be"):
+        masked_patch_lmmse(paths(10), paths(5), masks, (4, 4))

@@ -190,3 +190,14 @@ def test_one_checkpoint_finetunes_on_two_radio_configurations(tmp_path):
         assert np.nanmean(err) < 0.8 * np.nanmean(mean_answer), grid  # beats the pool's mean ToA
         with pytest.raises(DataValidationError, match="fine-tuned on"):
             tuned.predict(np.zeros((1, 1, 4, 32), np.complex64) + 1, "toa")
+
+
+def test_random_masks_hide_the_ratio_and_keep_a_patch_visible():
+    from xloc.learn.lwlm import random_masks
+
+    masks = random_masks(300, (2, 8), 0.4, np.random.default_rng(0))
+    assert masks.shape == (300, 16) and (masks.sum(1) == 6).all()
+    assert 0.3 < masks.mean(0).min() and masks.mean(0).max() < 0.5  # every patch is masked about as often
+    assert not random_masks(5, (1, 2), 0.75, np.random.default_rng(0)).all(1).any()
+    with pytest.raises(DataValidationError, match="masks must be one of"):
+        LWLM(masks="stripes")

@@ -1,4 +1,5 @@
-"""Cramér–Rao bounds for single-BS positioning from one line-of-sight path (issue 21, item 6).
+"""Cramér–Rao bounds for single-BS positioning from one line-of-sight path (issue 21, item 6), and the level a
+masked channel model can reach by linear prediction (:func:`masked_patch_lmmse`, item 3).
 
 Model: one BS with an ``M``-element ULA (element spacing ``d`` wavelengths) measures ``K`` subcarriers at
 offsets ``f_k`` from the carrier; a user in line of sight at range ``r`` and azimuth ``theta`` from broadside
@@ -27,7 +28,7 @@ import numpy as np
 
 from xloc.errors import DataValidationError
 
-__all__ = ["SPEED_OF_LIGHT_M_S", "range_bearing_crb", "position_crb_m"]
+__all__ = ["SPEED_OF_LIGHT_M_S", "range_bearing_crb", "position_crb_m", "masked_patch_lmmse"]
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 
@@ -58,3 +59,46 @@ def position_crb_m(range_m: np.ndarray, n_antennas: int, subcarrier_offsets_hz: 
                                              spacing_wavelengths=spacing_wavelengths, aoa_rad=aoa_rad,
                                              elevation_rad=elevation_rad)
     return np.sqrt(sigma_r**2 + (np.asarray(range_m, dtype=np.float64) * sigma_theta) ** 2)
+
+
+def _unit_rms(channels: np.ndarray, where: str) -> np.ndarray:
+    h = np.asarray(channels)
+    if h.ndim != 3 or not np.iscomplexobj(h):
+        raise DataValidationError(f"{where}: channels must be complex (n, antennas, subcarriers), got {h.dtype} "
+                                  f"{h.shape}")
+    power = (np.abs(h) ** 2).mean(axis=(1, 2))
+    return (h / np.sqrt(np.maximum(power, 1e-30))[:, None, None]).reshape(len(h), -1)
+
+
+def masked_patch_lmmse(train: np.ndarray, test: np.ndarray, masks: np.ndarray, patch: tuple[int, int], *,
+                       ridge: float = 1e-3) -> float:
+    """The masked-patch MSE of the best *linear* reconstruction: SF-MCM's level to reach.
+
+    Every channel is scaled to unit RMS (as LWLM's encoder sees it); the second moment ``R = E[h h^H]`` of the
+    flattened ``train`` channels ``(n, M, K)`` gives, for each ``test`` channel and its patch mask ``masks[i]``
+    ``(T,)`` over the ``(M / pa) x (K / pk)`` grid (row-major, antenna blocks outer), the prediction
+    ``h_m = R_mv (R_vv + ridge I)^-1 h_v`` of the masked elements from the visible ones. Returns the mean squared
+    error per real component over masked elements -- the unit of
+    :func:`~xloc.learn.lwlm.masked_reconstruction_loss`, where predicting zero scores 0.5.
+    """
+    tr, te = _unit_rms(train, "train"), _unit_rms(test, "test")
+    shape = np.asarray(test).shape[1:]
+    if np.asarray(train).shape[1:] != shape:
+        raise DataValidationError(f"train channels {np.asarray(train).shape[1:]} and test channels {shape} differ")
+    pa, pk = patch
+    if shape[0] % pa or shape[1] % pk:
+        raise DataValidationError(f"patch {patch} must divide the channel grid {shape[0]} x {shape[1]}")
+    ga, gk = shape[0] // pa, shape[1] // pk
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape != (len(te), ga * gk):
+        raise DataValidationError(f"masks must be (n_test, {ga * gk}) for a {ga} x {gk} patch grid, got {masks.shape}")
+    second_moment = tr.T @ tr.conj() / len(tr)
+    errors, counts = 0.0, 0
+    for h, patch_mask in zip(te, masks, strict=True):
+        masked = np.repeat(np.repeat(patch_mask.reshape(ga, gk), pa, 0), pk, 1).reshape(-1)
+        visible = ~masked
+        r_vv = second_moment[np.ix_(visible, visible)] + ridge * np.eye(int(visible.sum()))
+        predicted = second_moment[np.ix_(masked, visible)] @ np.linalg.solve(r_vv, h[visible])
+        errors += float((np.abs(predicted - h[masked]) ** 2).sum())
+        counts += int(masked.sum())
+    return errors / max(counts, 1) / 2

@@ -46,10 +46,12 @@ from xloc.models.lwlm import ChannelEncoder, ChannelHead, MultiBSHead, PatchReco
 from xloc.progress import deferred_interrupt, note_interrupt
 from xloc.progress import progress as progress_bar
 
-__all__ = ["LWLM", "LWLMConfig", "OBJECTIVES", "block_masks", "masked_reconstruction_loss", "info_nce",
-           "negative_cosine", "channel_tensors"]
+__all__ = ["LWLM", "LWLMConfig", "OBJECTIVES", "MASKS", "block_masks", "random_masks", "sf_mcm_masks",
+           "masked_reconstruction_loss", "info_nce", "negative_cosine", "channel_tensors"]
 
 OBJECTIVES = ("sf-mcm", "dti", "picl")
+#: SF-MCM's mask shapes: bands and rectangles of patches (:func:`block_masks`) or single patches (:func:`random_masks`)
+MASKS = ("block", "random")
 PROJECTION_DIMS = 64
 StepCallback = Callable[[int, float], None]
 
@@ -58,8 +60,9 @@ StepCallback = Callable[[int, float], None]
 class LWLMConfig:
     """Encoder size, pretraining objectives and schedule, fine-tuning schedule.
 
-    ``mask_ratio``: fraction of patches SF-MCM masks; ``temperature``: InfoNCE's tau; ``snr_db``: range of the
-    AWGN drawn for each PICL view [dB]; ``gain_db``: +/- range of its gain draw [dB].
+    ``mask_ratio``: fraction of patches SF-MCM masks, ``masks`` their shape (:data:`MASKS`); ``temperature``:
+    InfoNCE's tau; ``snr_db``: range of the AWGN drawn for each PICL view [dB]; ``gain_db``: +/- range of its gain
+    draw [dB].
     """
 
     patch: tuple[int, int] = (4, 4)
@@ -69,6 +72,7 @@ class LWLMConfig:
     d_ff: int = 128
     objectives: tuple[str, ...] = OBJECTIVES
     mask_ratio: float = 0.4
+    masks: str = "block"
     temperature: float = 0.1
     snr_db: tuple[float, float] = (10.0, 30.0)
     gain_db: float = 2.0
@@ -84,6 +88,8 @@ class LWLMConfig:
         unknown = set(self.objectives) - set(OBJECTIVES)
         if unknown:
             raise DataValidationError(f"unknown objectives {sorted(unknown)}; choose from {OBJECTIVES}")
+        if self.masks not in MASKS:
+            raise DataValidationError(f"masks must be one of {MASKS}, got {self.masks!r}")
         if not 0 < self.mask_ratio <= 0.75:
             raise DataValidationError(f"mask_ratio must be in (0, 0.75], got {self.mask_ratio}")
         if self.temperature <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
@@ -113,6 +119,19 @@ def block_masks(n: int, grid: tuple[int, int], ratio: float, rng: np.random.Gene
         if m.all():  # keep something visible to reconstruct from
             m[rng.integers(ga), rng.integers(gk)] = False
     return masks.reshape(n, ga * gk)
+
+
+def random_masks(n: int, grid: tuple[int, int], ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """SF-MCM masks ``(n, ga * gk)`` bool of ``round(ratio * ga * gk)`` patches drawn uniformly (at least one
+    masked, at least one visible)."""
+    cells = grid[0] * grid[1]
+    count = min(max(1, round(ratio * cells)), cells - 1)
+    return rng.random((n, cells)).argsort(axis=1) < count
+
+
+def sf_mcm_masks(kind: str, n: int, grid: tuple[int, int], ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """The masks of ``kind`` (:data:`MASKS`)."""
+    return {"block": block_masks, "random": random_masks}[kind](n, grid, ratio, rng)
 
 
 def masked_reconstruction_loss(predicted: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor,
@@ -475,7 +494,8 @@ class LWLM:
         losses: dict[str, torch.Tensor] = {}
         grid = enc.grid_of(h.shape[1], h.shape[2])
         diagnostics: dict[str, float] = {}
-        mask1 = (torch.from_numpy(block_masks(len(h), grid, c.mask_ratio, rng)) if "sf-mcm" in obj else None)
+        mask1 = (torch.from_numpy(sf_mcm_masks(c.masks, len(h), grid, c.mask_ratio, rng)) if "sf-mcm" in obj
+                 else None)
         t1 = enc(x1[mine], self._power(p1[mine]), 0, None if mask1 is None else mask1[mine])
         if mask1 is not None:
             patches = enc.patchify(x1)
@@ -487,7 +507,7 @@ class LWLM:
         if "picl" in obj:
             h2, p2 = self._augment(h_view, power_view, gen)
             x2 = _real(h2)
-            mask2 = (torch.from_numpy(block_masks(len(h), grid, c.mask_ratio, rng)) if mask1 is not None
+            mask2 = (torch.from_numpy(sf_mcm_masks(c.masks, len(h), grid, c.mask_ratio, rng)) if mask1 is not None
                      else None)
             t2 = enc(x2[mine], self._power(p2[mine]), 0, None if mask2 is None else mask2[mine])
             if mask2 is not None:
