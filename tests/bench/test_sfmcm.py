@@ -6,7 +6,7 @@ from xloc.bench.sfmcm import VARIANTS, report
 
 def test_sfmcm_bench_writes_levels_and_a_row_per_variant_and_seed(tmp_path):
     ctx = BenchContext(out=tmp_path, command="test", quick=True, seeds=[0], log=lambda _text: None,
-                       experiments=["sf-mcm, random masks", "all three, block masks"])
+                       experiments=["mcm-random", "all-block"])
     get("lwlm-sfmcm").runner()(ctx)
     doc = json.loads((tmp_path / "lwlm-sfmcm.json").read_text())
     rows = doc["rows"]

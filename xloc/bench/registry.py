@@ -117,7 +117,7 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               "unseen Etoile, Florence, office)", "foundation:run", "foundation:report",
               experiments="foundation:LAYOUTS"),
     BenchSpec("lwlm-sfmcm", "lwlm-sfmcm", "Does SF-MCM learn? Masked channel modelling alone and beside DTI and PICL",
-              "sfmcm:run", "sfmcm:report", experiments="sfmcm:VARIANTS", in_quick=False),
+              "sfmcm:run", "sfmcm:report", experiments="sfmcm:EXPERIMENTS", in_quick=False),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
               "drift:run", "drift:report", experiments="drift:PARTS"),
     BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report", experiments="speed:PARTS"),

@@ -31,7 +31,7 @@ from xloc.learn.lwlm import LWLM, OBJECTIVES, sf_mcm_masks
 from xloc.sim.channel import simulate_channels
 from xloc.sim.corpus import random_street
 
-__all__ = ["SfMcmScale", "FULL", "QUICK", "VARIANTS", "street_channels", "run_variant", "linear_levels"]
+__all__ = ["SfMcmScale", "FULL", "QUICK", "VARIANTS", "EXPERIMENTS", "street_channels", "run_variant", "linear_levels"]
 
 #: variant -> (objectives, masks)
 VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -42,6 +42,9 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
     "all three, random masks": (OBJECTIVES, "random"),
     "all three, block masks": (OBJECTIVES, "block"),
 }
+#: ``--experiment`` names of the variants
+EXPERIMENTS = dict(zip(("mcm-block", "mcm-random", "mcm-dti", "mcm-picl", "all-random", "all-block"), VARIANTS,
+                       strict=True))
 GRID = (8, 32)
 PATCH = (4, 4)
 
@@ -111,7 +114,7 @@ def run(ctx: BenchContext) -> None:
                                    "masks": kind, "seed": None, "masked_mse": level, "channels": len(channels)}
                                   for kind, level in levels.items()]
     ctx.write("lwlm-sfmcm", rows)
-    for variant in ctx.select(tuple(VARIANTS)):
+    for variant in (EXPERIMENTS[name] for name in ctx.select(tuple(EXPERIMENTS))):
         for seed in ctx.seeds:
             rows.append(run_variant(channels, variant, seed, scale))
             ctx.log(f"lwlm-sfmcm {variant} seed {seed}: masked MSE {rows[-1]['masked_mse']:.3f} "
