@@ -30,3 +30,15 @@ def test_networks_map_to_locations():
     assert MFCNet(2, 8)(x).shape == (5, 2)
     icl = ICLTransformer(10, d_model=16, depth=1, n_heads=2, d_ff=32, max_pairs=8)
     assert icl(torch.randn(3, 6, 10), torch.randn(3, 6, 2)).shape == (3, 6, 2)
+
+
+def test_cnn_reads_grids_of_four_antennas_and_pools_as_before_elsewhere():
+    torch.manual_seed(0)
+    net = CsiCNN(2)
+    assert net(torch.randn(3, 2, 4, 52)).shape == (3, 2)  # 4 -> 2 -> 1 -> 1 rows: the office's APs
+    x = torch.randn(3, 2, 8, 32)
+    reference = x
+    for layer in net.backbone:  # on even sizes the pooling is MaxPool2d(2)
+        reference = (torch.nn.functional.max_pool2d(reference, 2) if type(layer).__name__ == "_HalvingPool"
+                     else layer(reference))
+    assert torch.equal(net.head(reference), net(x))

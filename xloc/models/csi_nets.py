@@ -12,9 +12,18 @@ The split into ``backbone`` and ``head`` serves transfer and multi-task learning
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["CsiCNN", "MFCNet"]
+
+
+class _HalvingPool(nn.Module):
+    """2 x 2 max pooling that leaves a dimension of size 1 as it is: a grid of 4 antennas (the office's APs) would
+    otherwise reach zero rows after three poolings (``MaxPool2d(2)`` is identical on every other size)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, (min(2, x.shape[-2]), min(2, x.shape[-1])))
 
 
 class CsiCNN(nn.Module):
@@ -24,9 +33,9 @@ class CsiCNN(nn.Module):
         super().__init__()
         w = width
         self.backbone = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), _HalvingPool(),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), _HalvingPool(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), _HalvingPool(),
             nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
             nn.Linear(16 * w, hidden), nn.ReLU(),
         )
