@@ -28,10 +28,10 @@ from xloc.data.corpus import ChannelCorpus
 from xloc.eval.bounds import masked_patch_lmmse
 from xloc.eval.results import sample_std
 from xloc.learn.lwlm import LWLM, OBJECTIVES, sf_mcm_masks
-from xloc.sim.channel import simulate_channels
-from xloc.sim.corpus import random_street
+from xloc.sim.corpus import random_street, street_channels
 
-__all__ = ["SfMcmScale", "FULL", "QUICK", "VARIANTS", "EXPERIMENTS", "street_channels", "run_variant", "linear_levels"]
+__all__ = ["SfMcmScale", "FULL", "QUICK", "VARIANTS", "EXPERIMENTS", "corpus_channels", "run_variant",
+           "linear_levels"]
 
 #: variant -> (objectives, masks)
 VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -62,18 +62,12 @@ FULL = SfMcmScale()
 QUICK = SfMcmScale(streets=2, users=40, epochs=2, batch_size=32, lmmse_test=40)
 
 
-def street_channels(streets: int, users: int, seed: int = 0) -> np.ndarray:
-    """``(n, 8, 32)`` channels of every (user, BS) pair in ``streets`` random streets of ``users`` users."""
-    out = []
-    for i in range(streets):
-        street = random_street(np.random.default_rng([seed, 71, i]), grid=GRID)
-        rng = np.random.default_rng([seed, 72, i])
-        x0, x1, y0, y1 = street.user_area_m
-        xy = rng.uniform([x0, y0], [x1, y1], size=(users, 2))
-        csi = simulate_channels(street.scene, np.column_stack([xy, np.full(users, street.user_height_m)])).csi
-        csi = csi.reshape(-1, *csi.shape[2:])
-        out.append(csi[(np.abs(csi) > 0).any(axis=(1, 2))])
-    return np.concatenate(out)
+def corpus_channels(streets: int, users: int, seed: int = 0) -> np.ndarray:
+    """``(n, 8, 32)`` channels of every (user, BS) pair in ``streets`` random streets of ``users`` users (the
+    corpus's draws, without the traffic views)."""
+    return np.concatenate([street_channels(random_street(np.random.default_rng([seed, 71, i]), grid=GRID), users,
+                                           np.random.default_rng([seed, 72, i]), views=False)[0]
+                           for i in range(streets)])
 
 
 def linear_levels(channels: np.ndarray, n_test: int, ratio: float = 0.4) -> dict[str, float]:
@@ -108,7 +102,7 @@ def run_variant(channels: np.ndarray, variant: str, seed: int, scale: SfMcmScale
 def run(ctx: BenchContext) -> None:
     """``xloc bench --protocol lwlm-sfmcm``: the levels, then every variant for every seed (rows as they go)."""
     scale = QUICK if ctx.quick else FULL
-    channels = street_channels(scale.streets, scale.users)
+    channels = corpus_channels(scale.streets, scale.users)
     levels = linear_levels(channels, scale.lmmse_test)
     rows: list[dict[str, Any]] = [{"protocol": "lwlm-sfmcm", "method": "linear prediction", "variant": f"{kind} masks",
                                    "masks": kind, "seed": None, "masked_mse": level, "channels": len(channels)}

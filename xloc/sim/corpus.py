@@ -34,7 +34,7 @@ from xloc.sim.channel import simulate_channels
 from xloc.sim.geometry import BaseStation, Scatterer, Scene, Surface, ground, wall
 
 __all__ = ["GRIDS", "CARRIERS_HZ", "BANDWIDTHS_HZ", "HELD_OUT_TWINS", "RandomStreet", "random_street",
-           "build_corpus", "add_twins"]
+           "street_channels", "build_corpus", "add_twins"]
 
 #: (antennas, subcarriers) of the simulated radios: the twins' 8 x 32, the office APs' 4 x 52, and others
 GRIDS = ((8, 32), (4, 52), (16, 32), (8, 64), (4, 32))
@@ -118,6 +118,23 @@ def _flat(csi: np.ndarray) -> np.ndarray:
     return csi.reshape(-1, *csi.shape[2:])
 
 
+def street_channels(street: RandomStreet, n_users: int, rng: np.random.Generator, *, views: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Channels ``(n, M, K)`` of every BS to ``n_users`` users drawn uniformly over the street's user area and, with
+    ``views``, the same links in the redrawn traffic (PICL's positives); links that no path reaches (in either
+    state) are dropped."""
+    x0, x1, y0, y1 = street.user_area_m
+    xy = rng.uniform([x0, y0], [x1, y1], size=(n_users, 2))
+    users = np.column_stack([xy, np.full(n_users, street.user_height_m)])
+    csi = _flat(simulate_channels(street.scene, users).csi)
+    reached = (np.abs(csi) > 0).any(axis=(1, 2))
+    if not views:
+        return csi[reached], None
+    view = _flat(simulate_channels(street.scene_view, users).csi)
+    reached &= (np.abs(view) > 0).any(axis=(1, 2))
+    return csi[reached], view[reached]
+
+
 def _existing(folder: Path) -> dict[str, ChunkInfo]:
     if not (folder / MANIFEST).is_file():
         return {}
@@ -150,15 +167,9 @@ def build_corpus(folder: str | os.PathLike[str], channels: int = 200_000, *, chu
             info = done.get(name)
             if info is None or info.source != "geometric":
                 street = random_street(np.random.default_rng([seed, 71, index]))
-                users_rng = np.random.default_rng([seed, 72, index])
-                n_users = max(1, chunk_channels // street.attrs["n_bs"])
-                x0, x1, y0, y1 = street.user_area_m
-                xy = users_rng.uniform([x0, y0], [x1, y1], size=(n_users, 2))
-                users = np.column_stack([xy, np.full(n_users, street.user_height_m)])
-                csi = _flat(simulate_channels(street.scene, users).csi)
-                view = _flat(simulate_channels(street.scene_view, users).csi)
-                reached = (np.abs(csi) > 0).any(axis=(1, 2)) & (np.abs(view) > 0).any(axis=(1, 2))
-                info = write_chunk(folder, name, csi[reached], view[reached], source="geometric",
+                csi, view = street_channels(street, max(1, chunk_channels // street.attrs["n_bs"]),
+                                            np.random.default_rng([seed, 72, index]))
+                info = write_chunk(folder, name, csi, view, source="geometric",
                                    attrs={**street.attrs, "seed": seed, "index": index})
                 chunks = [c for c in chunks if c.file != name] + [info]
                 ChannelCorpus.write_manifest(folder, sorted(chunks, key=lambda c: c.file), seed=seed,
