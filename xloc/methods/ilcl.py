@@ -11,7 +11,8 @@ overfit with few images per point. The cited paper is not in the spec, so xloc c
   ``nodes_per_step`` enhancement nodes each, by Greville's update (no refit);
 * the ridge λ of the output weights: BLS's 2^-30 interpolates the support (more nodes than images: 400 against
   Table III's 270), which is the overfitting MetaLoc reports. xloc chooses λ by 5-fold cross-validation over the
-  support's reference points (grid 10^-3 ... 10^3) unless ``ridge`` is given;
+  support's reference points (grid 10^-3 ... 10^6: held-out points want strong smoothing, 10^3-10^4 on the
+  simulated rooms) unless ``ridge`` is given;
 * feature nodes are random and linear: the BLS paper refines them with a sparse autoencoder, which is left out.
 """
 
@@ -34,7 +35,7 @@ from xloc.methods.registry import Capabilities, MethodSpec, register
 __all__ = ["ILCL", "ILCLConfig", "RIDGE_GRID"]
 
 #: ridge λ values ILCL's cross-validation chooses among
-RIDGE_GRID = tuple(10.0**e for e in range(-3, 4))
+RIDGE_GRID = tuple(10.0**e for e in range(-3, 7))
 
 
 @dataclass(frozen=True)
