@@ -55,3 +55,37 @@ def test_maml_dg_graph_chooses_its_pull_on_the_support_and_round_trips(floor, tm
 def test_a_prior_that_is_not_a_method_is_named():
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         create("maml-dg-graph", prior="nope")
+
+
+@pytest.fixture(scope="module")
+def pathloss_sources():
+    from xloc.data.fingerprints import FingerprintSet
+    cfg = PathLossConfig(room_size_m=(20.0, 20.0), grid_spacing_m=1.0, n_test_points=10)
+    return FingerprintSet(simulate_pathloss_environment(cfg, seed=20 + i, name=f"s{i}")[0] for i in range(2))
+
+
+def test_graph_lp_tuned_chooses_its_graph_on_the_sources_alone(floor, pathloss_sources, tmp_path):
+    ref, test = floor
+    model = create("graph-lp-tuned", seed=0, settings=[(1, 10), (2, 10)], tune_ks=[5, 20], tune_draws=2) \
+        .fit(pathloss_sources)
+    # the harmonic energy goes flat with few labels (module docstring): the sources say so at k = 5
+    assert model.setting_scores_[5][(2, 10)] < model.setting_scores_[5][(1, 10)], model.setting_scores_
+    support = ref.sample_points(6, np.random.default_rng(0))
+    unlabelled = ref.subset(np.flatnonzero(~np.isin(ref.point_ids, support.point_ids)))
+    adapted = model.adapt(support, unlabelled=unlabelled)
+    assert (adapted.order_, adapted.n_neighbours_) == (2, 10)
+    err = localization_errors_m(adapted.predict(test.measurements), test.positions_m).mean()
+    wknn = create("wknn").fit(None).adapt(support)
+    assert err < 0.8 * localization_errors_m(wknn.predict(test.measurements), test.positions_m).mean()
+    # a fitted model saved before adaptation keeps its choice
+    reloaded = load_model(model.save(tmp_path / "fitted"))
+    np.testing.assert_allclose(reloaded.adapt(support, unlabelled=unlabelled).predict(test.measurements),
+                               adapted.predict(test.measurements))
+
+
+def test_graph_lp_tuned_needs_sources_and_valid_settings():
+    from xloc.errors import DataValidationError
+    with pytest.raises(DataValidationError, match="needs the historical environments"):
+        create("graph-lp-tuned").fit(None)
+    with pytest.raises(ConfigError, match="graph-lp-tuned: settings: orders must be 1, 2 or 3"):
+        create("graph-lp-tuned", settings=[(4, 10)])

@@ -15,6 +15,13 @@ rest of a survey walk, crowd-sourced scans). ``graph-lp`` and ``maml-dg-graph`` 
    position propagated from the others -- the labels of the target's support are the only ones read;
 4. WKNN on the propagated map answers the queries.
 
+The graph's ``order`` and ``n_neighbours`` are fixed hyper-parameters, or (``settings``: candidate pairs) chosen
+on the historical environments alone: ``fit(sources)`` plays the target's task on each source -- ``k`` of its
+reference points labelled, the rest unlabelled -- for each ``k`` of ``tune_ks`` and ``tune_draws`` random draws,
+and scores every candidate by the mean error [m] of the propagated positions of the unlabelled points (the
+sources' positions are known); ``adapt`` takes the best candidate of the ``tune_ks`` entry nearest (in log) to
+the support's number of points. Nothing of the target but its support and unlabelled fingerprints is read.
+
 Without unlabelled fingerprints the map is the support's points and the method is WKNN on it.
 """
 
@@ -34,7 +41,7 @@ from xloc.learn.base import Estimator
 from xloc.learn.propagation import propagate_positions, signal_graph
 from xloc.methods.registry import Capabilities, MethodSpec, create, get, load_model, register
 
-__all__ = ["GraphPropagation", "GraphPropagationConfig"]
+__all__ = ["GRAPH_SETTINGS", "GraphPropagation", "GraphPropagationConfig"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,12 @@ class GraphPropagationConfig:
     k: int = 5
     #: value [dBm] that stands for "not heard"
     floor_dbm: float = -105.0
+    #: candidate (order, n_neighbours) pairs chosen on the sources by ``fit`` (empty: ``order``, ``n_neighbours``)
+    settings: tuple[tuple[int, int], ...] = ()
+    #: labelled points per simulated task on a source when choosing among ``settings``
+    tune_ks: tuple[int, ...] = (5, 10, 20)
+    #: random draws of the labelled points per source and k
+    tune_draws: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,6 +88,17 @@ class GraphPropagationConfig:
         object.__setattr__(self, "prior_weights", weights)
         if self.prior_iterations is not None and self.prior_iterations < 0:
             raise DataValidationError(f"prior_iterations must be >= 0, got {self.prior_iterations}")
+        try:
+            settings = tuple((int(o), int(n)) for o, n in self.settings)
+        except (TypeError, ValueError):
+            raise DataValidationError(f"settings must be (order, n_neighbours) pairs, got {self.settings!r}") from None
+        if any(o not in (1, 2, 3) or n < 1 for o, n in settings):
+            raise DataValidationError(f"settings: orders must be 1, 2 or 3 and n_neighbours >= 1, got {settings}")
+        object.__setattr__(self, "settings", settings)
+        if not self.tune_ks or min(self.tune_ks) < 1 or self.tune_draws < 1:
+            raise DataValidationError(f"tune_ks must be values >= 1 and tune_draws >= 1, got {self.tune_ks} and "
+                                      f"{self.tune_draws}")
+        object.__setattr__(self, "tune_ks", tuple(sorted(int(k) for k in self.tune_ks)))
 
 
 def _node_means(values: np.ndarray, inverse: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -98,9 +122,15 @@ class GraphPropagation(Estimator):
     kinds = ("rss",)
 
     def fit(self, sources: FingerprintSet | None = None) -> GraphPropagation:
-        """Train the prior on the historical environments (nothing to learn without a prior)."""
+        """Choose the graph among ``settings`` and train the prior on the historical environments (nothing to
+        learn without either)."""
         self._check_kind(sources, "source")
         cfg = self.config
+        if cfg.settings:
+            if sources is None or len(sources) == 0:
+                raise DataValidationError(f"{self._owner()}: choosing among settings {list(cfg.settings)} needs the "
+                                          "historical environments; give fit() the sources")
+            self.setting_scores_ = self._score_settings(sources)
         if cfg.prior is None:
             return self
         if sources is None and get(cfg.prior).capabilities.trains_on_sources:
@@ -112,6 +142,39 @@ class GraphPropagation(Estimator):
         self.train_s_ = float(getattr(self.prior_, "train_s_", 0.0))
         return self
 
+    def _score_settings(self, sources: FingerprintSet) -> dict[int, dict[tuple[int, int], float]]:
+        """Mean error [m] of the propagated unlabelled positions per ``tune_ks`` entry and candidate setting, over
+        the sources and ``tune_draws`` draws of labelled points (module docstring)."""
+        cfg = self.config
+        errors: dict[int, dict[tuple[int, int], list[float]]] = {}
+        for index, fp in enumerate(sources.values()):
+            rss, positions, _ = fp.point_means(cfg.floor_dbm)
+            graphs = {n: signal_graph(rss.astype(np.float64), n) for n in {n for _, n in cfg.settings}}
+            rng = np.random.default_rng([cfg.seed, 808, index])
+            for k in cfg.tune_ks:
+                if k > len(rss) - 2:  # too few points left unlabelled to score
+                    continue
+                for _ in range(cfg.tune_draws):
+                    labelled = rng.choice(len(rss), size=k, replace=False)
+                    unl = np.setdiff1d(np.arange(len(rss)), labelled)
+                    for order, n in cfg.settings:
+                        estimate = propagate_positions(graphs[n], labelled, positions[labelled], order=order)
+                        err = np.linalg.norm(estimate[unl, :2] - positions[unl, :2], axis=1).mean()
+                        errors.setdefault(k, {}).setdefault((order, n), []).append(float(err))
+        if not errors:
+            raise DataValidationError(f"{self._owner()}: every source has fewer than {cfg.tune_ks[0] + 2} reference "
+                                      "points; choosing among settings needs more")
+        return {k: {s: float(np.mean(e)) for s, e in by_setting.items()} for k, by_setting in errors.items()}
+
+    def _graph_setting(self, n_labelled: int) -> tuple[int, int]:
+        """(order, n_neighbours): the sources' best for the scored k nearest to ``n_labelled`` in log, or the
+        configured pair."""
+        scores = getattr(self, "setting_scores_", None)
+        if not scores:
+            return self.config.order, self.config.n_neighbours
+        k = min(scores, key=lambda kk: (abs(np.log(kk) - np.log(max(n_labelled, 1))), kk))
+        return min(scores[k], key=lambda s: (scores[k][s], s))
+
     def adapt(self, support: Fingerprints, *, steps: int | None = None,
               unlabelled: Fingerprints | None = None) -> GraphPropagation:
         """Propagate the support's positions over ``support`` and ``unlabelled`` (same environment and APs);
@@ -121,28 +184,32 @@ class GraphPropagation(Estimator):
         cfg = self.config
         if cfg.prior is not None:
             self._require("prior_")
+        if cfg.settings:
+            self._require("setting_scores_")
         if unlabelled is not None and unlabelled.measurements.shape[1:] != support.measurements.shape[1:]:
             raise DataValidationError(
                 f"{self._owner()}: unlabelled environment {unlabelled.name!r} has {unlabelled.measurements.shape[1]} "
                 f"APs, the support {support.name!r} {support.measurements.shape[1]}")
         rss_l, pos_l, ids_l = support.point_means(cfg.floor_dbm)
         n_l = len(ids_l)
+        order, n_neighbours = self._graph_setting(n_l)
         if unlabelled is None or len(unlabelled) == 0:
             scores: dict[str, float] = {}
             features, positions, chosen = rss_l.astype(np.float64), pos_l, 0.0
         else:
             rss_u, node_of_sample = _unlabelled_nodes(unlabelled, cfg.floor_dbm)
             features = np.concatenate([rss_l.astype(np.float64), rss_u])
-            graph = signal_graph(features, cfg.n_neighbours)
+            graph = signal_graph(features, n_neighbours)
             prior = self._prior_positions(support, unlabelled, node_of_sample, len(rss_u), pos_l, steps)[0]
             chosen, scores = self._choose_weight(graph, support, unlabelled, node_of_sample, len(rss_u), ids_l,
-                                                 pos_l, prior, steps)
-            positions = propagate_positions(graph, np.arange(n_l), pos_l, prior, chosen, self.config.order)
+                                                 pos_l, prior, steps, order)
+            positions = propagate_positions(graph, np.arange(n_l), pos_l, prior, chosen, order)
         engine = KNNLocalizer(cfg.k, weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
             .fit_arrays(features, positions)
         return self._adapted_copy(engine_=engine, map_rss_dbm_=features, map_positions_m_=positions,
-                                  prior_weight_=chosen, prior_weight_scores_=scores,
-                                  sample_shape_=support.measurements.shape[1:], adapt_steps_=0)
+                                  prior_weight_=chosen, prior_weight_scores_=scores, order_=order,
+                                  n_neighbours_=n_neighbours, sample_shape_=support.measurements.shape[1:],
+                                  adapt_steps_=0)
 
     def _prior_positions(self, support: Fingerprints, unlabelled: Fingerprints, node_of_sample: np.ndarray,
                          n_u: int, pos_l: np.ndarray, steps: int | None) -> tuple[np.ndarray | None, Any]:
@@ -160,7 +227,7 @@ class GraphPropagation(Estimator):
 
     def _choose_weight(self, graph: Any, support: Fingerprints, unlabelled: Fingerprints,
                        node_of_sample: np.ndarray, n_u: int, ids_l: np.ndarray, pos_l: np.ndarray,
-                       prior: np.ndarray | None, steps: int | None) -> tuple[float, dict[str, float]]:
+                       prior: np.ndarray | None, steps: int | None, order: int) -> tuple[float, dict[str, float]]:
         """``mu`` with the lowest mean error [m] over the support's points, each held out in turn (the prior
         re-adapted without it); ties go to the smaller ``mu``."""
         if prior is None:
@@ -180,7 +247,7 @@ class GraphPropagation(Estimator):
             dims = min(guess.shape[1], pos_l.shape[1])
             fold_prior[held, :dims] = guess[:, :dims].mean(0)  # the held-out point is an unlabelled node now
             for w in weights:
-                estimate = propagate_positions(graph, keep, pos_l[keep], fold_prior, w, self.config.order)[held]
+                estimate = propagate_positions(graph, keep, pos_l[keep], fold_prior, w, order)[held]
                 errors[w].append(float(np.linalg.norm(estimate[:2] - pos_l[held, :2])))
         scores = {str(w): float(np.mean(e)) for w, e in errors.items()}
         return min(weights, key=lambda w: (float(np.mean(errors[w])), w)), scores
@@ -195,24 +262,35 @@ class GraphPropagation(Estimator):
         parts: dict[str, Any] = {}
         if hasattr(self, "prior_"):
             parts["prior"] = self.prior_.save
+        meta: dict[str, Any] = {"fitted": hasattr(self, "prior_")}
+        if hasattr(self, "setting_scores_"):  # JSON: [k, order, n_neighbours, mean error m] rows
+            meta["setting_scores"] = [[k, o, n, e] for k, by in self.setting_scores_.items()
+                                      for (o, n), e in by.items()]
         if not hasattr(self, "engine_"):
-            return {}, {"fitted": hasattr(self, "prior_")}, parts
+            return {}, meta, parts
         tensors = {"map_rss_dbm": torch.from_numpy(np.array(self.map_rss_dbm_, copy=True)),
                    "map_positions_m": torch.from_numpy(np.array(self.map_positions_m_, copy=True))}
-        meta = {"fitted": hasattr(self, "prior_"), "sample_shape": list(self.sample_shape_),
-                "prior_weight": self.prior_weight_, "prior_weight_scores": self.prior_weight_scores_}
+        meta.update(sample_shape=list(self.sample_shape_), prior_weight=self.prior_weight_,
+                    prior_weight_scores=self.prior_weight_scores_, order=self.order_, n_neighbours=self.n_neighbours_)
         return tensors, meta, parts
 
     def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
         if meta.get("fitted"):
             self.prior_ = load_model(folder / "prior")
             self.train_s_ = float(getattr(self.prior_, "train_s_", 0.0))
+        if "setting_scores" in meta:
+            scores: dict[int, dict[tuple[int, int], float]] = {}
+            for k, o, n, e in meta["setting_scores"]:
+                scores.setdefault(int(k), {})[(int(o), int(n))] = float(e)
+            self.setting_scores_ = scores
         if "map_rss_dbm" in tensors:
             self.map_rss_dbm_ = tensors["map_rss_dbm"].numpy()
             self.map_positions_m_ = tensors["map_positions_m"].numpy()
             self.sample_shape_ = tuple(meta["sample_shape"])
             self.prior_weight_ = float(meta["prior_weight"])
             self.prior_weight_scores_ = dict(meta.get("prior_weight_scores") or {})
+            self.order_ = int(meta.get("order", self.config.order))
+            self.n_neighbours_ = int(meta.get("n_neighbours", self.config.n_neighbours))
             self.adapt_steps_ = 0
             cfg = self.config
             self.engine_ = KNNLocalizer(cfg.k, weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
@@ -229,3 +307,10 @@ register(MethodSpec("maml-dg-graph", "MAML-DG adapted on the support as the prio
                     Capabilities(trains_on_sources=True, uses_unlabelled=True, budget_field="prior_iterations"),
                     {"prior": "maml-dg"}, "metaloc_jsac2023",
                     {"prior_iterations": 5, "prior_weights": (0.0, 0.1), "max_folds": 3}))
+#: graph-lp-tuned's candidates: the harmonic, curvature and third-order energies with 5, 10 or 20 neighbours
+GRAPH_SETTINGS = tuple((order, n) for order in (1, 2, 3) for n in (5, 10, 20))
+register(MethodSpec("graph-lp-tuned", "graph-lp with its graph (Laplacian order, neighbours) chosen on the historical "
+                                      "environments by simulated k-shot tasks, none of it on the target",
+                    GraphPropagation, ("rss",), Capabilities(trains_on_sources=True, uses_unlabelled=True),
+                    {"prior": None, "prior_weights": (0.0,), "settings": GRAPH_SETTINGS}, "agml_summary",
+                    {"settings": ((1, 5), (2, 5)), "tune_ks": (5,), "tune_draws": 1}))
