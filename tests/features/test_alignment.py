@@ -47,3 +47,13 @@ def test_moments_leave_a_feature_constant_in_the_real_data_unscaled():
     probe[:, 1] = 0.2  # heard later: shifted like the rest, not multiplied by ~1e9
     out = align.transform(probe)
     assert np.all(np.abs(out[:, 1] - (0.2 + syn[:, 1].mean())) < 1e-5)
+
+
+@pytest.mark.parametrize("method", ["moments", "coral"])
+def test_one_fingerprint_maps_as_it_does_among_many(method):
+    # fitting needs covariances; mapping does not: a single query (the service's case) gets the same answer
+    real, syn = data()
+    align = Alignment(method).fit(real, syn)
+    np.testing.assert_allclose(align.transform(real[:1]), align.transform(real)[:1], rtol=1e-6)
+    with pytest.raises(DataValidationError, match="n >= 2"):
+        Alignment(method).fit(real[:1], syn)

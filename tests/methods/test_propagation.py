@@ -89,3 +89,5 @@ def test_graph_lp_tuned_needs_sources_and_valid_settings():
         create("graph-lp-tuned").fit(None)
     with pytest.raises(ConfigError, match="graph-lp-tuned: settings: orders must be 1, 2 or 3"):
         create("graph-lp-tuned", settings=[(4, 10)])
+    with pytest.raises(ConfigError, match="prior_params given without a prior"):
+        create("graph-lp-tuned", prior_params={"adapt_steps": 5})

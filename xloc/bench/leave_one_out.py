@@ -26,10 +26,12 @@ P1_BENCH_METHODS = (*protocols.P1_METHODS, "graph-lp", "maml-dg-graph")
 #: The graph networks run at the k of the P1 goal only, at P5's sizes (``xloc.bench.agml.FULL``: 500 unlabelled
 #: nodes, 200 AGNN steps, 200 meta-iterations and 100 adaptation steps for AGML). At the registry's defaults (1500
 #: nodes) one AGNN adaptation takes about 107 s per target and k on 2 cores, 3 h for 5 seeds.
-GRAPH_NETWORKS, GRAPH_NETWORK_KS = ("agnn", "agml"), (5, 10)
+#: ``agml-graph`` uses AGML at the same sizes as its prior.
+GRAPH_NETWORKS, GRAPH_NETWORK_KS = ("agnn", "agml", "agml-graph"), (5, 10)
 GRAPH_NETWORK_PARAMS: dict[str, dict[str, Any]] = {
     "agnn": {"max_unlabelled": 500, "adapt_steps": 200},
     "agml": {"max_unlabelled": 500, "adapt_steps": 100, "iterations": 200},
+    "agml-graph": {"prior_iterations": 200},
 }
 
 

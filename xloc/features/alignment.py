@@ -37,10 +37,12 @@ class Alignment:
         self.min_std = min_std
 
     @staticmethod
-    def _check(x: np.ndarray, name: str) -> np.ndarray:
+    def _check(x: np.ndarray, name: str, min_rows: int = 2) -> np.ndarray:
+        """Finite ``(n, F)`` features; fitting needs ``n >= 2`` (covariances), mapping one fingerprint is fine."""
         a = np.asarray(x, dtype=np.float64)
-        if a.ndim != 2 or len(a) < 2 or not np.isfinite(a).all():
-            raise DataValidationError(f"alignment: {name} features must be finite (n >= 2, F), got {a.shape}")
+        if a.ndim != 2 or len(a) < min_rows or not np.isfinite(a).all():
+            raise DataValidationError(f"alignment: {name} features must be finite (n >= {min_rows}, F), got "
+                                      f"{a.shape}")
         return a
 
     def fit(self, real: np.ndarray, synthetic: np.ndarray) -> Alignment:
@@ -64,7 +66,7 @@ class Alignment:
             return np.asarray(real, dtype=np.float32)
         if not hasattr(self, "mean_real_"):
             raise NotFittedError("alignment is not fitted: call fit(real, synthetic) first")
-        r = self._check(real, "real")
+        r = self._check(real, "real", min_rows=1)
         centred = r - self.mean_real_
         out = centred * self.scale_ if self.method == "moments" else centred @ self.matrix_
         return (out + self.mean_syn_).astype(np.float32)

@@ -52,6 +52,8 @@ class GraphPropagationConfig:
     prior: str | None = "maml-dg"
     #: meta-iterations of the prior's training (None: its default)
     prior_iterations: int | None = None
+    #: other hyper-parameters of the prior, as (name, value) pairs
+    prior_params: tuple[tuple[str, Any], ...] = ()
     #: neighbours of each node in the signal-space graph
     n_neighbours: int = 10
     #: power p of the graph Laplacian in the energy: 1 harmonic (stays inside the labels' hull), 2 curvature
@@ -86,6 +88,14 @@ class GraphPropagationConfig:
         if not weights or min(weights) < 0 or not np.all(np.isfinite(weights)):
             raise DataValidationError(f"prior_weights must be finite values >= 0, got {self.prior_weights}")
         object.__setattr__(self, "prior_weights", weights)
+        try:
+            pairs = tuple((str(k), v) for k, v in (self.prior_params.items() if isinstance(self.prior_params, dict)
+                                                   else self.prior_params))
+        except (TypeError, ValueError):
+            raise DataValidationError(f"prior_params must be (name, value) pairs, got {self.prior_params!r}") from None
+        if pairs and self.prior is None:
+            raise DataValidationError("prior_params given without a prior")
+        object.__setattr__(self, "prior_params", pairs)
         if self.prior_iterations is not None and self.prior_iterations < 0:
             raise DataValidationError(f"prior_iterations must be >= 0, got {self.prior_iterations}")
         try:
@@ -138,7 +148,7 @@ class GraphPropagation(Estimator):
                                       "give fit() the sources")
         budget = get(cfg.prior).capabilities.budget_field
         extra = {budget: cfg.prior_iterations} if budget and cfg.prior_iterations is not None else {}
-        self.prior_ = create(cfg.prior, cfg.seed, **extra).fit(sources)
+        self.prior_ = create(cfg.prior, cfg.seed, **dict(cfg.prior_params), **extra).fit(sources)
         self.train_s_ = float(getattr(self.prior_, "train_s_", 0.0))
         return self
 
@@ -217,7 +227,9 @@ class GraphPropagation(Estimator):
         ``support``, and that adapted prior."""
         if self.config.prior is None:
             return None, None
-        adapted = self.prior_.adapt(support, steps=steps)
+        # a prior that reads unlabelled fingerprints itself (AGML's graph) gets the same ones
+        extra = {"unlabelled": unlabelled} if get(self.config.prior).capabilities.uses_unlabelled else {}
+        adapted = self.prior_.adapt(support, steps=steps, **extra)
         guess = np.asarray(adapted.predict(unlabelled.measurements), dtype=np.float64)
         dims = min(guess.shape[1], pos_l.shape[1])
         prior = np.zeros((len(pos_l) + n_u, pos_l.shape[1]))
@@ -314,3 +326,14 @@ register(MethodSpec("graph-lp-tuned", "graph-lp with its graph (Laplacian order,
                     GraphPropagation, ("rss",), Capabilities(trains_on_sources=True, uses_unlabelled=True),
                     {"prior": None, "prior_weights": (0.0,), "settings": GRAPH_SETTINGS}, "agml_summary",
                     {"settings": ((1, 5), (2, 5)), "tune_ks": (5,), "tune_draws": 1}))
+register(MethodSpec("agml-graph", "graph-lp-tuned with AGML (meta-trained on twins of the target site, adapted "
+                                  "with its unlabelled fingerprints) as the prior of every unlabelled fingerprint, "
+                                  "pull chosen by leave-one-point-out", GraphPropagation, ("rss",),
+                    Capabilities(trains_on_sources=True, uses_unlabelled=True, budget_field="prior_iterations",
+                                 site_twins=True),
+                    {"prior": "agml", "settings": GRAPH_SETTINGS, "prior_weights": (0.0, 0.1, 0.3, 1.0), "max_folds": 5,
+                     "prior_params": (("max_unlabelled", 500), ("adapt_steps", 100))}, "agml_summary",
+                    {"prior_iterations": 2, "prior_weights": (0.0, 0.3), "max_folds": 2, "settings": ((2, 5),),
+                     "tune_ks": (5,), "tune_draws": 1,
+                     "prior_params": (("max_unlabelled", 40), ("adapt_steps", 5), ("hidden", 16), ("latent", 8),
+                                      ("task_nodes", 32))}))
