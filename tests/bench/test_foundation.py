@@ -1,9 +1,19 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from xloc.bench import lwlm as lx
-from xloc.bench.foundation import QUICK, foundation_markdown, plot_pretraining, run_foundation
+from xloc.bench.foundation import (
+    QUICK,
+    ablation_markdown,
+    foundation_markdown,
+    plot_ablation,
+    plot_pretraining,
+    pretrain_without,
+    run_foundation,
+)
+from xloc.errors import ConfigError
 from xloc.learn.lwlm import LWLM
 
 
@@ -30,3 +40,27 @@ def test_foundation_rows_cover_every_method_task_and_fraction_and_resume(tmp_pat
     assert plot_pretraining(reference, tmp_path / "curve.png").is_file()
     text = foundation_markdown(rows)
     assert "| canyon | multi-bs [m] | lwlm |" in text and "LWLM vs scratch" in text
+
+
+def test_ablation_pretrains_without_one_objective_resumes_and_reports_beside_the_reference(tmp_path):
+    city = lx.city_data(replace(lx.QUICK, pretrain_users=20, pool_users=30, test_users=12))
+    sets = {"canyon": (city.pools["A"], city.tests["A"], city.scenes["A"])}
+    sizes = dict(seed=0, patch=(4, 8), d_model=16, depth=1, heads=2, d_ff=32, epochs=1, batch_size=32)
+    reference = LWLM(objectives=("sf-mcm", "picl"), **sizes).pretrain(city.pretrain)
+    with pytest.raises(ConfigError, match="'dti'"):
+        pretrain_without(reference, "dti", city.pretrain, tmp_path / "no-dti")
+    variant = pretrain_without(reference, "picl", city.pretrain, tmp_path / "no-picl")
+    assert variant.config.objectives == ("sf-mcm",) and variant.config.depth == reference.config.depth
+    assert variant.pretrain_steps_ == reference.pretrain_steps_ and (tmp_path / "no-picl" / "meta.json").is_file()
+    again = pretrain_without(reference, "picl", city.pretrain, tmp_path / "no-picl")  # finished: loaded, not rerun
+    assert again.pretrain_s_ == variant.pretrain_s_
+    scale = replace(QUICK, fractions=(0.1,), layouts=("canyon",))
+    rows = run_foundation(reference, scale, sets=sets.__getitem__, log=lambda _text: None)
+    rows = run_foundation(variant, scale, sets=sets.__getitem__, finished=rows, log=lambda _text: None,
+                          label="lwlm without picl", baselines=False)
+    mine = [r for r in rows if r["method"] == "lwlm without picl"]
+    assert len(mine) == 4 and all(r["checkpoint"]["objectives"] == ["sf-mcm"] for r in mine)
+    text = ablation_markdown(rows)
+    assert text.splitlines()[0] == "| set | task | lwlm | lwlm without picl |" and len(text.splitlines()) == 6
+    assert ablation_markdown([r for r in rows if r["method"] != "lwlm without picl"]) == ""
+    assert plot_ablation(reference, {"picl": variant}, rows, tmp_path / "ablation.png").is_file()

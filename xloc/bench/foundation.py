@@ -14,11 +14,17 @@ users, and the model-based estimators (IDFT first peak, DFT beam scan, range/bea
 Every set gets AWGN at ``snr_db``; errors are reported over all test samples and separately over the LoS and NLoS
 ones (:func:`~xloc.learn.channel_tasks.task_los`). Rows are per seed and written after every fine-tuning, so
 ``--resume`` continues an interrupted run.
+
+``--experiment ablation``: the reference's configuration pretrained on the same corpus (``$XLOC_CORPUS`` or
+``corpus``) for the same epochs with one objective left out, each fine-tuned at 10 % labels on every set with the
+same seeds; rows ``lwlm without <objective>`` beside the reference's ``lwlm`` rows. The variants' checkpoints are
+written beside the reference (``<checkpoint>-without-<objective>``) and resume when interrupted.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,10 +47,13 @@ from xloc.sim.geometry import Scene
 from xloc.sim.impairments import add_awgn
 
 __all__ = ["FoundationScale", "FULL", "QUICK", "LAYOUTS", "layout_sets", "run_foundation", "foundation_markdown",
-           "checkpoint_dir", "plot_pretraining"]
+           "checkpoint_dir", "corpus_dir", "pretrain_without", "ablation_markdown", "plot_pretraining"]
 
 LAYOUTS = ("canyon", "etoile", "florence", "office")
 METHODS = ("lwlm", "lwlm-scratch", "cnn", "model-based")
+#: what ``--experiment`` may pick: a set (the main table on it), or the leave-one-objective-out ablation
+EXPERIMENTS = LAYOUTS + ("ablation",)
+ABLATION_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class FoundationScale:
     finetune_steps: int = 300
     layouts: tuple[str, ...] = LAYOUTS
     max_users: int | None = None
+    ablation_fraction: float = ABLATION_FRACTION
 
 
 FULL = FoundationScale()
@@ -65,6 +75,28 @@ QUICK = FoundationScale(fractions=(0.1, 1.0), seeds=(0,), finetune_steps=4, layo
 def checkpoint_dir() -> Path:
     """The reference checkpoint: ``$XLOC_LWLM_CHECKPOINT`` or ``lwlm-reference`` (``make pretrain``)."""
     return Path(os.environ.get("XLOC_LWLM_CHECKPOINT", "lwlm-reference"))
+
+
+def corpus_dir() -> Path:
+    """The pretraining corpus: ``$XLOC_CORPUS`` or ``corpus`` (``make corpus``)."""
+    return Path(os.environ.get("XLOC_CORPUS", "corpus"))
+
+
+def pretrain_without(reference: LWLM, dropped: str, corpus: Any, folder: Path, *, progress: bool = False) -> LWLM:
+    """``reference``'s configuration pretrained on ``corpus`` without the objective ``dropped``; saved in
+    ``folder`` (loaded from there when already finished; an interrupted run resumes from ``<folder>.ckpt``)."""
+    if dropped not in reference.config.objectives:
+        raise ConfigError(f"the reference checkpoint was not pretrained with {dropped!r} "
+                          f"(its objectives: {', '.join(reference.config.objectives)})")
+    if (folder / "meta.json").is_file():
+        return LWLM.load(folder)
+    config = {k: v for k, v in vars(reference.config).items()}
+    config["objectives"] = tuple(o for o in reference.config.objectives if o != dropped)
+    model = LWLM(**config)
+    model.pretrain(corpus, progress=progress, checkpoint_dir=Path(f"{folder}.ckpt"), checkpoint_every=200,
+                   resume=Path(f"{folder}.ckpt").is_dir())
+    model.save(folder)
+    return model
 
 
 Sets = Callable[[str], tuple[Fingerprints, Fingerprints, Scene]]
@@ -114,10 +146,12 @@ RowsCallback = Callable[[list[dict[str, Any]]], object]
 
 def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None = None,
                    root: str | os.PathLike[str] | None = None, finished: Sequence[dict[str, Any]] = (),
-                   on_row: RowsCallback | None = None, log: Callable[[str], object] = print) -> list[dict[str, Any]]:
+                   on_row: RowsCallback | None = None, log: Callable[[str], object] = print,
+                   label: str = "lwlm", baselines: bool = True) -> list[dict[str, Any]]:
     """Fine-tune ``reference`` (and the baselines) on every set, task, label fraction and seed of ``scale``;
     rows already in ``finished`` are kept and not run again; ``on_row(rows)`` after every new row. ``sets(name)``
-    gives ``(pool, test, scene)`` (default: :func:`layout_sets` on the twins in ``root``)."""
+    gives ``(pool, test, scene)`` (default: :func:`layout_sets` on the twins in ``root``). ``label``: the method
+    name of ``reference``'s rows; ``baselines=False`` runs it alone (no scratch, CNN or model-based rows)."""
     rows = list(finished)
     done = {_key(r) for r in rows}
     config = {k: v for k, v in vars(reference.config).items()}
@@ -155,13 +189,13 @@ def run_foundation(reference: LWLM, scale: FoundationScale, *, sets: Sets | None
         return cnn.predict(task_samples(test, task)[0]), cnn.fit_s_
 
     # the compared models by row label; the CNN gets the users LWLM's labelled_users draws
-    fitters = {"lwlm": fit_lwlm, "lwlm-scratch": fit_scratch, "cnn": fit_cnn}
+    fitters = {label: fit_lwlm, "lwlm-scratch": fit_scratch, "cnn": fit_cnn} if baselines else {label: fit_lwlm}
 
     for layout in scale.layouts:
         pool, test, scene = (sets or (lambda name: layout_sets(name, scale, root)))(layout)
         los = {task: task_los(test, task) for task in TASKS}
         truth = {task: task_samples(test, task)[1] for task in TASKS}
-        if ("model-based", layout, TASKS[0], None, 0) not in done:
+        if baselines and ("model-based", layout, TASKS[0], None, 0) not in done:
             t0 = time.perf_counter()
             answers = model_based_predictions(test, scene)
             seconds = time.perf_counter() - t0
@@ -205,6 +239,74 @@ def plot_pretraining(reference: LWLM, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _ablation_methods(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return ["lwlm"] + sorted({r["method"] for r in rows if r["method"].startswith("lwlm without ")})
+
+
+def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Left: every variant's SF-MCM pretraining curve beside the predict-the-mean level; right, one panel per task:
+    mean error at the ablation fraction per set, relative to the reference (1 = the reference), ± std over seeds."""
+    from xloc.figures import plt, save_figure
+
+    fraction = ABLATION_FRACTION
+    fig, axes = plt.subplots(1, 1 + len(TASKS), figsize=(4 * (1 + len(TASKS)), 3.4))
+    for i, (name, model) in enumerate({"all three": reference, **{f"without {k}": v for k, v in variants.items()}}
+                                      .items()):
+        curve = model.pretrain_curve_
+        if any("sf-mcm" in c for c in curve):
+            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm", np.nan) for c in curve], color=f"C{i}",
+                         label=name)
+            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm-mean", np.nan) for c in curve], color=f"C{i}",
+                         ls=":", lw=0.8)
+    axes[0].set_title("SF-MCM (dotted: predict the mean patch)")
+    axes[0].set_xlabel("pretraining step")
+    axes[0].legend(fontsize=7)
+    table = [r for r in rows if r.get("protocol") == "lwlm-foundation" and r["label_fraction"] == fraction]
+    methods = _ablation_methods(table)
+    layouts = list(dict.fromkeys(r["target"] for r in table))
+    width = 0.8 / max(len(methods), 1)
+    for ax, task in zip(axes[1:], TASKS, strict=True):
+        for j, method in enumerate(methods):
+            ratios, stds = [], []
+            for layout in layouts:
+                full = [r["mean"] for r in table if (r["target"], r["task"], r["method"]) == (layout, task, "lwlm")]
+                mine = [r["mean"] for r in table if (r["target"], r["task"], r["method"]) == (layout, task, method)]
+                ok = bool(full and mine)
+                ratios.append(np.mean(mine) / np.mean(full) if ok else np.nan)
+                stds.append((sample_std(mine) or 0.0) / np.mean(full) if ok else 0.0)
+            ax.bar(np.arange(len(layouts)) + (j - (len(methods) - 1) / 2) * width, ratios, width, yerr=stds,
+                   label=method, color=f"C{j}")
+        ax.axhline(1.0, color="k", lw=0.6)
+        ax.set_xticks(np.arange(len(layouts)), layouts, fontsize=8)
+        ax.set_title(f"{task}: error / reference's")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"LWLM ablation on the corpus: one objective left out, fine-tuned at {100 * fraction:g} % labels")
+    return save_figure(fig, path)
+
+
+def ablation_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Per set and task at the ablation fraction: the reference's mean error ± std over seeds and each variant's,
+    with its change against the reference (positive: leaving the objective out costs accuracy, so it helps)."""
+    table = [r for r in rows if r.get("protocol") == "lwlm-foundation" and r["label_fraction"] == ABLATION_FRACTION]
+    methods = _ablation_methods(table)
+    if len(methods) == 1:
+        return ""
+    out = ["| set | task | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for layout in dict.fromkeys(r["target"] for r in table):
+        for task in TASKS:
+            mine = {m: [r for r in table if (r["target"], r["task"], r["method"]) == (layout, task, m)]
+                    for m in methods}
+            if not mine["lwlm"]:
+                continue
+            full = np.mean([r["mean"] for r in mine["lwlm"]])
+            cells = [_cell(mine["lwlm"], "mean")]
+            for m in methods[1:]:
+                change = 100 * (np.mean([r["mean"] for r in mine[m]]) / full - 1) if mine[m] else None
+                cells.append("–" if change is None else f"{_cell(mine[m], 'mean')} ({change:+.0f} %)")
+            out.append(f"| {layout} | {task} [{TASK_UNITS[task][1]}] | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def _cell(rows: list[dict[str, Any]], key: str) -> str:
     values = [r[key] for r in rows if r.get(key) is not None]
     if not values:
@@ -246,13 +348,17 @@ def foundation_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def run(ctx: BenchContext) -> None:
     """``xloc bench --protocol lwlm-foundation``: needs the twins (``make twins``) and the reference checkpoint
-    (``make pretrain``, or ``XLOC_LWLM_CHECKPOINT``)."""
+    (``make pretrain``, or ``XLOC_LWLM_CHECKPOINT``); the ablation also the corpus (``$XLOC_CORPUS``)."""
     from xloc.sim.rt_presets import twins_dir
 
     folder = checkpoint_dir()
-    missing = [what for what, there in (("the ray-traced twins (make twins)", (twins_dir() / "manifest.json")
-                                         .is_file()), ("the LWLM reference checkpoint (make pretrain)",
-                                                       (folder / "meta.json").is_file())) if not there]
+    parts = ctx.select(EXPERIMENTS)
+    ablation = "ablation" in parts and not ctx.quick  # pretrains three models: never in --quick
+    needs = [("the ray-traced twins (make twins)", (twins_dir() / "manifest.json").is_file()),
+             ("the LWLM reference checkpoint (make pretrain)", (folder / "meta.json").is_file())]
+    if ablation:
+        needs.append((f"the pretraining corpus (make corpus) in {corpus_dir()}", corpus_dir().is_dir()))
+    missing = [what for what, there in needs if not there]
     if missing:
         if ctx.quick:
             ctx.log(f"lwlm-foundation: skipped, missing {' and '.join(missing)}")
@@ -261,18 +367,50 @@ def run(ctx: BenchContext) -> None:
     reference = LWLM.load(folder)
     if not reference.pretrained_:
         raise ConfigError(f"{folder}: this LWLM folder was never pretrained")
-    scale = QUICK if ctx.quick else FULL
-    layouts = tuple(ctx.select(scale.layouts))
-    scale = FoundationScale(scale.fractions, scale.seeds, scale.snr_db, scale.finetune_steps, layouts,
-                            scale.max_users)
-    finished = ctx.finished_rows("lwlm-foundation")
+    base = QUICK if ctx.quick else FULL
+    layouts = tuple(p for p in parts if p in LAYOUTS) or base.layouts
+    scale = dataclasses.replace(base, layouts=layouts)
+    rows = ctx.finished_rows("lwlm-foundation")
+
+    def write(new: list[dict[str, Any]]) -> None:
+        nonlocal rows
+        rows = new
+        ctx.write("lwlm-foundation", rows, seeds=list(scale.seeds))
+
     plot_pretraining(reference, ctx.out / "lwlm_foundation_pretraining.png")
-    run_foundation(reference, scale, finished=finished, log=ctx.log,
-                   on_row=lambda rows: ctx.write("lwlm-foundation", rows, seeds=list(scale.seeds)))
+    if any(p in LAYOUTS for p in parts):
+        run_foundation(reference, scale, finished=rows, log=ctx.log, on_row=write)
+    if ablation:
+        from xloc.data.corpus import ChannelCorpus
+
+        corpus = ChannelCorpus.open(str(corpus_dir()))
+        at = dataclasses.replace(scale, fractions=(scale.ablation_fraction,))
+        variants = {}
+        for dropped in reference.config.objectives:
+            ctx.log(f"lwlm-foundation ablation: pretraining without {dropped} on {corpus_dir()}")
+            variants[dropped] = pretrain_without(reference, dropped, corpus,
+                                                 Path(f"{folder}-without-{dropped}"), progress=True)
+            run_foundation(variants[dropped], at, finished=rows, log=ctx.log, on_row=write,
+                           label=f"lwlm without {dropped}", baselines=False)
+        from xloc.eval.results import read_results
+
+        # the reference's own rows at this fraction may come from an earlier commit's main run (--append)
+        every = read_results(ctx.out / "lwlm-foundation.json").get("rows", rows)
+        plot_ablation(reference, variants, every, ctx.out / "lwlm_foundation_ablation.png")
 
 
 def report(doc: dict[str, Any], results: Path) -> str:
     return ("LWLM's reference checkpoint (pretrained on the corpus, `make pretrain`) fine-tuned on ray-traced sets, "
             "mean error ± std over seeds (model-based: no labels, the same value in every column):\n\n"
             + foundation_markdown(doc["rows"]) + "\n\n"
-            + markdown_images(results, ["lwlm_foundation_pretraining.png"]))
+            + markdown_images(results, ["lwlm_foundation_pretraining.png"]) + _ablation_report(doc, results))
+
+
+def _ablation_report(doc: dict[str, Any], results: Path) -> str:
+    table = ablation_markdown(doc["rows"])
+    if not table:
+        return ""
+    return (f"\n\nAblation (`--experiment ablation`): the reference's configuration pretrained on the same corpus "
+            f"without one objective, fine-tuned at {100 * ABLATION_FRACTION:g} % labels, mean error ± std over seeds "
+            "(in brackets: change against the reference; + means the objective left out helps):\n\n" + table
+            + "\n\n" + markdown_images(results, ["lwlm_foundation_ablation.png"]))

@@ -115,7 +115,7 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               experiments="twins:PARTS"),
     BenchSpec("lwlm-foundation", "lwlm-foundation", "LWLM's corpus-pretrained checkpoint on ray-traced sets (canyon, "
               "unseen Etoile, Florence, office)", "foundation:run", "foundation:report",
-              experiments="foundation:LAYOUTS"),
+              experiments="foundation:EXPERIMENTS"),
     BenchSpec("lwlm-sfmcm", "lwlm-sfmcm", "Does SF-MCM learn? Masked channel modelling alone and beside DTI and PICL",
               "sfmcm:run", "sfmcm:report", experiments="sfmcm:EXPERIMENTS", in_quick=False),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
