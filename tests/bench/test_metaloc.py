@@ -17,3 +17,15 @@ def test_a_resumed_csi_table_keeps_finished_rows_and_runs_only_what_is_missing()
     assert [r["mean_m"] for r in rows[:3]] == [9.0, 9.0, 9.0]  # kept as they were
     assert all(r["mean_m"] < 9.0 and r["k"] == 3 for r in rows[3:])  # measured now
     assert csi_image_table("hall", seeds=(0,), methods=(), finished=rows) == rows  # nothing left to run
+
+
+def test_the_table_iii_report_gives_each_rooms_seed_mean_and_sample_std_with_the_papers_number_beside():
+    from xloc.bench.metaloc import csi_image_markdown
+
+    rows = [{**_row("maml", seed, mean_m), "median_m": mean_m, "p90_m": 2 * mean_m, "training_steps": steps,
+             "max_steps": 7500} for seed, mean_m, steps in ((0, 2.0, 1100), (1, 3.0, 3450), (2, 4.0, 800))]
+    rows.append({**_row("wknn", 0, 1.1), "median_m": 1.0, "p90_m": 2.0})
+    table = csi_image_markdown(rows).splitlines()
+    assert table[0].startswith("| method | hall mean [m] |") and "lab" not in table[0]
+    assert table[2] == "| maml | 3.00 ± 1.00 | 3.00 ± 1.00 | 6.00 ± 2.00 | 1100, 3450, 800 | 0, 1, 2 | 2.11 |"
+    assert table[3] == "| wknn | 1.10 | 1.00 | 2.00 | – | 0 | – |"  # one seed: no std; no training; no paper row

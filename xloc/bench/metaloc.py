@@ -21,7 +21,7 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.eval.protocols import p2_environments
-from xloc.eval.results import markdown_table
+from xloc.eval.results import markdown_table, sample_std
 from xloc.features.knn_fingerprint import knn_rp_features
 from xloc.figures import plt, save_figure
 from xloc.learn import maml
@@ -401,11 +401,48 @@ def report(doc: dict[str, Any], results: Path) -> str:
     return text + markdown_images(results, ["fig8_rmse_vs_steps.png", "p1_convergence.png"])
 
 
-_CSI_IMAGE_COLUMNS = [("room", "dataset"), ("target", "target"), ("method", "method"), ("k", "k"), ("seed", "seed"),
-                      ("mean [m]", "mean_m"), ("median [m]", "median_m"), ("p90 [m]", "p90_m")]
+#: MetaLoc's Table III, mean error [m] in the hall / lab (``../shared/papers/metaloc_jsac2023.md``), beside ours.
+PAPER_TABLE_III_M: dict[str, tuple[float, float]] = {
+    "maml": (2.11, 3.10), "maml-ts": (2.09, 3.09), "maml-dg": (2.07, 3.04), "tl": (2.27, 3.97),
+    "ri": (2.59, 4.19), "histogram-knn": (2.73, 3.35), "confi": (2.89, 3.53), "ilcl": (3.61, 3.48)}
 
 
-def report_csi_images(doc: dict[str, Any], _results: Path) -> str:
-    return ("MetaLoc on simulated CSI images (rooms `hall` and `lab`): meta-trained on days 1-4, adapted with 3 "
-            "images per reference point of day 5, tested on day 5; errors [m] of each seed:\n\n"
-            + markdown_table(doc["rows"], _CSI_IMAGE_COLUMNS))
+def _seed_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
+    """``mean ± sample std`` over the seeds' values of ``key`` (just the mean for one seed)."""
+    values = [float(r[key]) for r in rows]
+    spread = sample_std(values)
+    return f"{np.mean(values):.2f}" + ("" if spread is None else f" ± {spread:.2f}")
+
+
+def csi_image_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Table III as the paper lays it out: per method, each room's mean error ± sample std over seeds, the median
+    and p90 averaged over seeds, the iterations where training stopped, and the paper's mean beside it."""
+    rooms = sorted({r["dataset"] for r in rows}, key=lambda room: CSI_ROOMS.index(room) if room in CSI_ROOMS else 9)
+    methods = [m for m in [*GRADIENT_METHODS, *CSI_TABLE_BASELINES] if any(r["method"] == m for r in rows)]
+    header = ["method"] + [f"{room} {c}" for room in rooms for c in ("mean [m]", "median", "p90", "stopped at")]
+    lines = ["| " + " | ".join([*header, "seeds", "paper mean " + " / ".join(rooms)]) + " |",
+             "|" + "---|" * (len(header) + 2)]
+    for method in methods:
+        cells = [method]
+        seeds: set[int] = set()
+        for room in rooms:
+            mine = [r for r in rows if r["method"] == method and r["dataset"] == room]
+            seeds |= {int(r["seed"]) for r in mine}
+            steps = ", ".join(str(r["training_steps"]) for r in sorted(mine, key=lambda r: r["seed"])) \
+                if any(r.get("max_steps") for r in mine) else "–"  # no training on the historical days
+            cells += [_seed_cell(mine, "mean_m"), _seed_cell(mine, "median_m"), _seed_cell(mine, "p90_m"),
+                      steps] if mine else ["–"] * 4
+        paper = PAPER_TABLE_III_M.get(method)
+        paper_cell = " / ".join(f"{paper[CSI_ROOMS.index(room)]:.2f}" for room in rooms
+                                if room in CSI_ROOMS) if paper else "–"
+        lines.append("| " + " | ".join([*cells, ", ".join(map(str, sorted(seeds))), paper_cell]) + " |")
+    return "\n".join(lines)
+
+
+def report_csi_images(doc: dict[str, Any], results: Path) -> str:
+    return ("MetaLoc on simulated CSI images (Table III layout, rooms `hall` and `lab`): meta-trained on days 1-4 "
+            "up to 7500 iterations or a validation plateau, adapted with 3 images per reference point of day 5, "
+            "tested on one new day-5 image per point; mean ± sample std over seeds of each seed's error [m], "
+            "iterations where training stopped per seed, and the paper's Table III beside it:\n\n"
+            + csi_image_markdown(doc["rows"]) + "\n\n"
+            + markdown_images(results, [f"metaloc_csi_{room}.png" for room in CSI_ROOMS]))

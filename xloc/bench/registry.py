@@ -101,7 +101,7 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
     BenchSpec("p2", "p2", "P2 — synthetic path-loss families (MetaLoc)", "leave_one_out:run_p2",
               "leave_one_out:report_p2"),
     BenchSpec("metaloc", "metaloc", "MetaLoc figures and meta-training speed", "metaloc:run", "metaloc:report"),
-    BenchSpec("metaloc-csi", "metaloc-csi", "MetaLoc on CSI images (Table II)", "metaloc:run_csi_images",
+    BenchSpec("metaloc-csi", "metaloc-csi", "MetaLoc on CSI images (Table III)", "metaloc:run_csi_images",
               "metaloc:report_csi_images", experiments="metaloc:CSI_ROOMS", in_quick=False),
     BenchSpec("metaloc-regimes", "metaloc-regimes", "Where meta-learning beats transfer learning (P1 regimes)",
               "regimes:run", "regimes:report", experiments="regimes:EXPERIMENTS", in_quick=False),
