@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xloc.data.csv_survey import group_points
 from xloc.data.environment import EnvironmentMeta
-from xloc.data.fingerprints import Fingerprints
+from xloc.data.fingerprints import Fingerprints, group_points
 from xloc.errors import DataValidationError
 
 __all__ = ["read_arrays"]

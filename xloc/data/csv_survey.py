@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 
 from xloc.data.environment import EnvironmentMeta
-from xloc.data.fingerprints import RSS_MAX_DBM, RSS_MIN_DBM, Fingerprints, FingerprintSet
+from xloc.data.fingerprints import RSS_MAX_DBM, RSS_MIN_DBM, Fingerprints, FingerprintSet, group_points
 from xloc.errors import DataValidationError, DataWarning
 
-__all__ = ["read_survey_csv", "read_long_csv", "CsvTable", "read_csv_table", "group_points", "rss_from_cells",
+__all__ = ["read_survey_csv", "read_long_csv", "CsvTable", "read_csv_table", "rss_from_cells",
            "holdout_points"]
 
 _log = logging.getLogger(__name__)
@@ -184,12 +184,6 @@ def read_csv_table(path: str | os.PathLike[str]) -> CsvTable:
     if body.empty:
         raise DataValidationError(f"{p}: no data rows after the header")
     return CsvTable(p, body, lines)
-
-
-def group_points(positions_m: np.ndarray, decimals: int = 3) -> np.ndarray:
-    """Reference-point ids from coordinates: samples at the same spot (to ``10**-decimals`` m) share an id."""
-    _, ids = np.unique(np.round(positions_m, decimals), axis=0, return_inverse=True)
-    return ids.reshape(-1).astype(np.int64)
 
 
 def _warn_sentinels(path: Path, rss: np.ndarray, columns: Sequence[str]) -> None:

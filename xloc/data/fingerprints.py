@@ -15,7 +15,7 @@ import numpy as np
 from xloc.data.environment import EnvironmentMeta
 from xloc.errors import DataValidationError, UnknownEnvironmentError
 
-__all__ = ["Fingerprints", "FingerprintSet", "RSS_MIN_DBM", "RSS_MAX_DBM"]
+__all__ = ["Fingerprints", "FingerprintSet", "RSS_MIN_DBM", "RSS_MAX_DBM", "group_points"]
 
 #: Plausible RSS range [dBm]; values outside are almost always a "not heard" sentinel or a unit mistake.
 RSS_MIN_DBM = -150.0
@@ -31,6 +31,12 @@ def _optional_column(value: Sequence | np.ndarray | None, n: int, name: str, whe
     if arr.dtype.kind in "US" or arr.dtype == object:
         arr = np.asarray([str(v) for v in arr], dtype=object)
     return arr
+
+
+def group_points(positions_m: np.ndarray, decimals: int = 3) -> np.ndarray:
+    """Reference-point ids from coordinates: samples at the same spot (to ``10**-decimals`` m) share an id."""
+    _, ids = np.unique(np.round(positions_m, decimals), axis=0, return_inverse=True)
+    return ids.reshape(-1).astype(np.int64)
 
 
 class Fingerprints:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xloc.data.csv_survey import CsvTable, group_points, read_csv_table, rss_from_cells
+from xloc.data.csv_survey import CsvTable, read_csv_table, rss_from_cells
 from xloc.data.environment import EnvironmentMeta
-from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.data.fingerprints import Fingerprints, FingerprintSet, group_points
 from xloc.errors import DataValidationError
 
 __all__ = ["load_sodindoorloc", "access_point_floors", "environment_ap_floors", "DEFAULT_ROOT", "SHEETS",

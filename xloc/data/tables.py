@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xloc.data.environment import EnvironmentMeta
-from xloc.data.fingerprints import Fingerprints, FingerprintSet
+from xloc.data.fingerprints import Fingerprints, FingerprintSet, group_points
 from xloc.errors import DataKindError, DataValidationError
 from xloc.io import atomic_write_bytes
 
@@ -62,8 +62,6 @@ def from_frame(frame: pd.DataFrame, *, ap_columns: Sequence[str] | None = None,
                frequency_hz: float | None = None) -> FingerprintSet:
     """The inverse of :func:`to_frame`: every column that is not one of :data:`META_COLUMNS` is an AP (or give
     ``ap_columns``); ``environment`` defaults to ``"survey"`` and ``point_id`` to grouping by position."""
-    from xloc.data.csv_survey import group_points
-
     missing = [c for c in ("x_m", "y_m") if c not in frame.columns]
     if missing:
         raise DataValidationError(f"the frame lacks the position column(s) {missing}")
