@@ -29,3 +29,14 @@ def test_the_table_iii_report_gives_each_rooms_seed_mean_and_sample_std_with_the
     assert table[0].startswith("| method | hall mean [m] |") and "lab" not in table[0]
     assert table[2] == "| maml | 3.00 ± 1.00 | 3.00 ± 1.00 | 6.00 ± 2.00 | 1100, 3450, 800 | 0, 1, 2 | 2.11 |"
     assert table[3] == "| wknn | 1.10 | 1.00 | 2.00 | – | 0 | – |"  # one seed: no std; no training; no paper row
+
+
+def test_the_curves_plot_draws_the_first_seeds_curves_and_nothing_without_them(tmp_path):
+    from xloc.bench.metaloc import plot_csi_curves
+
+    ts = {**_row("maml-ts"), "val_curve": {"iteration": [50, 100, 50, 100], "val_loss": [2.3, 2.1, 2.2, 2.0]},
+          "training_steps": 100}
+    confi = {**_row("confi"), "val_curve": {"iteration": [50, 100], "val_loss": [4.1, 3.7]}, "training_steps": 100}
+    assert plot_csi_curves([ts, confi], "hall", tmp_path / "hall.png") == tmp_path / "hall.png"
+    assert (tmp_path / "hall.png").stat().st_size > 10_000
+    assert plot_csi_curves([ts], "lab", tmp_path / "lab.png") is None and not (tmp_path / "lab.png").exists()

@@ -37,6 +37,7 @@ __all__ = [
     "parameter_distance_and_data_curves",
     "task_similarity_table",
     "csi_image_table",
+    "plot_csi_curves",
     "maml_speed",
 ]
 
@@ -297,20 +298,54 @@ def csi_image_table(room: str, *, seeds: Sequence[int] = (0,), iterations: int =
                 rows[-1]["val_curve"] = {"iteration": list(history.iteration), "val_loss": list(history.val_loss)}
             if on_row is not None:
                 on_row(rows)
-    curves = [r for r in rows if r["seed"] == seeds[0] and r.get("val_curve")]
-    if out_dir is not None and curves:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in curves:
-            line = ax.plot(r["val_curve"]["iteration"], r["val_curve"]["val_loss"],
-                           label=f"{r['method']} (stopped at {r['training_steps']})")[0]
-            ax.axvline(r["training_steps"], color=line.get_color(), ls=":", lw=1)
-        ax.set_xlabel("meta-iteration")
+    if out_dir is not None:
+        plot_csi_curves(rows, room, out_dir / f"metaloc_csi_{room}.png", max_iterations=iterations)
+    return rows
+
+
+def _day_segments(iteration: Sequence[int], loss: Sequence[float]) -> list[tuple[list[int], list[float]]]:
+    """A curve cut where the iteration count starts again (MAML-TS trains one day after the other)."""
+    parts: list[tuple[list[int], list[float]]] = []
+    for i, (it, value) in enumerate(zip(iteration, loss, strict=True)):
+        if i == 0 or it <= iteration[i - 1]:
+            parts.append(([], []))
+        parts[-1][0].append(int(it))
+        parts[-1][1].append(float(value))
+    return parts
+
+
+def plot_csi_curves(rows: Sequence[dict[str, Any]], room: str, path: Path, *,
+                    max_iterations: int = CSI_TABLE_ITERATIONS) -> Path | None:
+    """The validation curves the rows kept (the first seed's) with where each training stopped: left the MetaLoc
+    variants on N-way tasks (chance ln N), right the all-point classifier that TL and ConFi both train (chance ln of
+    the number of points). MAML-TS's curve is one segment per historical day."""
+    curves = [r for r in rows if r.get("dataset") == room and r.get("val_curve")]
+    if not curves:
+        return None
+    seed = min(int(r["seed"]) for r in curves)
+    curves = [r for r in curves if int(r["seed"]) == seed]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, group, chance, title in (
+            (axes[0], ("maml", "maml-ts", "maml-dg"), np.log(10), "MetaLoc, 10-way tasks"),
+            (axes[1], ("tl", "confi"), np.log(90), "all-point classifier (TL and ConFi train the same one)")):
+        for r in [r for r in curves if r["method"] in group]:
+            segments = _day_segments(r["val_curve"]["iteration"], r["val_curve"]["val_loss"])
+            color = f"C{group.index(r['method'])}"
+            for d, (its, losses) in enumerate(segments):
+                label = (f"{r['method']} day {d + 1} (stopped at {its[-1]})" if len(segments) > 1 else
+                         f"{r['method']} (stopped at {r['training_steps']})")
+                ax.plot(its, losses, color=color, alpha=1.0 - 0.18 * d, lw=1.2, label=label,
+                        ls="--" if r["method"] == "confi" else "-")
+                ax.axvline(its[-1], color=color, ls=":", lw=1, alpha=1.0 - 0.18 * d)
+        ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (ln {round(float(np.exp(chance)))})")
+        ax.set_xlim(0, max_iterations)
+        ax.set_xlabel("iteration")
         ax.set_ylabel("validation loss (historical days)")
-        ax.set_title(f"{room}: meta-training up to {iterations} iterations, seed {seeds[0]}")
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        save_figure(fig, out_dir / f"metaloc_csi_{room}.png")
-    return rows
+    fig.suptitle(f"{room}: training up to {max_iterations} iterations or a validation plateau, seed {seed}")
+    return save_figure(fig, path)
 
 
 def maml_speed(*, meta_batch: int = 32, repeats: int = 20, seed: int = 0) -> list[dict[str, Any]]:
