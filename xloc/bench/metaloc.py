@@ -338,6 +338,10 @@ def plot_csi_curves(rows: Sequence[dict[str, Any]], room: str, path: Path, *,
                         ls="--" if r["method"] == "confi" else "-")
                 ax.axvline(its[-1], color=color, ls=":", lw=1, alpha=1.0 - 0.18 * d)
         ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (ln {round(float(np.exp(chance)))})")
+        peak = max((max(r["val_curve"]["val_loss"]) for r in curves if r["method"] in group), default=0.0)
+        if peak > 1.3 * chance:  # a single divergent check would flatten every curve: clip it, and say so
+            ax.set_ylim(top=1.3 * chance)
+            title += f" (y clipped; peak {peak:.1f})"
         ax.set_xlim(0, max_iterations)
         ax.set_xlabel("iteration")
         ax.set_ylabel("validation loss (historical days)")
