@@ -40,7 +40,7 @@ from xloc.bench.registry import BenchContext
 from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import Fingerprints
 from xloc.errors import ConfigError
-from xloc.eval.results import sample_std
+from xloc.eval.results import mean_std_cell, sample_std
 from xloc.learn.channel_tasks import TASK_UNITS, TASKS, labelled_users, task_errors, task_los, task_samples
 from xloc.learn.lwlm import LWLM
 from xloc.sim.geometry import Scene
@@ -299,20 +299,12 @@ def ablation_markdown(rows: Sequence[dict[str, Any]]) -> str:
             if not mine["lwlm"]:
                 continue
             full = np.mean([r["mean"] for r in mine["lwlm"]])
-            cells = [_cell(mine["lwlm"], "mean")]
+            cells = [mean_std_cell(mine["lwlm"], "mean")]
             for m in methods[1:]:
                 change = 100 * (np.mean([r["mean"] for r in mine[m]]) / full - 1) if mine[m] else None
-                cells.append("–" if change is None else f"{_cell(mine[m], 'mean')} ({change:+.0f} %)")
+                cells.append("–" if change is None else f"{mean_std_cell(mine[m], 'mean')} ({change:+.0f} %)")
             out.append(f"| {layout} | {task} [{TASK_UNITS[task][1]}] | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-def _cell(rows: list[dict[str, Any]], key: str) -> str:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    if not values:
-        return "–"
-    std = sample_std(values)
-    return f"{np.mean(values):.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def foundation_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -332,7 +324,7 @@ def foundation_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 cells = []
                 for f in fractions:
                     sub = [r for r in mine if r["label_fraction"] in (f, None)]
-                    cells.append(" / ".join(_cell(sub, k) for k in ("mean", "mean_los", "mean_nlos")) if sub
+                    cells.append(" / ".join(mean_std_cell(sub, k) for k in ("mean", "mean_los", "mean_nlos")) if sub
                                  else "–")
                 out.append(f"| {layout} | {task} [{unit}] | {method} | " + " | ".join(cells) + " |")
             gains = []

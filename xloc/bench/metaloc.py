@@ -21,7 +21,7 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.data.sodindoorloc import load_sodindoorloc
 from xloc.eval.metrics import localization_errors_m, summarize_errors
 from xloc.eval.protocols import p2_environments
-from xloc.eval.results import markdown_table, sample_std
+from xloc.eval.results import markdown_table, mean_std_cell
 from xloc.features.knn_fingerprint import knn_rp_features
 from xloc.figures import plt, save_figure
 from xloc.learn import maml
@@ -446,13 +446,6 @@ PAPER_TABLE_III_M: dict[str, tuple[float, float]] = {
     "ri": (2.59, 4.19), "histogram-knn": (2.73, 3.35), "confi": (2.89, 3.53), "ilcl": (3.61, 3.48)}
 
 
-def _seed_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
-    """``mean ± sample std`` over the seeds' values of ``key`` (just the mean for one seed)."""
-    values = [float(r[key]) for r in rows]
-    spread = sample_std(values)
-    return f"{np.mean(values):.2f}" + ("" if spread is None else f" ± {spread:.2f}")
-
-
 def csi_image_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Table III as the paper lays it out: per method, each room's mean error ± sample std over seeds, the median
     and p90 averaged over seeds, the iterations where training stopped, and the paper's mean beside it."""
@@ -469,7 +462,7 @@ def csi_image_markdown(rows: Sequence[dict[str, Any]]) -> str:
             seeds |= {int(r["seed"]) for r in mine}
             steps = ", ".join(str(r["training_steps"]) for r in sorted(mine, key=lambda r: r["seed"])) \
                 if any(r.get("max_steps") for r in mine) else "–"  # no training on the historical days
-            cells += [_seed_cell(mine, "mean_m"), _seed_cell(mine, "median_m"), _seed_cell(mine, "p90_m"),
+            cells += [mean_std_cell(mine, "mean_m"), mean_std_cell(mine, "median_m"), mean_std_cell(mine, "p90_m"),
                       steps] if mine else ["–"] * 4
         paper = PAPER_TABLE_III_M.get(method)
         paper_cell = " / ".join(f"{paper[CSI_ROOMS.index(room)]:.2f}" for room in rooms

@@ -18,7 +18,7 @@ import numpy as np
 from xloc.io import atomic_write_text
 
 __all__ = ["ROW_KEY", "PROVENANCE_KEYS", "environment_info", "provenance", "merge_rows", "write_results",
-           "read_results", "markdown_table", "sample_std"]
+           "read_results", "markdown_table", "sample_std", "mean_std_cell"]
 
 #: Fields that identify a row; a new run replaces rows with the same key.
 ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric", "sweep",
@@ -62,6 +62,16 @@ def sample_std(values: Sequence[float] | np.ndarray) -> float | None:
     """The sample standard deviation (ddof = 1) of per-seed values; None for fewer than two."""
     arr = np.asarray(values, dtype=np.float64)
     return float(arr.std(ddof=1)) if arr.size > 1 else None
+
+
+def mean_std_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
+    """A table cell: the mean of the rows' ``key`` over seeds, ``± sample std`` when there are two or more, "–"
+    when none has it."""
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    if not values:
+        return "–"
+    std = sample_std(values)
+    return f"{np.mean(values):.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def git_commit(cwd: Path | None = None) -> str:
