@@ -10,6 +10,7 @@ from xloc.bench.foundation import (
     foundation_markdown,
     plot_ablation,
     plot_pretraining,
+    pretrain_again,
     pretrain_without,
     run_foundation,
 )
@@ -63,4 +64,15 @@ def test_ablation_pretrains_without_one_objective_resumes_and_reports_beside_the
     text = ablation_markdown(rows)
     assert text.splitlines()[0] == "| set | task | lwlm | lwlm without picl |" and len(text.splitlines()) == 6
     assert ablation_markdown([r for r in rows if r["method"] != "lwlm without picl"]) == ""
-    assert plot_ablation(reference, {"picl": variant}, rows, tmp_path / "ablation.png").is_file()
+    # The yardstick: every objective again with another pretraining seed, its column after the variants'.
+    with pytest.raises(ConfigError, match="seed 0"):
+        pretrain_again(reference, city.pretrain, tmp_path / "seed0", seed=0)
+    repeat = pretrain_again(reference, city.pretrain, tmp_path / "seed1", seed=1)
+    assert repeat.config.objectives == reference.config.objectives and repeat.config.seed == 1
+    assert not np.allclose(repeat.pretrain_curve_[-1]["picl"], reference.pretrain_curve_[-1]["picl"])
+    rows = run_foundation(repeat, scale, sets=sets.__getitem__, finished=rows, log=lambda _text: None,
+                          label="lwlm pretraining seed 1", baselines=False)
+    header = ablation_markdown(rows).splitlines()[0]
+    assert header == "| set | task | lwlm | lwlm without picl | lwlm pretraining seed 1 |"
+    variants = {"without picl": variant, "pretraining seed 1": repeat}
+    assert plot_ablation(reference, variants, rows, tmp_path / "ablation.png").is_file()

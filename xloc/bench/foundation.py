@@ -19,6 +19,11 @@ ones (:func:`~xloc.learn.channel_tasks.task_los`). Rows are per seed and written
 ``corpus``) for the same epochs with one objective left out, each fine-tuned at 10 % labels on every set with the
 same seeds; rows ``lwlm without <objective>`` beside the reference's ``lwlm`` rows. The variants' checkpoints are
 written beside the reference (``<checkpoint>-without-<objective>``) and resume when interrupted.
+
+``--experiment repeat``: the ablation's yardstick -- the reference's configuration, all objectives, pretrained again
+on the same corpus with the next pretraining seed (``<checkpoint>-seed<n>``), fine-tuned like the variants; rows
+``lwlm pretraining seed <n>``. A variant that differs from the reference by less than this repeat does is within
+the spread of pretraining itself.
 """
 
 from __future__ import annotations
@@ -47,12 +52,14 @@ from xloc.sim.geometry import Scene
 from xloc.sim.impairments import add_awgn
 
 __all__ = ["FoundationScale", "FULL", "QUICK", "LAYOUTS", "layout_sets", "run_foundation", "foundation_markdown",
-           "checkpoint_dir", "corpus_dir", "pretrain_without", "ablation_markdown", "plot_pretraining"]
+           "checkpoint_dir", "corpus_dir", "pretrain_without", "pretrain_again", "ablation_markdown",
+           "plot_pretraining"]
 
 LAYOUTS = ("canyon", "etoile", "florence", "office")
 METHODS = ("lwlm", "lwlm-scratch", "cnn", "model-based")
-#: what ``--experiment`` may pick: a set (the main table on it), or the leave-one-objective-out ablation
-EXPERIMENTS = LAYOUTS + ("ablation",)
+#: what ``--experiment`` may pick: a set (the main table on it), the leave-one-objective-out ablation, or its
+#: yardstick (the reference pretrained again with another seed)
+EXPERIMENTS = LAYOUTS + ("ablation", "repeat")
 ABLATION_FRACTION = 0.1
 
 
@@ -88,11 +95,22 @@ def pretrain_without(reference: LWLM, dropped: str, corpus: Any, folder: Path, *
     if dropped not in reference.config.objectives:
         raise ConfigError(f"the reference checkpoint was not pretrained with {dropped!r} "
                           f"(its objectives: {', '.join(reference.config.objectives)})")
+    objectives = tuple(o for o in reference.config.objectives if o != dropped)
+    return _pretrain_variant(reference, corpus, folder, progress, objectives=objectives)
+
+
+def pretrain_again(reference: LWLM, corpus: Any, folder: Path, *, seed: int, progress: bool = False) -> LWLM:
+    """``reference``'s configuration, every objective, pretrained on ``corpus`` with pretraining seed ``seed``:
+    how far two pretrainings that differ only by chance land apart (saved and resumed as :func:`pretrain_without`)."""
+    if seed == reference.config.seed:
+        raise ConfigError(f"seed {seed} is the reference's own pretraining seed; give another one")
+    return _pretrain_variant(reference, corpus, folder, progress, seed=seed)
+
+
+def _pretrain_variant(reference: LWLM, corpus: Any, folder: Path, progress: bool, **changes: Any) -> LWLM:
     if (folder / "meta.json").is_file():
         return LWLM.load(folder)
-    config = {k: v for k, v in vars(reference.config).items()}
-    config["objectives"] = tuple(o for o in reference.config.objectives if o != dropped)
-    model = LWLM(**config)
+    model = LWLM(**{**vars(reference.config), **changes})
     model.pretrain(corpus, progress=progress, checkpoint_dir=Path(f"{folder}.ckpt"), checkpoint_every=200,
                    resume=Path(f"{folder}.ckpt").is_dir())
     model.save(folder)
@@ -239,19 +257,25 @@ def plot_pretraining(reference: LWLM, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+REPEAT_LABEL = "lwlm pretraining seed "
+
+
 def _ablation_methods(rows: Sequence[dict[str, Any]]) -> list[str]:
-    return ["lwlm"] + sorted({r["method"] for r in rows if r["method"].startswith("lwlm without ")})
+    """The reference, the variants without one objective, then the repeats with another pretraining seed."""
+    methods = {r["method"] for r in rows}
+    return (["lwlm"] + sorted(m for m in methods if m.startswith("lwlm without "))
+            + sorted(m for m in methods if m.startswith(REPEAT_LABEL)))
 
 
 def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Left: every variant's SF-MCM pretraining curve beside the predict-the-mean level; right, one panel per task:
-    mean error at the ablation fraction per set, relative to the reference (1 = the reference), ± std over seeds."""
+    mean error at the ablation fraction per set, relative to the reference (1 = the reference), ± std over seeds.
+    ``variants``: the other pretrained models by curve label (``"without picl"``, ``"pretraining seed 1"``)."""
     from xloc.figures import plt, save_figure
 
     fraction = ABLATION_FRACTION
     fig, axes = plt.subplots(1, 1 + len(TASKS), figsize=(4 * (1 + len(TASKS)), 3.4))
-    for i, (name, model) in enumerate({"all three": reference, **{f"without {k}": v for k, v in variants.items()}}
-                                      .items()):
+    for i, (name, model) in enumerate({"all objectives": reference, **variants}.items()):
         curve = model.pretrain_curve_
         if any("sf-mcm" in c for c in curve):
             axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm", np.nan) for c in curve], color=f"C{i}",
@@ -346,9 +370,10 @@ def run(ctx: BenchContext) -> None:
     folder = checkpoint_dir()
     parts = ctx.select(EXPERIMENTS)
     ablation = "ablation" in parts and not ctx.quick  # pretrains three models: never in --quick
+    repeat = "repeat" in parts and not ctx.quick
     needs = [("the ray-traced twins (make twins)", (twins_dir() / "manifest.json").is_file()),
              ("the LWLM reference checkpoint (make pretrain)", (folder / "meta.json").is_file())]
-    if ablation:
+    if ablation or repeat:
         needs.append((f"the pretraining corpus (make corpus) in {corpus_dir()}", corpus_dir().is_dir()))
     missing = [what for what, there in needs if not there]
     if missing:
@@ -372,20 +397,29 @@ def run(ctx: BenchContext) -> None:
     plot_pretraining(reference, ctx.out / "lwlm_foundation_pretraining.png")
     if any(p in LAYOUTS for p in parts):
         run_foundation(reference, scale, finished=rows, log=ctx.log, on_row=write)
-    if ablation:
+    if ablation or repeat:
         from xloc.data.corpus import ChannelCorpus
+        from xloc.eval.results import read_results
 
         corpus = ChannelCorpus.open(str(corpus_dir()))
         at = dataclasses.replace(scale, fractions=(scale.ablation_fraction,))
-        variants = {}
+        variants: dict[str, LWLM] = {}
         for dropped in reference.config.objectives:
-            ctx.log(f"lwlm-foundation ablation: pretraining without {dropped} on {corpus_dir()}")
-            variants[dropped] = pretrain_without(reference, dropped, corpus,
-                                                 Path(f"{folder}-without-{dropped}"), progress=True)
-            run_foundation(variants[dropped], at, finished=rows, log=ctx.log, on_row=write,
-                           label=f"lwlm without {dropped}", baselines=False)
-        from xloc.eval.results import read_results
-
+            where = Path(f"{folder}-without-{dropped}")
+            if ablation:
+                ctx.log(f"lwlm-foundation ablation: pretraining without {dropped} on {corpus_dir()}")
+                variants[f"without {dropped}"] = pretrain_without(reference, dropped, corpus, where, progress=True)
+                run_foundation(variants[f"without {dropped}"], at, finished=rows, log=ctx.log, on_row=write,
+                               label=f"lwlm without {dropped}", baselines=False)
+            elif (where / "meta.json").is_file():  # an earlier ablation's variant, for the plot
+                variants[f"without {dropped}"] = LWLM.load(where)
+        if repeat:
+            seed = reference.config.seed + 1
+            ctx.log(f"lwlm-foundation repeat: pretraining the reference's configuration with seed {seed}")
+            variants[f"pretraining seed {seed}"] = again = pretrain_again(
+                reference, corpus, Path(f"{folder}-seed{seed}"), seed=seed, progress=True)
+            run_foundation(again, at, finished=rows, log=ctx.log, on_row=write, label=f"{REPEAT_LABEL}{seed}",
+                           baselines=False)
         # the reference's own rows at this fraction may come from an earlier commit's main run (--append)
         every = read_results(ctx.out / "lwlm-foundation.json").get("rows", rows)
         plot_ablation(reference, variants, every, ctx.out / "lwlm_foundation_ablation.png")
@@ -404,5 +438,7 @@ def _ablation_report(doc: dict[str, Any], results: Path) -> str:
         return ""
     return (f"\n\nAblation (`--experiment ablation`): the reference's configuration pretrained on the same corpus "
             f"without one objective, fine-tuned at {100 * ABLATION_FRACTION:g} % labels, mean error ± std over seeds "
-            "(in brackets: change against the reference; + means the objective left out helps):\n\n" + table
+            "(in brackets: change against the reference; + means the objective left out helps; `lwlm pretraining "
+            "seed n` (`--experiment repeat`): every objective, another pretraining seed -- the spread a variant must "
+            "exceed):\n\n" + table
             + "\n\n" + markdown_images(results, ["lwlm_foundation_ablation.png"]))
