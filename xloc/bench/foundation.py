@@ -275,18 +275,22 @@ def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dic
 
     fraction = ABLATION_FRACTION
     fig, axes = plt.subplots(1, 1 + len(TASKS), figsize=(4 * (1 + len(TASKS)), 3.4))
-    for i, (name, model) in enumerate({"all objectives": reference, **variants}.items()):
+    table = [r for r in rows if r.get("protocol") == "lwlm-foundation" and r["label_fraction"] == fraction]
+    methods = _ablation_methods(table)
+    # one colour per model in both panels: the curve of "without picl" has the colour of the rows "lwlm without picl"
+    colours = {m: f"C{j}" for j, m in enumerate(methods)}
+    for name, model in {"all objectives": reference, **variants}.items():
         curve = model.pretrain_curve_
+        colour = colours.get("lwlm" if model is reference else f"lwlm {name}", "k")
         if any("sf-mcm" in c for c in curve):
-            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm", np.nan) for c in curve], color=f"C{i}",
+            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm", np.nan) for c in curve], color=colour,
                          label=name)
-            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm-mean", np.nan) for c in curve], color=f"C{i}",
+            axes[0].plot([c["step"] for c in curve], [c.get("sf-mcm-mean", np.nan) for c in curve], color=colour,
                          ls=":", lw=0.8)
+    axes[0].set_ylim(0.45, 0.6)  # the first ~100 steps (from ~0.9) are cut: the plateau against its level matters
     axes[0].set_title("SF-MCM (dotted: predict the mean patch)")
     axes[0].set_xlabel("pretraining step")
     axes[0].legend(fontsize=7)
-    table = [r for r in rows if r.get("protocol") == "lwlm-foundation" and r["label_fraction"] == fraction]
-    methods = _ablation_methods(table)
     layouts = list(dict.fromkeys(r["target"] for r in table))
     width = 0.8 / max(len(methods), 1)
     for ax, task in zip(axes[1:], TASKS, strict=True):
@@ -299,7 +303,7 @@ def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dic
                 ratios.append(np.mean(mine) / np.mean(full) if ok else np.nan)
                 stds.append((sample_std(mine) or 0.0) / np.mean(full) if ok else 0.0)
             ax.bar(np.arange(len(layouts)) + (j - (len(methods) - 1) / 2) * width, ratios, width, yerr=stds,
-                   label=method, color=f"C{j}")
+                   label=method, color=colours[method])
         ax.axhline(1.0, color="k", lw=0.6)
         ax.set_xticks(np.arange(len(layouts)), layouts, fontsize=8)
         ax.set_title(f"{task}: error / reference's")
