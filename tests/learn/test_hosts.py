@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import skip_or_fail
 from tests.learn.test_distributed import app, engine_weight_difference, maml_ts_train_command, runner
 from tests.learn.test_federated import ENVS, HYPER, _assert_no_raw_data, _assert_same_params, _need_flwr, rss_file  # noqa: F401
+from xloc.errors import DataValidationError
 from xloc.learn.federated import FederatedRun
 from xloc.learn.federated.hosts import hosts, netns_available, run_hosts, run_torchrun_across
 from xloc.learn.metaloc import MetaLoc
@@ -46,6 +47,20 @@ def test_hosts_are_torn_down_even_after_a_failure():
         assert reply.stdout.strip() == "hello", reply.stderr
         raise RuntimeError("planted")
     assert _namespaces() == before
+
+
+def test_a_leftover_namespace_is_named_and_left_alone():
+    """A namespace of the tag that exists already (another rehearsal running, or one killed before its teardown)
+    is a clear error naming it; the rehearsal removes only what it made, not the other run's namespace."""
+    _need_hosts()
+    subprocess.run(["ip", "netns", "add", "xe-h1"], check=True)
+    try:
+        before = _namespaces()
+        with pytest.raises(DataValidationError, match="'xe-h1' already exists.*ip netns del"), hosts(1, "xe"):
+            pass
+        assert _namespaces() == before
+    finally:
+        subprocess.run(["ip", "netns", "del", "xe-h1"], check=False)
 
 
 def test_federation_across_hosts_with_tls_gives_the_centralised_parameters(rss_file, tmp_path):  # noqa: F811

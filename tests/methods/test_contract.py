@@ -24,8 +24,12 @@ DOES_NOT_LEARN_AT_CHECK_BUDGET = {
 #: iterations: MAML 2.50, MAML-TS 1.12, MAML-DG 2.37, TL 1.58 m; 2026-12-06 at 60: MAML 2.53, MAML-TS 2.01,
 #: MAML-DG 2.23 (at 40: 2.06, 2.44, 2.93 -- MAML-DG not yet). The other checks (manners, determinism, save/load)
 #: run at 10 iterations, so the learning budget is fitted once, not twice.
+#: TL gets 100: at 60 it was 2.78 m against the centroid's 2.86 (3 % margin; 2.65 at 80), and twice in a full CI
+#: run it came out at 2.92 m -- a margin that a different order of floating-point sums flips -- while at 100 it is
+#: 1.72 m (measured 2026-12-07; the full-suite difference did not reproduce in isolation).
 CSI_IMAGE_CHECK_PARAMS = {"iterations": 10, "adapt_lr": None}
 CSI_IMAGE_LEARN_PARAMS = {"iterations": 60}
+CSI_IMAGE_LEARN_PARAMS_OF = {"tl": {"iterations": 100}}
 
 #: Measured as above; strict: the day one of them passes, the mark must go.
 IMAGES_DO_NOT_LEARN_AT_CHECK_BUDGET = {
@@ -63,7 +67,7 @@ def test_check_localizer_on_csi_images(name):
     learning budget of CSI_IMAGE_LEARN_PARAMS every paradigm but RI beats the support centroid of the small lab."""
     defaults = get(name).defaults()  # MetaLoc's budget where the method has one
     params = {k: v for k, v in CSI_IMAGE_CHECK_PARAMS.items() if k in defaults}
-    learn = {k: v for k, v in CSI_IMAGE_LEARN_PARAMS.items() if k in defaults}
+    learn = {k: v for k, v in CSI_IMAGE_LEARN_PARAMS_OF.get(name, CSI_IMAGE_LEARN_PARAMS).items() if k in defaults}
     if name not in IMAGES_DO_NOT_LEARN_AT_CHECK_BUDGET:
         report = check_localizer(name, kind="csi_image", params=params, learn_params=learn)
         assert report.mean_m < min(report.trivial_m.values())

@@ -74,6 +74,11 @@ def hosts(n_clients: int, tag: str = "xl") -> Iterator[Hosts]:
     made: list[str] = []
     try:
         for ns in (lan, *names):
+            if Path(f"/run/netns/{ns}").exists():
+                raise DataValidationError(
+                    f"network namespace {ns!r} already exists: another rehearsal with tag {tag!r} is running on "
+                    f"this machine, or one was killed before its teardown; pick another tag, or remove the "
+                    f"leftovers with `ip netns del` ({', '.join((lan, *names))})")
             _ip("netns", "add", ns)
             made.append(ns)
             _ip("-n", ns, "link", "set", "lo", "up")
