@@ -11,6 +11,7 @@ from xloc.bench.foundation import (
     plot_ablation,
     plot_pretraining,
     pretrain_again,
+    pretrain_masks_only,
     pretrain_without,
     run_foundation,
 )
@@ -74,5 +75,16 @@ def test_ablation_pretrains_without_one_objective_resumes_and_reports_beside_the
                           label="lwlm pretraining seed 1", baselines=False)
     header = ablation_markdown(rows).splitlines()[0]
     assert header == "| set | task | lwlm | lwlm without picl | lwlm pretraining seed 1 |"
-    variants = {"without picl": variant, "pretraining seed 1": repeat}
+    # SF-MCM's masks kept, its reconstruction dropped: no SF-MCM loss, but not the same as leaving SF-MCM out
+    masks_only = pretrain_masks_only(reference, city.pretrain, tmp_path / "masks-only")
+    assert not masks_only.config.reconstruct and masks_only.config.objectives == reference.config.objectives
+    assert "sf-mcm" not in masks_only.pretrain_curve_[-1] and "picl" in masks_only.pretrain_curve_[-1]
+    with pytest.raises(ConfigError, match="reconstruction"):
+        pretrain_masks_only(masks_only, city.pretrain, tmp_path / "twice")
+    rows = run_foundation(masks_only, scale, sets=sets.__getitem__, finished=rows, log=lambda _text: None,
+                          label="lwlm without sf-mcm reconstruction", baselines=False)
+    header = ablation_markdown(rows).splitlines()[0]
+    assert header == ("| set | task | lwlm | lwlm without picl | lwlm without sf-mcm reconstruction | "
+                      "lwlm pretraining seed 1 |")
+    variants = {"without picl": variant, "pretraining seed 1": repeat, "without sf-mcm reconstruction": masks_only}
     assert plot_ablation(reference, variants, rows, tmp_path / "ablation.png").is_file()

@@ -108,6 +108,10 @@ def test_bad_input_gets_clear_errors(city, pretrained):
         pretrained.predict(city.tests["A"].measurements[:, :3], "multi-bs")
     with pytest.raises(DataValidationError, match="unknown objectives"):
         LWLM(objectives=("sf-mcm", "jigsaw"))
+    with pytest.raises(DataValidationError, match="reconstruct=False .* another objective"):
+        LWLM(objectives=("sf-mcm",), reconstruct=False)
+    with pytest.raises(DataValidationError, match="reconstruct=False .* 'sf-mcm'"):
+        LWLM(objectives=("picl", "dti"), reconstruct=False)
     with pytest.raises(DataValidationError, match="same users"):
         LWLM(**TINY).pretrain(city.pretrain, city.pools["A"])
 

@@ -24,6 +24,11 @@ written beside the reference (``<checkpoint>-without-<objective>``) and resume w
 on the same corpus with the next pretraining seed (``<checkpoint>-seed<n>``), fine-tuned like the variants; rows
 ``lwlm pretraining seed <n>``. A variant that differs from the reference by less than this repeat does is within
 the spread of pretraining itself.
+
+``--experiment masking``: SF-MCM's two effects told apart -- the reference's configuration with SF-MCM's masks
+still on the encoder's inputs but its reconstruction loss dropped (``reconstruct=False``: masking as an
+augmentation of PICL's and DTI's views only; ``<checkpoint>-without-sf-mcm-reconstruction``), fine-tuned like the
+variants; rows ``lwlm without sf-mcm reconstruction``.
 """
 
 from __future__ import annotations
@@ -52,14 +57,14 @@ from xloc.sim.geometry import Scene
 from xloc.sim.impairments import add_awgn
 
 __all__ = ["FoundationScale", "FULL", "QUICK", "LAYOUTS", "layout_sets", "run_foundation", "foundation_markdown",
-           "checkpoint_dir", "corpus_dir", "pretrain_without", "pretrain_again", "ablation_markdown",
-           "plot_pretraining"]
+           "checkpoint_dir", "corpus_dir", "pretrain_without", "pretrain_again", "pretrain_masks_only",
+           "ablation_markdown", "plot_pretraining"]
 
 LAYOUTS = ("canyon", "etoile", "florence", "office")
 METHODS = ("lwlm", "lwlm-scratch", "cnn", "model-based")
 #: what ``--experiment`` may pick: a set (the main table on it), the leave-one-objective-out ablation, or its
-#: yardstick (the reference pretrained again with another seed)
-EXPERIMENTS = LAYOUTS + ("ablation", "repeat")
+#: yardstick (the reference pretrained again with another seed), or SF-MCM's masks kept without its reconstruction
+EXPERIMENTS = LAYOUTS + ("ablation", "repeat", "masking")
 ABLATION_FRACTION = 0.1
 
 
@@ -105,6 +110,15 @@ def pretrain_again(reference: LWLM, corpus: Any, folder: Path, *, seed: int, pro
     if seed == reference.config.seed:
         raise ConfigError(f"seed {seed} is the reference's own pretraining seed; give another one")
     return _pretrain_variant(reference, corpus, folder, progress, seed=seed)
+
+
+def pretrain_masks_only(reference: LWLM, corpus: Any, folder: Path, *, progress: bool = False) -> LWLM:
+    """``reference``'s configuration pretrained on ``corpus`` with SF-MCM's masks on the inputs but without its
+    reconstruction loss (``reconstruct=False``; saved and resumed as :func:`pretrain_without`)."""
+    if "sf-mcm" not in reference.config.objectives or not reference.config.reconstruct:
+        raise ConfigError("the reference checkpoint does not train SF-MCM's reconstruction "
+                          f"(objectives: {', '.join(reference.config.objectives)})")
+    return _pretrain_variant(reference, corpus, folder, progress, reconstruct=False)
 
 
 def _pretrain_variant(reference: LWLM, corpus: Any, folder: Path, progress: bool, **changes: Any) -> LWLM:
@@ -258,6 +272,8 @@ def plot_pretraining(reference: LWLM, path: Path) -> Path:
 
 
 REPEAT_LABEL = "lwlm pretraining seed "
+#: the masking experiment's curve label (its rows: ``lwlm <label>``, among the ablation's "lwlm without" rows)
+MASKS_ONLY = "without sf-mcm reconstruction"
 
 
 def _ablation_methods(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -375,9 +391,10 @@ def run(ctx: BenchContext) -> None:
     parts = ctx.select(EXPERIMENTS)
     ablation = "ablation" in parts and not ctx.quick  # pretrains three models: never in --quick
     repeat = "repeat" in parts and not ctx.quick
+    masking = "masking" in parts and not ctx.quick
     needs = [("the ray-traced twins (make twins)", (twins_dir() / "manifest.json").is_file()),
              ("the LWLM reference checkpoint (make pretrain)", (folder / "meta.json").is_file())]
-    if ablation or repeat:
+    if ablation or repeat or masking:
         needs.append((f"the pretraining corpus (make corpus) in {corpus_dir()}", corpus_dir().is_dir()))
     missing = [what for what, there in needs if not there]
     if missing:
@@ -401,7 +418,7 @@ def run(ctx: BenchContext) -> None:
     plot_pretraining(reference, ctx.out / "lwlm_foundation_pretraining.png")
     if any(p in LAYOUTS for p in parts):
         run_foundation(reference, scale, finished=rows, log=ctx.log, on_row=write)
-    if ablation or repeat:
+    if ablation or repeat or masking:
         from xloc.data.corpus import ChannelCorpus
         from xloc.eval.results import read_results
 
@@ -417,6 +434,12 @@ def run(ctx: BenchContext) -> None:
                                label=f"lwlm without {dropped}", baselines=False)
             elif (where / "meta.json").is_file():  # an earlier ablation's variant, for the plot
                 variants[f"without {dropped}"] = LWLM.load(where)
+        if masking:
+            ctx.log("lwlm-foundation masking: pretraining with SF-MCM's masks but without its reconstruction")
+            variants[MASKS_ONLY] = masks_only = pretrain_masks_only(
+                reference, corpus, Path(f"{folder}-without-sf-mcm-reconstruction"), progress=True)
+            run_foundation(masks_only, at, finished=rows, log=ctx.log, on_row=write, label=f"lwlm {MASKS_ONLY}",
+                           baselines=False)
         if repeat:
             seed = reference.config.seed + 1
             ctx.log(f"lwlm-foundation repeat: pretraining the reference's configuration with seed {seed}")

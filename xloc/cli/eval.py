@@ -154,7 +154,8 @@ QUICK_RESULTS = Path("benchmarks/results-quick")
 #: tests/test_cli.py checks that it names every experiment of every bench
 BENCH_EXPERIMENTS_HELP = ("Parts of the benches that have them: metaloc-csi hall, lab; metaloc-regimes sources, "
                           "samples, device; p3 single, multi, unseen-cell, rain, traffic, tokens, complexity; p4 main, "
-                          "unseen, ablation; lwlm-foundation canyon, etoile, florence, office, ablation, repeat; "
+                          "unseen, ablation; lwlm-foundation canyon, etoile, florence, office, ablation, repeat, "
+                          "masking; "
                           "lwlm-sfmcm mcm-block, mcm-random, mcm-dti, mcm-picl, all-random, all-block; p5 "
                           "sodindoorloc, o1-drive; twins p3, p4, p5, patches; drift rss, o2, rooms, office, detect; "
                           "sim-speed simulator, sionna (repeat; default all)")

@@ -60,7 +60,9 @@ StepCallback = Callable[[int, float], None]
 class LWLMConfig:
     """Encoder size, pretraining objectives and schedule, fine-tuning schedule.
 
-    ``mask_ratio``: fraction of patches SF-MCM masks, ``masks`` their shape (:data:`MASKS`); ``temperature``:
+    ``mask_ratio``: fraction of patches SF-MCM masks, ``masks`` their shape (:data:`MASKS`); ``reconstruct=False``
+    keeps SF-MCM's masks on the encoder's inputs but drops its reconstruction loss (masking as an augmentation of the
+    other objectives' views only: the ablation that tells the two effects of SF-MCM apart); ``temperature``:
     InfoNCE's tau; ``snr_db``: range of the AWGN drawn for each PICL view [dB]; ``gain_db``: +/- range of its gain
     draw [dB].
     """
@@ -73,6 +75,7 @@ class LWLMConfig:
     objectives: tuple[str, ...] = OBJECTIVES
     mask_ratio: float = 0.4
     masks: str = "block"
+    reconstruct: bool = True
     temperature: float = 0.1
     snr_db: tuple[float, float] = (10.0, 30.0)
     gain_db: float = 2.0
@@ -90,6 +93,9 @@ class LWLMConfig:
             raise DataValidationError(f"unknown objectives {sorted(unknown)}; choose from {OBJECTIVES}")
         if self.masks not in MASKS:
             raise DataValidationError(f"masks must be one of {MASKS}, got {self.masks!r}")
+        if not self.reconstruct and ("sf-mcm" not in self.objectives or len(self.objectives) < 2):
+            raise DataValidationError("reconstruct=False keeps SF-MCM's masks without its loss: it needs 'sf-mcm' "
+                                      f"and another objective to train, got objectives {self.objectives}")
         if not 0 < self.mask_ratio <= 0.75:
             raise DataValidationError(f"mask_ratio must be in (0, 0.75], got {self.mask_ratio}")
         if self.temperature <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
@@ -497,7 +503,7 @@ class LWLM:
         mask1 = (torch.from_numpy(sf_mcm_masks(c.masks, len(h), grid, c.mask_ratio, rng)) if "sf-mcm" in obj
                  else None)
         t1 = enc(x1[mine], self._power(p1[mine]), 0, None if mask1 is None else mask1[mine])
-        if mask1 is not None:
+        if mask1 is not None and c.reconstruct:
             patches = enc.patchify(x1)
             losses["sf-mcm"] = masked_reconstruction_loss(heads["recon"](t1), patches[mine], mask1[mine],
                                                           total=int(mask1.sum()))
@@ -510,7 +516,7 @@ class LWLM:
             mask2 = (torch.from_numpy(sf_mcm_masks(c.masks, len(h), grid, c.mask_ratio, rng)) if mask1 is not None
                      else None)
             t2 = enc(x2[mine], self._power(p2[mine]), 0, None if mask2 is None else mask2[mine])
-            if mask2 is not None:
+            if mask2 is not None and c.reconstruct:
                 losses["sf-mcm"] = 0.5 * (losses["sf-mcm"] + masked_reconstruction_loss(
                     heads["recon"](t2), enc.patchify(x2[mine]), mask2[mine], total=int(mask2.sum())))
             z1, z2 = distributed.gather_rows(heads["picl"](t1)), distributed.gather_rows(heads["picl"](t2))
