@@ -290,7 +290,7 @@ def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dic
     from xloc.figures import plt, save_figure
 
     fraction = ABLATION_FRACTION
-    fig, axes = plt.subplots(1, 1 + len(TASKS), figsize=(4 * (1 + len(TASKS)), 3.4))
+    fig, axes = plt.subplots(1, 1 + len(TASKS), figsize=(4 * (1 + len(TASKS)) + 2.5, 3.4))
     table = [r for r in rows if r.get("protocol") == "lwlm-foundation" and r["label_fraction"] == fraction]
     methods = _ablation_methods(table)
     # one colour per model in both panels: the curve of "without picl" has the colour of the rows "lwlm without picl"
@@ -323,8 +323,9 @@ def plot_ablation(reference: LWLM, variants: dict[str, LWLM], rows: Sequence[dic
         ax.axhline(1.0, color="k", lw=0.6)
         ax.set_xticks(np.arange(len(layouts)), layouts, fontsize=8)
         ax.set_title(f"{task}: error / reference's")
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(f"LWLM ablation on the corpus: one objective left out, fine-tuned at {100 * fraction:g} % labels")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the bars, not on them
+    fig.suptitle(f"LWLM ablation on the corpus: the reference's pretraining with one part changed, fine-tuned at "
+                 f"{100 * fraction:g} % labels")
     return save_figure(fig, path)
 
 
