@@ -71,14 +71,15 @@ def hosts(n_clients: int, tag: str = "xl") -> Iterator[Hosts]:
     lan = f"{tag}-lan"
     names = tuple(f"{tag}-h{i}" for i in range(n_clients + 1))
     ips = tuple(f"{SUBNET}.{10 + i}" for i in range(n_clients + 1))
+    taken = [ns for ns in (lan, *names) if Path(f"/run/netns/{ns}").exists()]
+    if taken:  # checked before making any: the other run's namespaces must not be torn down by this one
+        raise DataValidationError(
+            f"network namespace {taken[0]!r} already exists: another rehearsal with tag {tag!r} is running on this "
+            f"machine, or one was killed before its teardown; pick another tag, or remove the leftovers with "
+            f"`ip netns del` ({', '.join(taken)})")
     made: list[str] = []
     try:
         for ns in (lan, *names):
-            if Path(f"/run/netns/{ns}").exists():
-                raise DataValidationError(
-                    f"network namespace {ns!r} already exists: another rehearsal with tag {tag!r} is running on "
-                    f"this machine, or one was killed before its teardown; pick another tag, or remove the "
-                    f"leftovers with `ip netns del` ({', '.join((lan, *names))})")
             _ip("netns", "add", ns)
             made.append(ns)
             _ip("-n", ns, "link", "set", "lo", "up")
