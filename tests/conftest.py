@@ -56,6 +56,10 @@ def skip_or_fail(group: str, reason: str) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001 -- pytest's hook signature
     """End every run with the optional groups that were skipped and what would run them."""
     counts: dict[str, int] = {}
+    skipped_list = os.environ.get("XLOC_SKIPPED_LIST")  # .ci/run's first phase: the tests its second phase runs
+    if skipped_list:
+        with open(skipped_list, "a", encoding="utf-8") as out:
+            out.writelines(f"{r.nodeid}\n" for r in terminalreporter.stats.get("skipped", []) if r.nodeid)
     for report in terminalreporter.stats.get("skipped", []):
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
         group = reason.split("[", 1)[1].split("]", 1)[0] if "[" in reason else "other"
