@@ -36,3 +36,17 @@ def test_import_arrays_command_with_a_holdout(tmp_path):
     assert r.exit_code == 0, r.output
     splits = load_fingerprints(tmp_path / "s.h5")
     assert len(splits["train"]["survey"]) == 24 and len(splits["test"]["survey"]) == 6
+
+
+def test_importing_one_environment_at_a_time_builds_up_the_file(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("corridor1", "corridor2"):
+        np.savez(tmp_path / f"{name}.npz", rss=rng.uniform(-90, -40, (10, 3)), xy=rng.uniform(0, 9, (10, 2)))
+        r = CliRunner().invoke(app, ["import", "arrays", str(tmp_path / f"{name}.npz"), "-o", str(tmp_path / "s.h5"),
+                                     "--rss", "rss", "--positions", "xy"])
+        assert r.exit_code == 0, r.output
+    # the second call adds its environment; the first one's stays (and importing it again replaces it, once)
+    r = CliRunner().invoke(app, ["import", "arrays", str(tmp_path / "corridor1.npz"), "-o", str(tmp_path / "s.h5"),
+                                 "--rss", "rss", "--positions", "xy"])
+    assert r.exit_code == 0, r.output
+    assert sorted(load_fingerprints(tmp_path / "s.h5")["train"]) == ["corridor1", "corridor2"]

@@ -38,6 +38,12 @@ def test_explicit_columns_default_environment_and_custom_sentinel(tmp_path):
     assert fp.dims == 3 and fp.point_ids.tolist() == [7, 8] and np.isnan(fp.measurements[0, 1])
 
 
+def test_point_names_such_as_real_surveys_use_are_numbered_in_order(tmp_path):
+    text = "x,y,AP1,pt\n0,0,-50,B7\n0,0,-51,B7\n1,0,-60,-1_0\n2,0,-70,A12\n"
+    fp = read_survey_csv(write(tmp_path, text), rss_prefix="AP", point_column="pt")["survey"]
+    assert fp.point_ids.tolist() == [0, 0, 1, 2]
+
+
 @pytest.mark.parametrize(
     "text, kwargs, match",
     [
@@ -50,7 +56,7 @@ def test_explicit_columns_default_environment_and_custom_sentinel(tmp_path):
         ("x,y,AP1\n0,0,-50\n1,0,999\n", {}, r"row 3, column 'AP1': 999 is neither"),
         ("x,y,AP1\n0,0,-50\n1,0\n", {}, "row 3 has 2 cells"),
         ("x,y,AP1\n0,0,-50\n", {"rss_prefix": "MAC"}, "no column starts with"),
-        ("x,y,AP1,pt\n0,0,-50,1.5\n", {"point_column": "pt"}, "not an integer id"),
+        ("x,y,AP1,pt\n0,0,-50,A1\n1,0,-40,\n", {"point_column": "pt"}, r"row 3, column 'pt': blank point id"),
     ],
 )
 def test_malformed_files_name_file_row_and_column(tmp_path, text, kwargs, match):

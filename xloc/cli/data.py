@@ -50,9 +50,11 @@ def import_sodindoorloc(
 
 
 def _add_splits(out: Path, fset: FingerprintSet, split: str, holdout: float | None, test_split: str,
-                seed: int) -> None:
+                seed: int, *, add_environments: bool = False) -> None:
     """Write ``fset`` as ``split`` (or, with ``holdout``, split by reference point into ``split`` and
-    ``test_split``) into ``out``, keeping the file's other splits; print what was written."""
+    ``test_split``) into ``out``, keeping the file's other splits; print what was written. With
+    ``add_environments`` the written splits keep their other environments too (one call per environment, e.g.
+    one corridor or one scene at a time, builds up a file; an environment of the same name is replaced)."""
     from xloc.data.csv_survey import holdout_points
 
     new = {split: fset}
@@ -62,7 +64,12 @@ def _add_splits(out: Path, fset: FingerprintSet, split: str, holdout: float | No
         new = dict(zip((split, test_split), holdout_points(fset, holdout, seed), strict=True))
     splits = new
     if out.exists():  # add or replace these splits; the file's other splits stay (train and test from two files)
-        splits = {**{name: data for name, data in load_fingerprints(out).items() if name not in new}, **new}
+        existing = load_fingerprints(out)
+        if add_environments:
+            new = {name: FingerprintSet([*(existing[name][env] for env in existing[name] if env not in data),
+                                         *data.values()]) if name in existing else data
+                   for name, data in new.items()}
+        splits = {**{name: data for name, data in existing.items() if name not in new}, **new}
     save_fingerprints(out, splits)
     console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
     for name, data in new.items():
@@ -151,7 +158,8 @@ def export(
 def import_arrays(
     path: Annotated[Path, typer.Argument(help="A .npz file or a folder of .npy files (Sionna RT, DeepMIMO, your "
                                               "own code)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (its other splits and the split's other "
+                                                          "environments are kept)")],
     positions: Annotated[str, typer.Option(help="Name of the (n, 2|3) user positions [m]")],
     csi: Annotated[str | None, typer.Option(help="Name of the CSI array: complex (n, bs, antennas, subcarriers)")]
     = None,
@@ -180,7 +188,7 @@ def import_arrays(
             raise typer.BadParameter(f"--axes wants comma-separated integers, got {axes!r}") from None
     fset = FingerprintSet([read_arrays(path, positions=positions, csi=csi, rss=rss, ap_positions=ap_positions,
                                        axes=order, environment=env, frequency_hz=frequency_hz)])
-    _add_splits(out, fset, split, holdout_points, test_split, seed)
+    _add_splits(out, fset, split, holdout_points, test_split, seed, add_environments=True)
 
 
 @import_app.command("deepmimo")
@@ -221,4 +229,58 @@ def import_deepmimo(
                        bandwidth_hz=bandwidth_hz, n_subcarriers=subcarriers, n_antennas=antennas,
                        spacing_wavelengths=spacing_wavelengths, orientation_rad=float(np.deg2rad(orientation_deg)),
                        snr_db=snr_db, max_users=max_users, seed=seed, environment=env)
-    _add_splits(out, FingerprintSet([fp]), split, holdout_points, test_split, seed)
+    _add_splits(out, FingerprintSet([fp]), split, holdout_points, test_split, seed, add_environments=True)
+
+
+@import_app.command("nexmon")
+@friendly
+def import_nexmon(
+    root: Annotated[Path, typer.Argument(help="A CSUIndoorLoc-CSI-RSSI folder: data/ref/*.pcap, data/test/*.pcap and "
+                                              "locations/location_coords.xlsx")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (its splits train and test are replaced, "
+                                                          "others kept)")],
+    packets: Annotated[int | None, typer.Option(help="Read at most this many packets of each capture (the first)")]
+    = None,
+    form: Annotated[str, typer.Option(help="csi: one complex sample per packet; images: MetaLoc's CSI amplitude "
+                                           "images of --image-packets packets each")] = "csi",
+    image_packets: Annotated[int, typer.Option(help="With --form images: packets per image")] = 25,
+    path: Annotated[list[int] | None, typer.Option("--path", help="Path (corridor) number to import (repeat; "
+                                                                   "default all)")] = None,
+) -> None:
+    """Real WiFi CSI captured with Nexmon (pcap of its UDP payloads) along the CSU corridors -> .h5: one environment
+    per path, reference captures as split 'train', test captures as 'test' (docs/data.md).
+
+    Example: xloc import nexmon ../shared/data/csu-csi -o csu.h5 --packets 60"""
+    from xloc.data.nexmon import read_csu_csi
+
+    splits = read_csu_csi(root, packets=packets, form=form, image_packets=image_packets, paths=path)
+    if out.exists():
+        splits = {**{n: d for n, d in load_fingerprints(out).items() if n not in splits}, **splits}
+    save_fingerprints(out, splits)
+    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
+    for split, fset in splits.items():
+        dropped = sum(int(fp.environment.attrs.get("dropped_packets", 0)) for fp in fset.values())
+        console.print(dataset_table(f"{out} [{split}] ({dropped} malformed packets dropped)", fset))
+
+
+@import_app.command("umdsi")
+@friendly
+def import_umdsi(
+    root: Annotated[Path, typer.Argument(help="The UMinho DSI long-term folder: data/site_surveys/<YYYY-MM-DD>/ and "
+                                              "data/coords_info.csv")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
+    survey: Annotated[list[str] | None, typer.Option(help="Survey date to import, e.g. 2019-02-19 (repeat; default "
+                                                          "all)")] = None,
+    split: Annotated[str, typer.Option(help="Split name stored in the file")] = "train",
+    holdout_points: Annotated[float | None, typer.Option(help="Hold out this fraction of each survey's reference "
+                                                              "points as --test-split")] = 0.3,
+    test_split: Annotated[str, typer.Option(help="With --holdout-points: the held-out split's name")] = "test",
+    seed: Annotated[int, typer.Option(help="With --holdout-points: seed of the draw")] = 0,
+) -> None:
+    """The UMinho DSI site surveys (one floor, twelve surveys over 26 months) -> .h5, one environment per survey
+    date on the union of the APs; ready for the drift protocol (xloc evaluate --drift 2019-02-19:2019-06-11).
+
+    Example: xloc import umdsi ../shared/data/umdsi -o umdsi.h5"""
+    from xloc.data.umdsi import read_umdsi
+
+    _add_splits(out, read_umdsi(root, survey), split, holdout_points, test_split, seed)

@@ -31,6 +31,7 @@ import csv
 import io
 import logging
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -285,7 +286,8 @@ def read_survey_csv(
     environment_column
         Column naming each sample's environment; without it every row belongs to ``environment``.
     point_column
-        Reference-point id column (integers); without it samples are grouped by coordinates.
+        Reference-point id column: integers, or names such as ``A12`` (numbered in order of first appearance);
+        without it samples are grouped by coordinates.
     device_column, session_column
         Optional per-sample device and session labels.
     time_column
@@ -313,19 +315,28 @@ def read_survey_csv(
     names = _environments(table, environment_column, environment)
     points = None
     if point_column:
-        raw_points = table.numeric([point_column])[:, 0]
-        if not np.allclose(raw_points, np.round(raw_points)):
-            r = int(np.flatnonzero(~np.isclose(raw_points, np.round(raw_points)))[0])
-            raise DataValidationError(
-                f"{table.path}: row {table.lines[r]}, column {point_column!r}: {raw_points[r]:g} is not an integer id"
-            )
-        points = raw_points.astype(np.int64)
+        points = _point_ids(table, point_column)
     _log.info("%s: %d scans, %d RSS columns, %d environment(s)", table.path, len(table), len(columns),
               len(set(names.tolist())))
     return _build(names, columns, rss, positions, points,
                   table.text(device_column) if device_column else None,
                   table.text(session_column) if session_column else None,
                   table.times_s(time_column) if time_column else None, frequency_hz)
+
+
+def _point_ids(table: CsvTable, column: str) -> np.ndarray:
+    """Integer reference-point ids from ``column``: integers as they are; names (``A12``, ``-1_0``), which real
+    surveys use, numbered in order of first appearance. A blank cell is an error naming its row."""
+    names = table.text(column)
+    for r, name in enumerate(names):
+        if not str(name).strip() or str(name).strip().lower() == "nan":
+            raise DataValidationError(f"{table.path}: row {table.lines[r]}, column {column!r}: blank point id")
+    text = [str(n).strip() for n in names]
+    if all(re.fullmatch(r"[+-]?\d+(\.0*)?", t) for t in text):
+        return np.asarray([int(float(t)) for t in text], dtype=np.int64)
+    _, first, ids = np.unique(np.asarray(text, dtype=object), return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # number the names by first appearance, not alphabetically
+    return order[ids.reshape(-1)].astype(np.int64)
 
 
 def read_long_csv(
