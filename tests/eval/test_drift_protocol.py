@@ -25,7 +25,7 @@ def _mean(rows, method, k, target="all"):
 def test_rows_baselines_and_k0(site):
     train, test = site
     pairs = drift_pairs(train)
-    assert pairs == {"site0-t1-none": ("site0-t0",), "site0-t1-device": ("site0-t0",)}
+    assert dict(pairs) == {"site0-t1-none": ("site0-t0",), "site0-t1-device": ("site0-t0",)}
     result = run_drift(train, test, pairs, ["map-correct"], ks=(0, 10), seeds=(0, 1), dataset="d", progress=False)
     methods = {(r["method"], r["k"]) for r in result.rows}
     for base in DRIFT_BASELINES:
@@ -41,6 +41,28 @@ def test_rows_baselines_and_k0(site):
                                                                                  "site0-t1-none")
 
 
+def test_one_collection_against_two_surveys_keeps_both_pairs_rows(site, tmp_path):
+    # regression: --drift A:C --drift A+B:C wrote one set of rows for target C; one pair's results were gone
+    from xloc.eval.results import read_results, write_results
+
+    train, test = site
+    pairs = drift_pairs(train, ["site0-t0:site0-t1-device", "site0-t0+site0-t1-none:site0-t1-device"])
+    assert len(pairs) == 2
+    result = run_drift(train, test, pairs, ["map-correct"], ks=(10,), seeds=(0,), dataset="d", progress=False)
+    rows = [r for r in result.rows if r["method"] == "map-correct" and r["target"] != "all"]
+    assert {(r["target"], r["survey"]) for r in rows} == {
+        ("site0-t1-device (from site0-t0)", "site0-t0"),
+        ("site0-t1-device (from site0-t0+site0-t1-none)", "site0-t0+site0-t1-none")}
+    # two runs against different surveys, written to one file one after the other, both stay
+    out = tmp_path / "drift.json"
+    for spec in (["site0-t0:site0-t1-device"], ["site0-t0+site0-t1-none:site0-t1-device"]):
+        one = run_drift(train, test, drift_pairs(train, spec), ["map-correct"], ks=(10,), seeds=(0,), dataset="d",
+                        progress=False)
+        write_results(out, one.rows, command="test", seeds=(0,), wall_s=0.0)
+    surveys = {r["survey"] for r in read_results(out)["rows"] if r["method"] == "map-correct" and r["target"] != "all"}
+    assert surveys == {"site0-t0", "site0-t0+site0-t1-none"}
+
+
 def test_drift_methods_are_refused_outside_the_drift_protocol(site):
     train, test = site
     with pytest.raises(ConfigError, match="drift protocol"):
@@ -49,9 +71,9 @@ def test_drift_methods_are_refused_outside_the_drift_protocol(site):
 
 def test_pairs_by_name_and_by_session(site):
     train, _ = site
-    assert drift_pairs(train, ["site0-t0:site0-t1-device"]) == {"site0-t1-device": ("site0-t0",)}
+    assert drift_pairs(train, ["site0-t0:site0-t1-device"]) == [("site0-t1-device", ("site0-t0",))]
     pooled = drift_pairs(train, ["site0-t0+site0-t1-none:site0-t1-device"])
-    assert pooled == {"site0-t1-device": ("site0-t0", "site0-t1-none")}
+    assert pooled == [("site0-t1-device", ("site0-t0", "site0-t1-none"))]
     with pytest.raises(ConfigError, match="must differ"):
         drift_pairs(train, ["site0-t0+site0-t1-device:site0-t1-device"])
     with pytest.raises(DataValidationError, match="no environment 'nope'"):
@@ -66,7 +88,7 @@ def test_pairs_by_name_and_by_session(site):
                         session=["2026-01"] * len(t0) + ["2026-06"] * len(t1))
     split = split_sessions(FingerprintSet([both]))
     assert list(split) == ["floor1@2026-01", "floor1@2026-06"]
-    assert drift_pairs(split) == {"floor1@2026-06": ("floor1@2026-01",)}
+    assert drift_pairs(split) == [("floor1@2026-06", ("floor1@2026-01",))]
 
 
 def test_cli_runs_the_drift_protocol_on_a_file_with_sessions(site, tmp_path):

@@ -266,7 +266,7 @@ def import_nexmon(
 @import_app.command("umdsi")
 @friendly
 def import_umdsi(
-    root: Annotated[Path, typer.Argument(help="The UMinho DSI long-term folder: data/site_surveys/<YYYY-MM-DD>/ and "
+    root: Annotated[Path, typer.Argument(help="The UMinho DSI long-term folder: data/site_surveys/YYYY-MM-DD/ and "
                                               "data/coords_info.csv")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5 file (other splits in it are kept)")],
     survey: Annotated[list[str] | None, typer.Option(help="Survey date to import, e.g. 2019-02-19 (repeat; default "

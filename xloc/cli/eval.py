@@ -250,7 +250,7 @@ def drift_score_command(
     table = Table(title=f"drift score ({data.name}, split {split})")
     for col in ("later collection", "survey", "scans", "z", "p", "drifted", "level shift [dB]", "APs gone", "APs new"):
         table.add_column(escape(col), overflow="fold")
-    for later, stale in pairs.items():
+    for later, stale in pairs:
         new = fset[later]
         recent = signal_features(new.measurements, new.environment.kind).reshape(len(new), -1)
         old = [signal_features(fset[s].measurements, fset[s].environment.kind).reshape(len(fset[s]), -1)

@@ -179,14 +179,19 @@ def run_leave_one_out(
     stats: dict[tuple[str, str, int | None], list[dict[str, float]]] = {}
     pooled: dict[tuple[str, int | None], list[np.ndarray]] = {}
 
+    choices: dict[tuple[str, str, int | None], list[str]] = {}
+
     def record(method: str, target: str, k: int | None, pred: np.ndarray, truth: np.ndarray, train_s: float,
-               adapt_s: float, n_steps: int) -> None:
+               adapt_s: float, n_steps: int, choice: str | None = None) -> None:
         err = localization_errors_m(pred, truth[:, : pred.shape[1]])
         s = summarize_errors(err)
         stats.setdefault((method, target, k), []).append(
             {"mean_m": s.mean_m, "median_m": s.median_m, "p90_m": s.p90_m,
              "p_within_5m": prob_within(err, WITHIN_RADIUS_M), "train_s": train_s, "adapt_s": adapt_s,
              "steps": n_steps})
+        if choice is not None:  # a method that chooses (a drift map, auto's candidate) says what, per seed
+            for key in ((method, target, k), (method, "all", k)):
+                choices.setdefault(key, []).append(choice)
         pooled.setdefault((method, k), []).append(err)
         _log.debug("%s on %s, k=%s: mean %.2f m, median %.2f m (train %.1f s, adapt %.2f s)", method, target,
                    "all" if k is None else k, s.mean_m, s.median_m, train_s, adapt_s)
@@ -227,7 +232,7 @@ def run_leave_one_out(
                         if k == 0:  # no labelled point of the target: what fit learned, where a method has that
                             if caps.predicts_after_fit:
                                 record(method, target, 0, model.predict(test[target].measurements), truth,
-                                       train_s, 0.0, 0)
+                                       train_s, 0.0, 0, getattr(model, "choice_", None))
                             continue
                         support = train[target] if k is None else supports[k]
                         unlabelled = _rest_of(train[target], support) if caps.uses_unlabelled else None
@@ -237,7 +242,7 @@ def run_leave_one_out(
                         pred = adapted.predict(test[target].measurements,
                                                coarse_positions_m=coarse if caps.needs_coarse_fix else None)
                         record(method, target, k, pred, truth, train_s, adapt_s,
-                               int(getattr(adapted, "adapt_steps_", 0)))
+                               int(getattr(adapted, "adapt_steps_", 0)), getattr(adapted, "choice_", None))
                     bar.advance()
     rows = [_aggregate(protocol, dataset, m, t, k, v) for (m, t, k), v in stats.items()]
     # Average over targets, per seed, so the std is over seeds of the target-averaged mean error.
@@ -251,6 +256,9 @@ def run_leave_one_out(
         rows.append(_aggregate(protocol, dataset, method, "all", k, per_seed))
     rows.sort(key=lambda r: (r["target"] != "all", r["target"], r["k"] is None, r["k"] or 0, r["method"]))
     for row in rows:
+        chosen = choices.get((row["method"], row["target"], row["k"]))
+        if chosen:
+            row["choices"] = {c: chosen.count(c) for c in sorted(set(chosen))}
         if uses_coarse:
             row["coarse_error_m"] = coarse_error_m
     return ProtocolResult(
@@ -373,7 +381,7 @@ def run_on_file(
     if drift is not None or sessions:
         pairs = drift_pairs(train, None if not drift or list(drift) == ["auto"] else drift)
         if targets:
-            pairs = {t: pairs[t] for t in targets if t in pairs} or pairs
+            pairs = [(t, surveys) for t, surveys in pairs if t in targets] or pairs
         return run_drift(train, test, pairs, methods, ks, seeds, dataset=Path(data).stem, steps=steps, params=params,
                          progress=progress)
     missing = [name for name in (targets or list(train)) if name not in test]
@@ -399,8 +407,9 @@ def split_sessions(fset: FingerprintSet) -> FingerprintSet:
     return FingerprintSet(out)
 
 
-def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """Later collection -> the same site's stale survey (one or more earlier collections, pooled).
+def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(later collection, the same site's stale survey: one or more earlier collections, pooled) pairs. A later
+    collection may appear with several surveys (``wk01:wk06`` and ``wk01+wk05:wk06``): each pair is its own run.
 
     ``spec`` holds ``"STALE:NEW"`` environment names; ``"DAY1+DAY2:DAY3"`` pools several earlier collections as
     the survey. Without it: environments whose ``attrs`` carry ``site`` and ``collection`` (``t0`` the survey,
@@ -408,7 +417,7 @@ def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dic
     :func:`split_sessions` (``<env>@<first session>`` is the survey of each later ``<env>@<session>``).
     """
     names = list(train)
-    pairs: dict[str, tuple[str, ...]] = {}
+    pairs: dict[tuple[str, tuple[str, ...]], None] = {}  # ordered, a repeated pair once
     if spec:
         for item in spec:
             stale, colon, new = item.partition(":")
@@ -421,16 +430,16 @@ def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dic
                     raise DataValidationError(f"no environment {name!r} for drift pair {item!r}; available: {names}")
             if new in surveys:
                 raise ConfigError(f"drift pair {item!r}: the stale survey and the new collection must differ")
-            pairs[new] = surveys
-        return pairs
+            pairs[(new, surveys)] = None
+        return list(pairs)
     surveys_of = {fp.environment.attrs.get("site"): fp.name for fp in train.values()
                   if fp.environment.attrs.get("collection") == "t0"}
     for fp in train.values():
         site = fp.environment.attrs.get("site")
         if site in surveys_of and fp.environment.attrs.get("collection") not in (None, "t0"):
-            pairs[fp.name] = (surveys_of[site],)
+            pairs[(fp.name, (surveys_of[site],))] = None
     if pairs:
-        return pairs
+        return list(pairs)
     by_env: dict[str, list[str]] = {}
     for name in names:
         base, at, _ = name.partition("@")
@@ -438,17 +447,17 @@ def drift_pairs(train: FingerprintSet, spec: Sequence[str] | None = None) -> dic
             by_env.setdefault(base, []).append(name)
     for group in by_env.values():
         for later in group[1:]:
-            pairs[later] = (group[0],)
+            pairs[(later, (group[0],))] = None
     if not pairs:
         raise DataValidationError("no drift pairs: name them (--drift STALE:NEW), or give environments with several "
                                   "sessions, or site/collection attributes")
-    return pairs
+    return list(pairs)
 
 
 def run_drift(
     train: FingerprintSet,
     test: FingerprintSet,
-    pairs: Mapping[str, Sequence[str]],
+    pairs: Mapping[str, Sequence[str]] | Sequence[tuple[str, Sequence[str]]],
     methods: Sequence[str],
     ks: Sequence[int | None] = DRIFT_KS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
@@ -458,15 +467,30 @@ def run_drift(
     params: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
-    """The drift protocol: for each later collection (a key of ``pairs``) a method is ``fit`` on the same site's
-    stale survey (its value: earlier collections, pooled) and ``adapt``-ed on ``k`` labelled points of the later
+    """The drift protocol: for each (later collection, stale survey) pair a method is ``fit`` on the same site's
+    stale survey (earlier collections, pooled) and ``adapt``-ed on ``k`` labelled points of the later
     collection, then tested on the later collection's test data; k = 0 scores the methods that predict after
     ``fit``. The baselines :data:`DRIFT_BASELINES` always run; ``wknn:all`` rows adapt WKNN on all of the later
-    collection's points."""
-    missing = [t for t in pairs if t not in test]
+    collection's points. Every row names its ``survey`` (``A+B`` for a pooled survey; the ``all`` rows list
+    every ``survey:target`` pair), so runs against different surveys never replace each other; a later collection
+    paired with several surveys in one run becomes one target per pair, ``NEW (from SURVEY)``."""
+    pair_list = [(new, tuple(old)) for new, old in (pairs.items() if isinstance(pairs, Mapping) else pairs)]
+    missing = [t for t, _ in pair_list if t not in test]
     if missing:
         raise DataValidationError(f"{dataset}: no test data for the later collection(s) {missing}")
+    repeated = {t for t, _ in pair_list if sum(1 for u, _ in pair_list if u == t) > 1}
+    label = {(t, s): f"{t} (from {'+'.join(s)})" if t in repeated else t for t, s in pair_list}
+    surveys_of = {label[(t, s)]: s for t, s in pair_list}
+    if repeated:  # one environment per pair: the later collection under each pair's label
+        train = FingerprintSet([*train.values(), *(train[t].renamed(label[(t, s)]) for t, s in pair_list
+                                                    if t in repeated)])
+        test = FingerprintSet([*test.values(), *(test[t].renamed(label[(t, s)]) for t, s in pair_list
+                                                  if t in repeated)])
     run = list(dict.fromkeys([*DRIFT_BASELINES, *methods]))
-    return run_leave_one_out("drift", dataset, lambda seed: (train, test), run, ks, seeds, targets=list(pairs),
-                             steps=steps, params=params, progress=progress,
-                             sources_of=lambda data, target: FingerprintSet(data[s] for s in pairs[target]))
+    result = run_leave_one_out("drift", dataset, lambda seed: (train, test), run, ks, seeds,
+                               targets=list(surveys_of), steps=steps, params=params, progress=progress,
+                               sources_of=lambda data, target: FingerprintSet(data[s] for s in surveys_of[target]))
+    every_pair = "; ".join(f"{'+'.join(s)}:{t}" for t, s in pair_list)
+    for row in result.rows:
+        row["survey"] = "+".join(surveys_of[row["target"]]) if row["target"] in surveys_of else every_pair
+    return result

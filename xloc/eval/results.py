@@ -21,8 +21,8 @@ __all__ = ["ROW_KEY", "PROVENANCE_KEYS", "environment_info", "provenance", "merg
            "read_results", "markdown_table", "sample_std", "mean_std_cell"]
 
 #: Fields that identify a row; a new run replaces rows with the same key.
-ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "k", "task", "label_fraction", "metric", "sweep",
-           "sweep_value", "seed")
+ROW_KEY = ("protocol", "method", "dataset", "setting", "target", "survey", "k", "task", "label_fraction", "metric",
+           "sweep", "sweep_value", "seed")
 
 
 

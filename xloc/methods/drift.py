@@ -6,8 +6,10 @@ labelled points (the drift protocol, :func:`xloc.eval.protocols.run_drift`).
 * ``wknn-pooled``: WKNN on the stale survey and the fresh points pooled;
 * ``map-correct``: WKNN on the stale survey corrected per AP by what the fresh points measure
   (:mod:`xloc.learn.drift`), with the fresh points in the map -- kept only if it locates the fresh points, each
-  left out of the correction in turn, at least as well as the pooled map does (else the pooled map: a change with
-  no per-AP pattern, like a room's multipath re-drawn, is one the correction cannot model).
+  left out in turn, better than both the stale survey alone and the stale survey pooled with the other fresh
+  points; else the better of those two (a change with no per-AP pattern, like a room's multipath re-drawn, is one
+  the correction cannot model, and fresh points that disagree with every correction leave the stale map). The
+  map used is ``choice_`` and lands in the result rows.
 
 WKNN on the fresh points alone is the registered ``wknn``. The stale map is one entry per reference point: the
 mean of its heard samples, "not heard" where fewer than half of them heard the AP. Columns are matched by AP id,
@@ -62,9 +64,14 @@ class DriftKNNConfig:
     gone_level_dbm: float = -80.0
     #: length [m] over which what the per-AP correction leaves at the fresh points is spread (0: not spread)
     residual_length_m: float = 3.0
-    #: keep the correction only if it locates the fresh points, each left out in turn, at least as well as the
-    #: stale survey pooled with them; else use that pooled map
+    #: keep the correction only if it locates the fresh points, each left out in turn, better than the stale survey
+    #: alone and pooled with the other fresh points; else the better of those two (ties go to the simpler map)
     select: bool = True
+    #: a map is kept over a simpler one only if its held-out mean error is this fraction lower: with 5-10 fresh
+    #: points the leave-one-out estimate is noisy, and a change chosen on noise is a loss against the survey
+    select_margin: float = 0.05
+    #: and only if that gain exceeds this many standard errors of the paired per-point differences
+    select_z: float = 1.0
     #: fresh points needed for that choice (fewer: the correction is kept)
     min_select_points: int = 5
 
@@ -75,6 +82,10 @@ class DriftKNNConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise DataValidationError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.select_z >= 0.0:
+            raise DataValidationError(f"select_z must be >= 0, got {self.select_z!r}")
+        if not 0.0 <= self.select_margin < 1.0:
+            raise DataValidationError(f"select_margin must be in [0, 1), got {self.select_margin!r}")
 
 
 def _point_map(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
@@ -168,22 +179,18 @@ class DriftKNN(Estimator):
         stale_pos, fresh_pos = self.stale_positions_m_[:, :dims], fresh_pos[:, :dims]
         used = ~np.isnan(stale).all(0)  # a column the stale survey never heard (a new AP) stays out of distances
         cfg = self.config
-        correction, chosen = None, cfg.mode
-        if cfg.mode == "stale":
+        correction, chosen, selection = None, cfg.mode, dict[str, float]()
+        if cfg.mode == "corrected" and cfg.select and len(fresh) >= cfg.min_select_points:
+            chosen, selection = self._choose_by_held_out_points(stale, stale_pos, fresh, fresh_pos, kind, used)
+        if chosen == "stale":
             values, positions = stale, stale_pos
-        elif cfg.mode == "pooled":
+        elif chosen == "pooled":
             values, positions = np.concatenate([stale, fresh]), np.concatenate([stale_pos, fresh_pos])
         else:
             values, positions, correction = self._corrected_map(stale, stale_pos, fresh, fresh_pos, kind)
-            chosen = "corrected"
-            if cfg.select and len(fresh) >= cfg.min_select_points:
-                chosen = self._choose_by_held_out_points(stale, stale_pos, fresh, fresh_pos, kind, used)
-            if chosen == "pooled":
-                values, positions = np.concatenate([stale, fresh]), np.concatenate([stale_pos, fresh_pos])
-            else:
-                used &= ~correction.gone
+            used &= ~correction.gone
         new = self._adapted_copy(sample_shape_=support.measurements.shape[1:], correction_=correction,
-                                 chosen_map_=chosen)
+                                 chosen_map_=chosen, choice_=chosen, selection_errors_m_=selection)
         new._set_engine(values, positions, used)
         return new
 
@@ -203,23 +210,34 @@ class DriftKNN(Estimator):
         return values, positions, correction
 
     def _choose_by_held_out_points(self, stale: np.ndarray, stale_pos: np.ndarray, fresh: np.ndarray,
-                                   fresh_pos: np.ndarray, kind: str, used: np.ndarray) -> str:
-        """``"corrected"`` or ``"pooled"``: the map that locates each fresh point better when it is left out of the
-        correction (leave-one-out over the fresh points; ties keep the correction)."""
+                                   fresh_pos: np.ndarray, kind: str, used: np.ndarray
+                                   ) -> tuple[str, dict[str, float]]:
+        """``"stale"``, ``"pooled"`` or ``"corrected"``: the map that locates the fresh points best, each left out of
+        the map it is located on (leave-one-out over the fresh points). A map is kept only if it is strictly better
+        than every simpler one kept so far (stale, then pooled) by ``select_margin``, so equal evidence keeps the
+        survey as it was."""
         cfg = self.config
-        errors: dict[str, list[float]] = {"corrected": [], "pooled": []}
+        errors: dict[str, list[float]] = {"stale": [], "pooled": [], "corrected": []}
         for i in range(len(fresh)):
             rest = np.arange(len(fresh)) != i
             values, positions, correction = self._corrected_map(stale, stale_pos, fresh[rest], fresh_pos[rest], kind)
-            maps = {"corrected": (values, positions, used & ~correction.gone),
+            maps = {"stale": (stale, stale_pos, used),
                     "pooled": (np.concatenate([stale, fresh[rest]]), np.concatenate([stale_pos, fresh_pos[rest]]),
-                               used)}
+                               used),
+                    "corrected": (values, positions, used & ~correction.gone)}
             for name, (v, p, cols) in maps.items():
                 engine = KNNLocalizer(int(cfg.k), weighted=True, floor_dbm=cfg.floor_dbm, average_points=False) \
                     .fit_arrays(np.where(np.isnan(v[:, cols]), cfg.floor_dbm, v[:, cols]).astype(np.float32), p)
                 guess = engine.predict(fresh[i:i + 1, cols])
                 errors[name].append(float(np.linalg.norm(guess[0, :2] - fresh_pos[i, :2])))
-        return "corrected" if np.mean(errors["corrected"]) <= np.mean(errors["pooled"]) else "pooled"
+        best = "stale"
+        for name in ("pooled", "corrected"):
+            # paired over the same held-out points: kept only if the gain is clear of the margin and of the noise
+            gain = np.asarray(errors[best]) - np.asarray(errors[name])
+            noise = cfg.select_z * gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+            if gain.mean() > max(cfg.select_margin * np.mean(errors[best]), noise):
+                best = name
+        return best, {name: float(np.mean(e)) for name, e in errors.items()}
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
@@ -251,7 +269,7 @@ class DriftKNN(Estimator):
         self.stale_sample_shape_ = tuple(meta["stale_sample_shape"])
         if meta.get("sample_shape") is not None:
             self.sample_shape_ = tuple(meta["sample_shape"])
-            self.chosen_map_ = meta.get("chosen_map") or self.config.mode
+            self.chosen_map_ = self.choice_ = meta.get("chosen_map") or self.config.mode
         self._set_engine(tensors["map"].numpy(), tensors["map_positions_m"].numpy(),
                          tensors["used_columns"].numpy().astype(bool))
 
@@ -312,8 +330,9 @@ class CorrectedSupport(Estimator):
     def fit(self, sources: FingerprintSet | None = None) -> CorrectedSupport:
         """Fit the map correction's stale map and the inner method on the stale survey."""
         self._check_kind(sources, "source")
-        # the corrected map always (map-correct's choice of the pooled map is judged by WKNN, not by the inner model)
-        map_model = get("map-correct").create(0, select=False).fit(sources)
+        # map-correct with its self-check: where the fresh points favour no correction over the stale survey, the
+        # inner model is not adapted on a map the evidence does not support (WKNN on the stale survey answers)
+        map_model = get("map-correct").create(0).fit(sources)
         assert isinstance(map_model, DriftKNN)
         self.map_model_ = map_model
         inner = self._inner()
@@ -325,6 +344,10 @@ class CorrectedSupport(Estimator):
         self._require("map_model_", "inner_")
         self._check_kind(support, "support")
         corrected = self.map_model_.adapt(support)
+        unused = ~corrected.used_columns_
+        if corrected.choice_ == "stale":
+            return self._adapted_copy(adapted_=corrected, sample_shape_=support.measurements.shape[1:],
+                                      adapt_steps_=0, unused_columns_=unused, choice_="stale map (wknn)")
         values = np.asarray(corrected.map_, dtype=np.float32)
         positions = corrected.map_positions_m_
         merged = Fingerprints(support.environment, values, positions[:, :2] if support.dims == 2 else positions,
@@ -332,13 +355,13 @@ class CorrectedSupport(Estimator):
         uses_unlabelled = get(self.config.inner).capabilities.uses_unlabelled
         # APs the correction set aside (new since the survey, gone) read "not heard" everywhere: the inner model
         # was trained on the survey, where a new AP's column never held a value
-        unused = ~corrected.used_columns_
         if unused.any():
             rest = None if unlabelled is None else _blank(unlabelled, unused)
             merged, unlabelled = _blank(merged, unused), rest
         adapted = self.inner_.adapt(merged, steps=steps, unlabelled=unlabelled if uses_unlabelled else None)
         return self._adapted_copy(adapted_=adapted, sample_shape_=support.measurements.shape[1:],
-                                  adapt_steps_=int(getattr(adapted, "adapt_steps_", 0)), unused_columns_=unused)
+                                  adapt_steps_=int(getattr(adapted, "adapt_steps_", 0)), unused_columns_=unused,
+                                  choice_=f"{self.config.inner} on the {corrected.choice_} map")
 
     def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
                 coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
@@ -357,6 +380,7 @@ class CorrectedSupport(Estimator):
             meta["sample_shape"] = list(self.sample_shape_)
             meta["adapt_steps"] = self.adapt_steps_
             meta["unused_columns"] = [int(i) for i in np.flatnonzero(self.unused_columns_)]
+            meta["choice"] = self.choice_
         return {}, meta, parts
 
     def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
@@ -371,6 +395,7 @@ class CorrectedSupport(Estimator):
             self.adapt_steps_ = int(meta.get("adapt_steps", 0))
             self.unused_columns_ = np.zeros(self.sample_shape_[0], dtype=bool)
             self.unused_columns_[meta.get("unused_columns", [])] = True
+            self.choice_ = meta.get("choice", f"{self.config.inner} on the corrected map")
 
 
 register(MethodSpec("tl-corrected", "TL fitted on the earlier survey and fine-tuned on it corrected by the fresh "
