@@ -20,6 +20,7 @@ from xloc.methods import drift  # noqa: F401  # isort: skip
 from xloc.methods import ilcl  # noqa: F401  # isort: skip
 from xloc.methods import confi  # noqa: F401  # isort: skip
 from xloc.methods import propagation  # noqa: F401  # isort: skip
+from xloc.methods import auto  # noqa: F401  # isort: skip
 from xloc.methods.registry import (
     Capabilities,
     MethodSpec,
