@@ -62,6 +62,13 @@ def _add_splits(out: Path, fset: FingerprintSet, split: str, holdout: float | No
         if test_split == split:
             raise typer.BadParameter("--test-split must differ from --split")
         new = dict(zip((split, test_split), holdout_points(fset, holdout, seed), strict=True))
+    _write_splits(out, new, add_environments=add_environments)
+
+
+def _write_splits(out: Path, new: dict[str, FingerprintSet], *, add_environments: bool = False,
+                  note: str = "") -> None:
+    """Write the ``new`` splits into ``out``, keeping the file's other splits (and, with ``add_environments``, the
+    written splits' other environments); print what was written (``note`` after each table title)."""
     splits = new
     if out.exists():  # add or replace these splits; the file's other splits stay (train and test from two files)
         existing = load_fingerprints(out)
@@ -73,7 +80,7 @@ def _add_splits(out: Path, fset: FingerprintSet, split: str, holdout: float | No
     save_fingerprints(out, splits)
     console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
     for name, data in new.items():
-        console.print(dataset_table(f"{out} [{name}]", data))
+        console.print(dataset_table(f"{out} [{name}]{note}", data))
 
 
 @import_app.command("csv")
@@ -254,13 +261,9 @@ def import_nexmon(
     from xloc.data.nexmon import read_csu_csi
 
     splits = read_csu_csi(root, packets=packets, form=form, image_packets=image_packets, paths=path)
-    if out.exists():
-        splits = {**{n: d for n, d in load_fingerprints(out).items() if n not in splits}, **splits}
-    save_fingerprints(out, splits)
-    console.print(f"wrote {escape(str(out))} (splits: {escape(', '.join(splits))})")
-    for split, fset in splits.items():
-        dropped = sum(int(fp.environment.attrs.get("dropped_packets", 0)) for fp in fset.values())
-        console.print(dataset_table(f"{out} [{split}] ({dropped} malformed packets dropped)", fset))
+    dropped = sum(int(fp.environment.attrs.get("dropped_packets", 0)) for fp in splits["train"].values()) + \
+        sum(int(fp.environment.attrs.get("dropped_packets", 0)) for fp in splits["test"].values())
+    _write_splits(out, splits, note=f" ({dropped} malformed packets dropped in both splits)")
 
 
 @import_app.command("umdsi")
