@@ -119,3 +119,18 @@ def test_the_real_csu_captures_import():
     assert path2.n_points == 30 and path2.measurements.shape[1:] == (1, 1, 56)
     assert path2.environment.ap_ids == ("B8:3A:5A:B2:67:90",)
     assert splits["test"]["path3"].n_points == 20
+    assert path2.environment == splits["test"]["path2"].environment  # one record per environment in a saved file
+    assert path2.environment.attrs["ref_point_names"] != path2.environment.attrs["test_point_names"]
+
+
+def test_the_real_csu_captures_import_through_the_cli(tmp_path):
+    """Regression: the references and test points of a path once carried different metadata, and the file write
+    refused them ("environment 'path1' has different metadata in split 'test'")."""
+    if not (SHARED_CSU / "locations" / "location_coords.xlsx").is_file():
+        skip_or_fail("data", f"the CSU CSI captures are not at {SHARED_CSU}")
+    out = tmp_path / "csu.h5"
+    r = CliRunner().invoke(app, ["import", "nexmon", str(SHARED_CSU), "-o", str(out), "--packets", "10"])
+    assert r.exit_code == 0, r.output
+    stored = load_fingerprints(out)
+    assert sorted(stored["train"]) == [f"path{k}" for k in range(1, 6)]
+    assert stored["test"]["path1"].n_points == 49 and stored["train"]["path1"].n_points == 52

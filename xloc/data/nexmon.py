@@ -226,13 +226,29 @@ def read_csu_csi(root: str | os.PathLike[str], *, packets: int | None = None, fo
                                  for rows in captures["ref"].values() for _, _, c in rows])
         floor_db, top_db = (float(v) for v in np.percentile(ref_db, [0.5, 99.5]))
         range_db = max(top_db - floor_db, 1e-3)
+    # One environment per path, described by both splits' captures: a saved file holds one metadata record per
+    # environment, so the references and the test points must agree on it.
+    metas: dict[int, EnvironmentMeta] = {}
+    for k in chosen:
+        both = [c for folder in CSU_SPLITS for _, _, c in captures[folder][k]]
+        macs = sorted({c.source_mac for c in both})
+        channel = int(np.bincount([c.channel for c in both]).argmax())
+        attrs: dict[str, object] = {"source": "CSUIndoorLoc-CSI-RSSI (Nexmon)", "path": k,
+                                    "ap_mac": ",".join(macs), "channel": channel,
+                                    "dropped_packets": int(sum(c.dropped for c in both)),
+                                    "subcarriers": "802.11 20 MHz -28..-1, 1..28"}
+        for folder in CSU_SPLITS:
+            attrs[f"{folder}_point_names"] = ",".join(name for name, _, _ in captures[folder][k])
+        if form == "images":
+            attrs |= {"pixel_floor_db": floor_db, "pixel_range_db": range_db, "image_packets": image_packets}
+        metas[k] = EnvironmentMeta(name=f"path{k}", kind="csi" if form == "csi" else "csi_image",
+                                   ap_ids=(macs[0] if len(macs) == 1 else f"path{k}-ap",),
+                                   frequency_hz=5e9 + 5e6 * channel, attrs=attrs)
     out: dict[str, FingerprintSet] = {}
     for folder, split in CSU_SPLITS.items():
         envs = []
         for k, rows in captures[folder].items():
-            macs = sorted({c.source_mac for _, _, c in rows})
-            channel = int(np.bincount([c.channel for _, _, c in rows]).argmax())
-            blocks, positions, point_ids, names = [], [], [], []
+            blocks, positions, point_ids = [], [], []
             for i, (name, xy, cap) in enumerate(rows):
                 if form == "csi":
                     block = cap.csi[:, None, None, :]
@@ -247,18 +263,7 @@ def read_csu_csi(root: str | os.PathLike[str], *, packets: int | None = None, fo
                 blocks.append(block)
                 positions.append(np.repeat([xy], len(block), axis=0))
                 point_ids.append(np.full(len(block), i))
-                names.append(name)
-            attrs: dict[str, object] = {"source": "CSUIndoorLoc-CSI-RSSI (Nexmon)", "path": k,
-                                        "ap_mac": ",".join(macs), "channel": channel,
-                                        "dropped_packets": int(sum(c.dropped for _, _, c in rows)),
-                                        "point_names": ",".join(names),
-                                        "subcarriers": "802.11 20 MHz -28..-1, 1..28"}
-            if form == "images":
-                attrs |= {"pixel_floor_db": floor_db, "pixel_range_db": range_db, "image_packets": image_packets}
-            meta = EnvironmentMeta(name=f"path{k}", kind="csi" if form == "csi" else "csi_image",
-                                   ap_ids=(macs[0] if len(macs) == 1 else f"path{k}-ap",),
-                                   frequency_hz=5e9 + 5e6 * channel, attrs=attrs)
-            envs.append(Fingerprints(meta, np.concatenate(blocks), np.concatenate(positions),
+            envs.append(Fingerprints(metas[k], np.concatenate(blocks), np.concatenate(positions),
                                      np.concatenate(point_ids)))
         out[split] = FingerprintSet(envs)
     return out
