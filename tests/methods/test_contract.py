@@ -43,6 +43,10 @@ def test_at_least_twenty_methods_are_registered():
 
 @pytest.mark.parametrize("name", names())
 def test_check_localizer(name):
+    if name == "centroid":  # the trivial answer by design: every other check passes, and it equals the centroid
+        with pytest.raises(AssertionError, match=r"mean error (\S+) m does not beat the support centroid \(\1 m\)"):
+            check_localizer(name)
+        return
     if name not in DOES_NOT_LEARN_AT_CHECK_BUDGET:
         report = check_localizer(name)
         assert report.mean_m < min(report.trivial_m.values())
@@ -61,7 +65,7 @@ def test_check_localizer_on_csi(name):
     check_localizer(name, kind="csi")
 
 
-@pytest.mark.parametrize("name", [s.name for s in specs() if "csi_image" in s.kinds[1:]])
+@pytest.mark.parametrize("name", [s.name for s in specs() if "csi_image" in s.kinds[1:] and s.name != "centroid"])
 def test_check_localizer_on_csi_images(name):
     """MetaLoc's second data path (CSI images, Table II/III) meets the same contract as its RSS one; at the check's
     learning budget of CSI_IMAGE_LEARN_PARAMS every paradigm but RI beats the support centroid of the small lab."""

@@ -37,12 +37,18 @@ class BenchSpec:
     report: str | None = None
     experiments: str | None = None  # "module:NAMES" of the parts --experiment may pick
     in_quick: bool = True  # part of `xloc bench --quick` without --protocol
+    #: "module:function" rendering this bench's README table from its result document (``xloc report`` writes it
+    #: between ``<!-- xloc report: NAME -->`` and ``<!-- /xloc report: NAME -->`` in README.md)
+    readme: str | None = None
 
     def runner(self) -> Callable[[BenchContext], None]:
         return _resolve(self.run)
 
     def renderer(self) -> Callable[[dict[str, Any], Path], str] | None:
         return None if self.report is None else _resolve(self.report)
+
+    def readme_renderer(self) -> Callable[[dict[str, Any]], str] | None:
+        return None if self.readme is None else _resolve(self.readme)
 
     def experiment_names(self) -> tuple[str, ...]:
         return () if self.experiments is None else tuple(_resolve(self.experiments))
@@ -120,6 +126,9 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
               "sfmcm:run", "sfmcm:report", experiments="sfmcm:EXPERIMENTS", in_quick=False),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
               "drift:run", "drift:report", experiments="drift:PARTS"),
+    BenchSpec("real", "real", "Real data: SODIndoorLoc, CSU Nexmon CSI and the UMinho long-term surveys, every "
+              "method beside WKNN on the same information", "real:run", "real:report", experiments="real:PARTS",
+              in_quick=False, readme="real:readme_table"),
     BenchSpec("sim-speed", "speed", "Simulator speed", "speed:run", "speed:report", experiments="speed:PARTS"),
     BenchSpec("service", "service", "Service load", "service:run", "service:report"),
     BenchSpec("perf", "perf", "Performance against peers and the machine", "perf:run", "perf:report"),

@@ -219,7 +219,9 @@ def bench(
         console.print(f"{spec.name}: {ctx.elapsed_s():.1f} s")
     report_path = out.parent / "REPORT.md" if out.resolve() == Path("benchmarks/results").resolve() \
         else out / "REPORT.md"
-    console.print(f"report: {write_report(out, report_path)}; all protocols {time.perf_counter() - started:.0f} s")
+    readme = Path("README.md") if out.resolve() == Path("benchmarks/results").resolve() else None
+    written = write_report(out, report_path, readme)
+    console.print(f"report: {written}; all protocols {time.perf_counter() - started:.0f} s")
 
 
 @app.command("drift-score")
@@ -277,13 +279,16 @@ def report(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report file (default: REPORT.md beside the "
                                                                   "results folder)")]
     = None,
+    readme: Annotated[Path, typer.Option(help="README whose `<!-- xloc report: NAME -->` blocks are rendered anew "
+                                              "from the same results (skipped when the file is not there)")]
+    = Path("README.md"),
 ) -> None:
-    """Regenerate benchmarks/REPORT.md from the committed result files.
+    """Regenerate benchmarks/REPORT.md and the README's result tables from the committed result files.
 
     Example: xloc report"""
     from xloc.bench.report import write_report
 
-    console.print(f"wrote {write_report(results, out)}")
+    console.print(f"wrote {write_report(results, out, readme)}")
 
 
 @app.command()

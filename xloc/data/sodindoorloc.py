@@ -17,18 +17,14 @@ import numpy as np
 from xloc.data.csv_survey import CsvTable, read_csv_table, rss_from_cells
 from xloc.data.environment import EnvironmentMeta
 from xloc.data.fingerprints import Fingerprints, FingerprintSet, group_points
+from xloc.data.shared import shared_root
 from xloc.errors import DataValidationError
 
 __all__ = ["load_sodindoorloc", "access_point_floors", "environment_ap_floors", "DEFAULT_ROOT", "SHEETS",
            "ENVIRONMENTS"]
 
 #: Where the data live: ``$XLOC_SODINDOORLOC_ROOT`` if set, else ``../shared/data/sodindoorloc`` beside a checkout.
-DEFAULT_ROOT = Path(
-    os.environ.get(
-        "XLOC_SODINDOORLOC_ROOT",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sodindoorloc",
-    )
-)
+DEFAULT_ROOT = shared_root("sodindoorloc", "XLOC_SODINDOORLOC_ROOT")
 NOT_HEARD = 100.0
 #: ``(building, split) -> sheet path relative to the root``.
 SHEETS: dict[tuple[str, str], str] = {

@@ -29,9 +29,9 @@ __all__ = ["Auto", "DEFAULT_CANDIDATES"]
 
 #: (drift?, data kind) -> candidates, the default first
 DEFAULT_CANDIDATES: dict[tuple[bool, str], tuple[str, ...]] = {
-    (False, "rss"): ("wknn", "graph-lp", "mlp"),
-    (False, "csi"): ("wknn", "mlp"),
-    (False, "csi_image"): ("wknn", "histogram-knn"),
+    (False, "rss"): ("wknn", "graph-lp", "mlp", "centroid"),
+    (False, "csi"): ("wknn", "mlp", "centroid"),
+    (False, "csi_image"): ("wknn", "histogram-knn", "centroid"),
     (True, "rss"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),
     (True, "csi"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),
     (True, "csi_image"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),

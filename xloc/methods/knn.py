@@ -19,7 +19,7 @@ from xloc.features.csi import vector_features
 from xloc.learn.base import Estimator
 from xloc.methods.registry import Capabilities, MethodSpec, register
 
-__all__ = ["KNN", "HistogramKNNEstimator", "signal_features"]
+__all__ = ["KNN", "HistogramKNNEstimator", "Centroid", "signal_features"]
 
 
 def signal_features(measurements: np.ndarray, kind: str) -> np.ndarray:
@@ -157,6 +157,57 @@ class HistogramKNNEstimator(Estimator):
             self.sample_shape_ = images.shape[1:]
 
 
+@dataclass(frozen=True)
+class CentroidConfig:
+    """Hyper-parameters of ``centroid``."""
+
+    #: every reference point counts once (True), or every labelled sample (False: points with more samples weigh
+    #: more)
+    per_point: bool = True
+
+
+class Centroid(Estimator):
+    """The trivial answer: every query is placed at the support's centroid (the mean of its reference points'
+    positions, each point once). It is what the signal is worth when it says nothing about position; ``auto``
+    keeps it among its candidates so that it can fall back to it (the protocols' ``support-centroid`` row is the
+    same answer, computed outside the registry)."""
+
+    Config = CentroidConfig
+    kinds = ("rss", "csi", "csi_image")
+
+    def fit(self, sources: FingerprintSet | None = None) -> Centroid:
+        self._check_kind(sources, "source")
+        return self
+
+    def adapt(self, support: Fingerprints, *, steps: int | None = None,
+              unlabelled: Fingerprints | None = None) -> Centroid:
+        kind = self._check_kind(support, "support")
+        if self.config.per_point:
+            points = np.unique(support.point_ids)
+            centroid = np.stack([support.positions_m[support.point_ids == p].mean(0) for p in points]).mean(0)
+        else:
+            centroid = support.positions_m.mean(0)
+        return self._adapted_copy(centroid_m_=centroid, data_kind_=kind,
+                                  sample_shape_=support.measurements.shape[1:])
+
+    def predict(self, measurements: np.ndarray, *, references: Fingerprints | None = None,
+                coarse_positions_m: np.ndarray | None = None) -> np.ndarray:
+        self._require("centroid_m_", what="adapt(support)")
+        x = self._check_measurements(measurements, self.data_kind_, self.sample_shape_)
+        return np.repeat(self.centroid_m_[None, :], len(x), axis=0)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        if not hasattr(self, "centroid_m_"):
+            return {}, {}, {}
+        return ({"centroid_m": torch.from_numpy(np.ascontiguousarray(self.centroid_m_))},
+                {"data_kind": self.data_kind_, "sample_shape": list(self.sample_shape_)}, {})
+
+    def _restore(self, tensors: dict[str, Any], meta: dict[str, Any], folder: Path) -> None:
+        if "centroid_m" in tensors:
+            self.centroid_m_ = tensors["centroid_m"].numpy()
+            self.data_kind_, self.sample_shape_ = meta["data_kind"], tuple(meta["sample_shape"])
+
+
 def _image_support(images: np.ndarray, positions_m: np.ndarray, point_ids: np.ndarray) -> Fingerprints:
     from xloc.data.environment import EnvironmentMeta
 
@@ -170,5 +221,8 @@ register(MethodSpec("knn", "KNN in signal space, K = 5 (MetaLoc IV-C); CSI: angl
 register(MethodSpec("wknn", "inverse-distance weighted KNN, K = 5; CSI: angle-delay magnitudes; CSI images: mean "
                     "pixel per AP and subcarrier", KNN, ("rss", "csi", "csi_image"), _NO_TRAINING,
                     {"weighted": True}, "metaloc_jsac2023 IV-C"))
+register(MethodSpec("centroid", "the support's centroid for every query: the trivial answer, auto's fallback where "
+                    "the signal says nothing about position", Centroid, ("rss", "csi", "csi_image"), _NO_TRAINING,
+                    {}, "issue 42"))
 register(MethodSpec("histogram-knn", "KNN on CSI images by histogram intersection (MetaLoc eq. 2)",
                     HistogramKNNEstimator, ("csi_image",), _NO_TRAINING, {}, "metaloc_jsac2023 eq. 2"))
