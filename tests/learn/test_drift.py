@@ -92,9 +92,10 @@ def test_the_correction_is_kept_only_where_it_locates_the_held_out_fresh_points_
         survey = FingerprintSet([_fp("t0", stale, pos)])
         idx = rng.choice(len(pos), 10, replace=False)
         shifted = stale + rng.uniform(-10, 10, stale.shape[1])
-        kept.append(create("map-correct", 0).fit(survey).adapt(_fp("t1", shifted[idx], pos[idx])).chosen_map_)
+        stale_first = create("map-correct", 0, prefer="stale").fit(survey)
+        kept.append(stale_first.adapt(_fp("t1", shifted[idx], pos[idx])).chosen_map_)
         scrambled = stale + rng.normal(0, 8, stale.shape)
-        model = create("map-correct", 0).fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
+        model = create("map-correct", 0, prefer="stale").fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
         fallen_back.append(model.chosen_map_)
         if model.chosen_map_ != "corrected":
             simpler = create(f"wknn-{model.chosen_map_}", 0).fit(survey).adapt(_fp("t1", scrambled[idx], pos[idx]))
@@ -107,8 +108,10 @@ def test_the_correction_is_kept_only_where_it_locates_the_held_out_fresh_points_
 
 def test_fresh_points_that_refute_every_correction_leave_the_stale_map() -> None:
     """The site did not change: ten fresh points read what the survey says at their spots (2 dB of noise). No
-    correction and no pooling locates them clearly better, so map-correct keeps the stale survey -- and then
-    answers exactly like wknn-stale; tl-corrected does the same instead of fine-tuning on an unsupported map."""
+    correction and no pooling locates them clearly better, so map-correct starting from the survey (prefer="stale")
+    keeps it -- and then answers exactly like wknn-stale; tl-corrected does the same instead of fine-tuning on an
+    unsupported map. (The default, prefer="corrected", keeps the corrected map here: it is the survey plus the
+    fresh points, and nothing shows it worse.)"""
     chosen = []
     for seed in range(8):
         rng = np.random.default_rng(seed)
@@ -116,7 +119,7 @@ def test_fresh_points_that_refute_every_correction_leave_the_stale_map() -> None
         survey = FingerprintSet([_fp("t0", stale, pos)])
         idx = rng.choice(len(pos), 10, replace=False)
         fresh = _fp("t1", stale[idx] + rng.normal(0, 2, (10, stale.shape[1])), pos[idx])
-        model = create("map-correct", 0).fit(survey).adapt(fresh)
+        model = create("map-correct", 0, prefer="stale").fit(survey).adapt(fresh)
         chosen.append(model.choice_)
         assert set(model.selection_errors_m_) == {"stale", "pooled", "corrected"}
         if model.choice_ == "stale":
@@ -129,7 +132,7 @@ def test_fresh_points_that_refute_every_correction_leave_the_stale_map() -> None
     idx = rng.choice(len(pos), 10, replace=False)
     survey = FingerprintSet([_fp("t0", stale, pos)])
     fresh = _fp("t1", stale[idx] + rng.normal(0, 2, (10, stale.shape[1])), pos[idx])
-    tl = create("tl-corrected", 0, iterations=20).fit(survey).adapt(fresh)
+    tl = create("tl-corrected", 0, iterations=20, prefer="stale").fit(survey).adapt(fresh)
     assert tl.choice_ == "stale map (wknn)"
     np.testing.assert_allclose(tl.predict(stale), create("wknn-stale", 0).fit(survey).adapt(fresh).predict(stale),
                                atol=1e-4)

@@ -34,19 +34,23 @@ from xloc.eval.results import markdown_table, read_results
 
 __all__ = ["run", "report", "readme_table", "PARTS"]
 
-PARTS = ("sod", "csu", "csu-images", "umdsi")
+PARTS = ("umdsi", "csu", "sod", "csu-images")
 DATASETS = {"sod": "sodindoorloc", "csu": "csu-csi", "csu-images": "csu-csi-images", "umdsi": "umdsi"}
 SOD_METHODS = ("wknn", "graph-lp", "mlp", "auto")
-#: Every registered method that takes plain CSI and needs neither a coarse fix nor the BS geometry.
-CSU_METHODS = ("wknn", "knn", "mlp", "cnn", "ad_cnn", "mfcnet", "multi-task", "agnn", "agml", "lwlm", "lwlm-scratch",
-               "auto")
+#: The registered methods that take plain CSI and need neither a coarse fix nor the BS geometry, but for MFCNet,
+#: AGML and LWLM (4 min per seed and more on 2 cores at these sizes; run them with --method)
+CSU_METHODS = ("wknn", "knn", "centroid", "mlp", "cnn", "ad_cnn", "multi-task", "agnn", "auto")
+CSU_OPTIONAL = ("mfcnet", "agml", "lwlm", "lwlm-scratch")
+#: AGNN at P5's sizes (500 unlabelled nodes, 200 steps), as in P1
+CSU_PARAMS = {"agnn": {"max_unlabelled": 500, "adapt_steps": 200}}
 CSU_IMAGE_METHODS = ("wknn", "histogram-knn", "maml", "maml-dg", "maml-ts", "tl", "ri", "confi", "ilcl", "auto")
 CSU_KS = (3, 5, 10)
 #: Packets per capture read as CSI samples (the first ones; the references hold 300, the test points 100)
 CSU_PACKETS = 60
 #: Packets per MetaLoc CSI image (the references give 15 images per point, the test points 5)
 CSU_IMAGE_PACKETS = 20
-UMDSI_METHODS = ("map-correct", "tl-corrected", "agml-corrected", "auto-drift")
+UMDSI_METHODS = ("map-correct", "tl-corrected", "auto-drift")
+UMDSI_OPTIONAL = ("agml-corrected",)
 UMDSI_HOLDOUT = 0.3
 QUICK_SEEDS = 1
 
@@ -101,20 +105,12 @@ def run(ctx: BenchContext) -> None:
         ctx.write("real", rows, seeds=seeds)
         ctx.log(f"real: {part} done at {ctx.elapsed_s():.0f} s")
 
-    def methods(default: tuple[str, ...]) -> list[str]:
-        return [m for m in (ctx.methods or default) if m in default] or list(default)
+    def methods(default: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[str]:
+        return [m for m in (ctx.methods or default) if m in default + optional] or list(default)
 
-    if "sod" in parts:
-        keep("sod", protocols.run_p1(methods(SOD_METHODS), seeds=seeds, ks=(10,) if ctx.quick else protocols.P1_KS,
-                                     targets=("SYL",) if ctx.quick else None))
-    for part, form, default in (("csu", "csi", CSU_METHODS), ("csu-images", "images", CSU_IMAGE_METHODS)):
-        if part in parts:
-            data = _csu(form, ctx.quick)
-            keep(part, protocols.run_leave_one_out("loeo", DATASETS[part], lambda seed, d=data: d,  # type: ignore[misc]
-                                                   methods(default), (10,) if ctx.quick else CSU_KS, seeds))
     if "umdsi" in parts:
         train, test, pairs = _umdsi(ctx.quick)
-        result = protocols.run_drift(train, test, pairs, methods(UMDSI_METHODS),
+        result = protocols.run_drift(train, test, pairs, methods(UMDSI_METHODS, UMDSI_OPTIONAL),
                                      (0, 10) if ctx.quick else protocols.DRIFT_KS, seeds, dataset="umdsi")
         names = list(train)
         for row in result.rows:  # which survey a pair's stale map is: the first, the one before, or both
@@ -123,6 +119,20 @@ def run(ctx: BenchContext) -> None:
                 row["against"] = [a for a, stale in (("first", names[0]), ("previous", names[new - 1]))
                                   if row["survey"] == stale]
         keep("umdsi", result)
+    for part, form, default in (("csu", "csi", CSU_METHODS), ("csu-images", "images", CSU_IMAGE_METHODS)):
+        if part in parts:
+            data = _csu(form, ctx.quick)
+            run = methods(default, CSU_OPTIONAL if part == "csu" else ())
+            keep(part, protocols.run_leave_one_out(
+                "loeo", DATASETS[part], lambda seed, d=data: d,  # type: ignore[misc]
+                run, (10,) if ctx.quick else CSU_KS, seeds,
+                params={m: p for m, p in CSU_PARAMS.items() if m in run}))
+            for row in rows:
+                if row.get("dataset") == DATASETS[part] and row["method"] in CSU_PARAMS:
+                    row["params"] = CSU_PARAMS[row["method"]]
+    if "sod" in parts:
+        keep("sod", protocols.run_p1(methods(SOD_METHODS), seeds=seeds, ks=(10,) if ctx.quick else protocols.P1_KS,
+                                     targets=("SYL",) if ctx.quick else None))
     if panels:
         plot_error_cdfs(panels, ctx.out / "real_cdf.png", title="Real data: error CDF (pooled over targets and seeds)")
 

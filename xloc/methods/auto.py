@@ -1,7 +1,8 @@
 """``auto`` and ``auto-drift``: a method that chooses among registered candidates from the data a user has.
 
 ``fit`` fits every candidate on the sources (other sites, or for ``auto-drift`` the site's earlier survey).
-``adapt`` scores each candidate by leave-one-point-out on the labelled support: every reference point in turn is
+``adapt`` scores each candidate by leave-one-point-out on the labelled support (k-fold over points, ``max_folds``
+folds, when there are more points than that): every reference point in turn is
 held out, the candidate is adapted on the others (with the same unlabelled scans) and locates the held-out point's
 samples. The first candidate -- the simple baseline with the same information (WKNN on the support; WKNN on the
 stale survey for drift) -- is the default; another candidate replaces the current choice only when its held-out
@@ -32,9 +33,9 @@ DEFAULT_CANDIDATES: dict[tuple[bool, str], tuple[str, ...]] = {
     (False, "rss"): ("wknn", "graph-lp", "mlp", "centroid"),
     (False, "csi"): ("wknn", "mlp", "centroid"),
     (False, "csi_image"): ("wknn", "histogram-knn", "centroid"),
-    (True, "rss"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),
-    (True, "csi"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),
-    (True, "csi_image"): ("wknn-stale", "wknn-pooled", "map-correct", "wknn"),
+    (True, "rss"): ("map-correct", "wknn-stale", "wknn-pooled", "wknn"),
+    (True, "csi"): ("map-correct", "wknn-stale", "wknn-pooled", "wknn"),
+    (True, "csi_image"): ("map-correct", "wknn-stale", "wknn-pooled", "wknn"),
 }
 
 
@@ -52,6 +53,9 @@ class AutoConfig:
     z: float = 1.0
     #: labelled reference points needed to choose at all (fewer: the default candidate)
     min_points: int = 3
+    #: at most this many held-out folds: with more labelled points than this, the points are dealt into this many
+    #: groups, each held out in turn (k-fold over points; the cost stays that of ``max_folds`` adaptations)
+    max_folds: int = 10
     #: hyper-parameters per candidate, e.g. {"mlp": {"epochs": 200}}
     candidate_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: seed of every candidate
@@ -77,6 +81,8 @@ class AutoConfig:
             raise DataValidationError(f"margin must be in [0, 1) and z >= 0, got {self.margin!r}, {self.z!r}")
         if isinstance(self.min_points, bool) or not isinstance(self.min_points, int) or self.min_points < 2:
             raise DataValidationError(f"min_points must be an integer >= 2, got {self.min_points!r}")
+        if isinstance(self.max_folds, bool) or not isinstance(self.max_folds, int) or self.max_folds < 2:
+            raise DataValidationError(f"max_folds must be an integer >= 2, got {self.max_folds!r}")
 
 
 class Auto(Estimator):
@@ -108,9 +114,11 @@ class Auto(Estimator):
         model = self.fitted_[name]
         uses_unlabelled = get(name).capabilities.uses_unlabelled
         errors = []
-        for p in points:
-            rest = support.select_points([q for q in points if q != p])
-            held = support.select_points([p])
+        # one fold per point, or max_folds folds of interleaved points (the same folds for every candidate)
+        folds = np.arange(len(points)) % min(len(points), self.config.max_folds)
+        for f in range(folds.max() + 1):
+            rest = support.select_points(list(points[folds != f]))
+            held = support.select_points(list(points[folds == f]))
             adapted = model.adapt(rest, unlabelled=unlabelled if uses_unlabelled else None)
             guess = np.asarray(adapted.predict(held.measurements))
             dims = min(guess.shape[1], held.dims)

@@ -74,10 +74,18 @@ class DriftKNNConfig:
     select_z: float = 1.0
     #: fresh points needed for that choice (fewer: the correction is kept)
     min_select_points: int = 5
+    #: keep APs the stale survey never heard but the fresh points do (new APs) in the distances of the pooled and
+    #: corrected maps, the stale entries reading "not heard" there
+    new_aps: bool = False
+    #: the map the self-check starts from: "corrected" (every piece of information; a simpler map replaces it only
+    #: when clearly better) or "stale" (the survey as it was; a richer map replaces it only when clearly better)
+    prefer: str = "corrected"
 
     def __post_init__(self) -> None:
         if self.mode not in DRIFT_MODES:
             raise DataValidationError(f"mode must be one of {DRIFT_MODES}, got {self.mode!r}")
+        if self.prefer not in ("stale", "corrected"):
+            raise DataValidationError(f"prefer must be 'stale' or 'corrected', got {self.prefer!r}")
         for name in ("k", "neighbours", "min_pairs_affine", "min_select_points"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -178,6 +186,8 @@ class DriftKNN(Estimator):
         dims = min(self.stale_positions_m_.shape[1], fresh_pos.shape[1])
         stale_pos, fresh_pos = self.stale_positions_m_[:, :dims], fresh_pos[:, :dims]
         used = ~np.isnan(stale).all(0)  # a column the stale survey never heard (a new AP) stays out of distances
+        if self.config.new_aps:
+            used |= ~np.isnan(fresh).all(0)
         cfg = self.config
         correction, chosen, selection = None, cfg.mode, dict[str, float]()
         if cfg.mode == "corrected" and cfg.select and len(fresh) >= cfg.min_select_points:
@@ -230,8 +240,9 @@ class DriftKNN(Estimator):
                     .fit_arrays(np.where(np.isnan(v[:, cols]), cfg.floor_dbm, v[:, cols]).astype(np.float32), p)
                 guess = engine.predict(fresh[i:i + 1, cols])
                 errors[name].append(float(np.linalg.norm(guess[0, :2] - fresh_pos[i, :2])))
-        best = "stale"
-        for name in ("pooled", "corrected"):
+        order = ("stale", "pooled", "corrected") if cfg.prefer == "stale" else ("corrected", "pooled", "stale")
+        best = order[0]
+        for name in order[1:]:
             # paired over the same held-out points: kept only if the gain is clear of the margin and of the noise
             gain = np.asarray(errors[best]) - np.asarray(errors[name])
             noise = cfg.select_z * gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
@@ -298,8 +309,12 @@ class CorrectedSupportConfig:
     seed: int = 0
     #: other hyper-parameters of the inner method
     inner_params: dict[str, Any] = field(default_factory=dict)
+    #: where map-correct's self-check starts (its ``prefer``: "corrected" or "stale")
+    prefer: str = "corrected"
 
     def __post_init__(self) -> None:
+        if self.prefer not in ("stale", "corrected"):
+            raise DataValidationError(f"prefer must be 'stale' or 'corrected', got {self.prefer!r}")
         spec = get(self.inner)
         if spec.capabilities.stale_survey or "rss" not in spec.kinds:
             raise DataValidationError(f"inner must be a registered RSS method that is not itself a drift method, "
@@ -332,7 +347,7 @@ class CorrectedSupport(Estimator):
         self._check_kind(sources, "source")
         # map-correct with its self-check: where the fresh points favour no correction over the stale survey, the
         # inner model is not adapted on a map the evidence does not support (WKNN on the stale survey answers)
-        map_model = get("map-correct").create(0).fit(sources)
+        map_model = get("map-correct").create(0, prefer=self.config.prefer).fit(sources)
         assert isinstance(map_model, DriftKNN)
         self.map_model_ = map_model
         inner = self._inner()
