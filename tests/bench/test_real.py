@@ -31,5 +31,6 @@ def test_quick_real_bench(tmp_path):
     assert third == {("first",), ("previous",), ("first", "previous")}
     section = real.report(doc, tmp_path)
     assert "each later survey against the first one" in section and "| auto |" in section
+    assert "What changed between the UMinho surveys" in section
     table = real.readme_table(doc)
     assert "| csu-csi | 10 |" in table and "×" in table

@@ -76,3 +76,27 @@ def test_markdown_table_reads_a_missing_k_as_all_labels_and_any_other_missing_va
     table = markdown_table([{"method": "wknn", "k": None, "mean_m": 1.234, "nmse_db": None, "std_m": None}],
                            [("method", "method"), ("k", "k"), ("error", "mean_m|std_m"), ("NMSE", "nmse_db")])
     assert table.splitlines()[-1] == "| wknn | all | 1.23 | – |"
+
+
+def test_any_tracked_change_but_results_and_prose_marks_a_run_dirty(tmp_path):
+    """A run from a tree with an edited test, Makefile or module is not the commit it names; rewritten result files
+    and prose (the bench writes those itself) are."""
+    import subprocess
+
+    from xloc.eval.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("Makefile", "README.md", "benchmarks/results/p1.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "README.md").write_text("b\n")
+    (tmp_path / "benchmarks/results/p1.json").write_text("b\n")
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "Makefile").write_text("b\n")
+    assert git_commit(tmp_path).endswith("+dirty")

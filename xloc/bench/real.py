@@ -88,6 +88,44 @@ def _umdsi(quick: bool) -> tuple[FingerprintSet, FingerprintSet, list[tuple[str,
     return train, test, umdsi_pairs(list(train))
 
 
+def survey_changes(train: FingerprintSet, test: FingerprintSet,
+                   pairs: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, Any]]:
+    """What changed between each pair's stale survey and its later one (RSS): APs heard, gone and new; at the
+    reference points both measured, the median and AP-to-AP spread of the per-AP median change [dB] and the
+    spread of what is left per point and AP [dB]; the later test points farther than 5 m from every stale point."""
+    import warnings
+
+    out = []
+    for new, (old,) in ((n, s) for n, s in pairs if len(s) == 1):
+        a, b = train[old], train[new]
+        ids = np.intersect1d(a.point_ids, b.point_ids)
+
+        def point_means(fp: Any, ids: np.ndarray) -> np.ndarray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an AP a point never heard: NaN is the answer
+                return np.stack([np.nanmean(fp.measurements[fp.point_ids == i], axis=0) for i in ids])
+
+        heard_a = ~np.isnan(a.measurements).all(0)
+        heard_b = ~np.isnan(b.measurements).all(0)
+        row: dict[str, Any] = {"protocol": "drift-study", "method": "survey-changes", "dataset": "umdsi",
+                               "setting": "drift", "target": new, "survey": old, "k": None, "metric": "changes",
+                               "aps_heard": int(heard_b.sum()), "aps_gone": int((heard_a & ~heard_b).sum()),
+                               "aps_new": int((~heard_a & heard_b).sum()), "common_points": int(ids.size)}
+        if ids.size:
+            diff = point_means(b, ids) - point_means(a, ids)
+            enough = (~np.isnan(diff)).sum(0) >= 5
+            if enough.any():
+                per_ap = np.nanmedian(diff[:, enough], axis=0)
+                row |= {"shift_median_db": float(np.median(per_ap)), "shift_spread_db": float(np.std(per_ap)),
+                        "residual_db": float(np.nanstd(diff[:, enough] - per_ap))}
+        stale_xy = np.unique(a.positions_m[:, :2], axis=0)
+        test_xy = np.unique(test[new].positions_m[:, :2], axis=0)
+        nearest = np.linalg.norm(test_xy[:, None] - stale_xy[None], axis=2).min(1)
+        row["test_points_beyond_5m"] = f"{int((nearest > 5.0).sum())}/{len(test_xy)}"
+        out.append(row)
+    return out
+
+
 def run(ctx: BenchContext) -> None:
     parts = ctx.select(PARTS)
     seeds = ctx.seeds[:QUICK_SEEDS] if ctx.quick else ctx.seeds
@@ -118,6 +156,7 @@ def run(ctx: BenchContext) -> None:
                 new = names.index(str(row["target"]).partition(" (from")[0])
                 row["against"] = [a for a, stale in (("first", names[0]), ("previous", names[new - 1]))
                                   if row["survey"] == stale]
+        result.rows += survey_changes(train, test, pairs)
         keep("umdsi", result)
     for part, form, default in (("csu", "csi", CSU_METHODS), ("csu-images", "images", CSU_IMAGE_METHODS)):
         if part in parts:
@@ -233,6 +272,18 @@ def report(doc: dict[str, Any], results: Path) -> str:
         if table:
             parts += [f"**UMinho DSI drift, each later survey against the {against} one** (averaged over the pairs)",
                       "", table, ""]
+    study = [r for r in rows if r.get("protocol") == "drift-study"]
+    if study:
+        changes = [{"later": r["target"], "stale": r["survey"], "APs heard": r["aps_heard"], "gone": r["aps_gone"],
+                  "new": r["aps_new"], "shared points": r["common_points"],
+                  "per-AP shift median [dB]": f"{r['shift_median_db']:.1f}" if "shift_median_db" in r else "–",
+                  "spread [dB]": f"{r['shift_spread_db']:.1f}" if "shift_spread_db" in r else "–",
+                  "per-point residual [dB]": f"{r['residual_db']:.1f}" if "residual_db" in r else "–",
+                  "test points > 5 m from the stale survey": r["test_points_beyond_5m"]}
+                 for r in sorted(study, key=lambda r: (r["survey"], r["target"]))]
+        parts += ["**What changed between the UMinho surveys** (from the files: what the stale survey and the later "
+                  "one hear, and at the reference points both measured)", "",
+                  markdown_table(changes, [(c, c) for c in changes[0]]), ""]
     parts.append(markdown_images(results, ["real_cdf.png"]))
     return "\n".join(parts)
 

@@ -74,14 +74,21 @@ def mean_std_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
     return f"{np.mean(values):.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
+#: Tracked paths whose changes do not make a run "dirty": what benches and ``xloc report`` write themselves (result
+#: files, the report, the README's rendered tables) and prose. Everything else tracked -- code, build files, tests,
+#: configuration -- counts.
+CLEAN_PATHSPEC = (":(exclude)benchmarks/results", ":(exclude)benchmarks/REPORT.md", ":(exclude)*.md")
+
+
 def git_commit(cwd: Path | None = None) -> str:
-    """The checked-out commit of the source tree (``+dirty`` when it has uncommitted changes), or "unknown"."""
+    """The checked-out commit of the source tree (``+dirty`` when a tracked file other than results and prose has
+    uncommitted changes, :data:`CLEAN_PATHSPEC`), or "unknown"."""
     where = cwd or Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "xloc"], cwd=where,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *CLEAN_PATHSPEC],
+                               cwd=where, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -91,8 +98,9 @@ def provenance(command: str) -> dict[str, str]:
     """The provenance fields of a row produced now by ``command``."""
     from xloc import __version__
 
-    return {"command": command, "commit": git_commit(), "date": dt.date.today().isoformat(),
-            "xloc_version": __version__}
+    commit = git_commit()
+    return {"command": command, "commit": commit, "date": dt.date.today().isoformat(),
+            "xloc_version": __version__ if commit == "unknown" else f"{__version__}+g{commit}"}
 
 
 def _key(row: dict[str, Any]) -> tuple:
