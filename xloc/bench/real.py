@@ -30,19 +30,22 @@ from xloc.bench.report import markdown_images
 from xloc.data.fingerprints import FingerprintSet
 from xloc.eval import protocols
 from xloc.eval.plots import plot_error_cdfs
-from xloc.eval.results import markdown_table, read_results
+from xloc.eval.results import markdown_table, merge_rows, read_results
 
 __all__ = ["run", "report", "readme_table", "PARTS"]
 
 PARTS = ("umdsi", "csu", "sod", "csu-images")
 DATASETS = {"sod": "sodindoorloc", "csu": "csu-csi", "csu-images": "csu-csi-images", "umdsi": "umdsi"}
 SOD_METHODS = ("wknn", "graph-lp", "mlp", "auto")
-#: The registered methods that take plain CSI and need neither a coarse fix nor the BS geometry, but for MFCNet,
-#: AGML and LWLM (4 min per seed and more on 2 cores at these sizes; run them with --method)
-CSU_METHODS = ("wknn", "knn", "centroid", "mlp", "cnn", "ad_cnn", "multi-task", "agnn", "auto")
-CSU_OPTIONAL = ("mfcnet", "agml", "lwlm", "lwlm-scratch")
-#: AGNN at P5's sizes (500 unlabelled nodes, 200 steps), as in P1
-CSU_PARAMS = {"agnn": {"max_unlabelled": 500, "adapt_steps": 200}}
+#: The registered methods that take plain CSI and need neither a coarse fix nor the BS geometry; AGNN, MFCNet and
+#: LWLM take 2-4 min per seed on 2 cores at these sizes and run when named (--method). AGML cannot run here: it
+#: meta-trains on sources sharing the target's AP list, and every corridor has its own AP.
+CSU_METHODS = ("wknn", "knn", "centroid", "mlp", "cnn", "ad_cnn", "multi-task", "auto")
+CSU_OPTIONAL = ("agnn", "mfcnet", "lwlm", "lwlm-scratch")
+#: AGNN at P5's sizes (500 unlabelled nodes, 200 steps), as in P1; LWLM's patches along the 56 subcarriers of one
+#: antenna (its default 4 x 4 needs 4 antennas)
+CSU_PARAMS: dict[str, dict[str, Any]] = {"agnn": {"max_unlabelled": 500, "adapt_steps": 200},
+                                         "lwlm": {"patch": (1, 4)}, "lwlm-scratch": {"patch": (1, 4)}}
 CSU_IMAGE_METHODS = ("wknn", "histogram-knn", "maml", "maml-dg", "maml-ts", "tl", "ri", "confi", "ilcl", "auto")
 CSU_KS = (3, 5, 10)
 #: Packets per capture read as CSI samples (the first ones; the references hold 300, the test points 100)
@@ -136,7 +139,7 @@ def run(ctx: BenchContext) -> None:
     def keep(part: str, result: protocols.ProtocolResult) -> None:
         for row in result.rows:
             row["part"] = part
-        rows.extend(result.rows)
+        rows[:] = merge_rows(rows, result.rows, append=True)  # a rerun part replaces its rows of the same key
         for (method, k), errors in result.errors_m.items():
             if k in (10, None) and method not in ("wknn-stale",) or method == "wknn-stale" and k == 10:
                 panels.setdefault(f"{DATASETS[part]}, k = {'all' if k is None else k}", {})[method] = errors
@@ -306,6 +309,23 @@ def readme_table(doc: dict[str, Any]) -> str:
                         "wknn": _cell(at["wknn"], None),
                         "best": "–" if best is None else f"{best['method']} {_cell(best, wknn)}",
                         "auto": _cell(at.get("auto"), wknn)})
-    return markdown_table(out, [("data", "data"), ("k", "k"), ("support centroid [m]", "centroid"),
-                                ("WKNN, same support [m]", "wknn"), ("best other method [m]", "best"),
-                                ("auto [m]", "auto")])
+    few_shot = markdown_table(out, [("data", "data"), ("k", "k"), ("support centroid [m]", "centroid"),
+                                    ("WKNN, same support [m]", "wknn"), ("best other method [m]", "best"),
+                                    ("auto [m]", "auto")])
+    drift = []
+    for against in ("first", "previous"):
+        pair_rows = [r for r in rows if r.get("dataset") == "umdsi" and r.get("protocol") == "drift"
+                     and r["target"] != "all" and against in r.get("against", [])]
+        for k in sorted({r["k"] for r in pair_rows if r["k"]}):
+            mean = {m: float(np.mean([r["mean_m"] for r in pair_rows if r["method"] == m and r["k"] == k]))
+                    for m in {r["method"] for r in pair_rows if r["k"] == k}}
+            base = min(mean[b] for b in protocols.DRIFT_BASELINES if b in mean)
+            cells = {m: f"{mean[m]:.2f}" + ("" if m in protocols.DRIFT_BASELINES else f" ({mean[m] / base:.2f}×)")
+                     for m in mean}
+            drift.append({"stale survey": against, "k": k, **cells})
+    if not drift:
+        return few_shot
+    methods = [m for m in (*protocols.DRIFT_BASELINES, *UMDSI_METHODS, *UMDSI_OPTIONAL) if m in drift[0]]
+    return (few_shot + "\n\nUMinho DSI, each later survey against the first or the previous one (mean error [m] "
+            "over the pairs; in brackets the ratio to the best WKNN baseline):\n\n"
+            + markdown_table(drift, [("stale survey", "stale survey"), ("k", "k"), *((m, m) for m in methods)]))
