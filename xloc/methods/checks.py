@@ -167,6 +167,11 @@ def _expect(error: type[Exception], what: str, fn: Any, *words: str) -> None:
     raise AssertionError(f"{what}: expected {error.__name__}, nothing was raised")
 
 
+#: the drift protocol's own baselines: WKNN on the stale survey, on it pooled with the fresh points, on the fresh
+#: points alone (the stale bar applies to every other drift method)
+_DRIFT_BASELINES = ("wknn-stale", "wknn-pooled", "wknn")
+
+
 def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: str | None = None,
                     learn_params: dict[str, Any] | None = None) -> CheckReport:
     """Run every check on registered method ``name`` with its ``check_params`` (updated by ``params``) on the
@@ -268,4 +273,10 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
     trivial_m = {k: float(_errors_m(v, truth).mean()) for k, v in trivial.items()}
     for what, value in trivial_m.items():
         assert mean_m < value, f"{name}: mean error {mean_m:.2f} m does not beat the {what} ({value:.2f} m)"
+    if caps.stale_survey and name not in _DRIFT_BASELINES:
+        # a drift method has the stale survey and the fresh points: it must never do worse than the survey alone
+        stale = get("wknn-stale").create(0).fit(prob.sources).adapt(prob.support).predict(x_test)
+        stale_m = float(_errors_m(stale, truth).mean())
+        assert mean_m <= stale_m + 1e-9, f"{name}: mean error {mean_m:.2f} m is worse than the stale survey's " \
+                                         f"({stale_m:.2f} m)"
     return CheckReport(name, kind, mean_m, trivial_m)
