@@ -116,6 +116,10 @@ def evaluate(
     command = "xloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     paths = save_protocol_result(result, out, command=command, wall_s=wall, append=append)
     console.print(summary_table(result.protocol, result.rows), markup=False)
+    for row in result.rows:  # the recommended method for new data says what it chose on this data
+        if row["method"] in ("auto", "auto-drift") and row["target"] == "all" and row.get("choices"):
+            chose = ", ".join(f"{c} ({n}x)" for c, n in sorted(row["choices"].items(), key=lambda kv: -kv[1]))
+            console.print(f"{row['method']} at k = {row['k']} chose: {chose}", markup=False)
     console.print(f"{result.protocol} on {name}: {wall:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -158,6 +162,7 @@ BENCH_EXPERIMENTS_HELP = ("Parts of the benches that have them: metaloc-csi hall
                           "masking; "
                           "lwlm-sfmcm mcm-block, mcm-random, mcm-dti, mcm-picl, all-random, all-block; p5 "
                           "sodindoorloc, o1-drive; twins p3, p4, p5, patches; drift rss, o2, rooms, office, detect; "
+                          "real umdsi, csu, sod, csu-images; "
                           "sim-speed simulator, sionna (repeat; default all)")
 
 
