@@ -74,3 +74,21 @@ def test_adapted_image_model_round_trip(tmp_path):
     again = AdaptedMetaLocImages.load(tmp_path / "a")
     test = image_env("day4", 98, per_point=1)
     np.testing.assert_allclose(again.predict(test.measurements), adapted.predict(test.measurements))
+
+
+def _one_ap(fp):
+    """The same images with one AP (a Nexmon corridor's one transmitter)."""
+    meta = EnvironmentMeta(fp.name, "csi_image", ("AP1",))
+    return Fingerprints(meta, fp.measurements[:, :1], fp.positions_m, fp.point_ids)
+
+
+@pytest.mark.parametrize("paradigm", ["maml", "tl", "ri"])
+def test_the_network_takes_as_many_channels_as_the_data_has_aps(paradigm, tmp_path):
+    data = FingerprintSet([_one_ap(fp) for fp in days().values()])
+    model = MetaLocImages(paradigm, **TINY).fit(data.without("day4"))
+    adapted = model.adapt(data["day4"])
+    assert adapted.predict(_one_ap(image_env("day4", 99, per_point=1, shift=2)).measurements).shape == (12, 2)
+    assert MetaLocImages.load(model.save(tmp_path / "m")).in_channels_ == 1
+    if paradigm != "ri":  # a network fitted on one AP cannot read three: said, not a torch error
+        with pytest.raises(DataValidationError, match=r"images of 3 channels .* fitted on 1"):
+            model.adapt(days()["day4"])

@@ -66,7 +66,7 @@ def _csu(form: str, quick: bool) -> tuple[FingerprintSet, FingerprintSet]:
         splits = read_csu_csi(CSU_CSI_ROOT, packets=10 if quick else CSU_PACKETS, form="csi", paths=[2, 3, 4] if quick
                               else None)
     else:
-        splits = read_csu_csi(CSU_CSI_ROOT, packets=40 if quick else None, form="images",
+        splits = read_csu_csi(CSU_CSI_ROOT, packets=160 if quick else None, form="images",
                               image_packets=CSU_IMAGE_PACKETS, paths=[2, 3, 4] if quick else None)
     return splits["train"], splits["test"]
 

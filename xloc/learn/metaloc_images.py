@@ -99,10 +99,16 @@ class MetaLocImages:
 
     def _model(self, n_classes: int) -> CsiImageCNN:
         torch.manual_seed(self.config.seed)
-        return CsiImageCNN(3, n_classes, self.config.widths, self.config.init)
+        # one image channel per AP (MetaLoc's rooms: 3; a Nexmon corridor: 1), as the data given to fit have
+        return CsiImageCNN(getattr(self, "in_channels_", 3), n_classes, self.config.widths, self.config.init)
 
     def fit(self, sources: FingerprintSet | None = None) -> MetaLocImages:
         cfg = self.config
+        channels = {fp.measurements.shape[1] for fp in (sources.values() if sources is not None else ())}
+        if len(channels) > 1:
+            raise DataValidationError(f"MetaLocImages({cfg.paradigm}): the historical environments' images have "
+                                      f"{sorted(channels)} channels (APs); one network needs one count")
+        self.in_channels_ = channels.pop() if channels else 3
         self.history_ = History()
         self.params_by_group_: dict[str, maml.Params] = {}
         self.reference_features_: dict[str, np.ndarray] = {}
@@ -224,6 +230,15 @@ class MetaLocImages:
         q = self.config.adapt_steps if steps is None else int(steps)
         if q < 0:
             raise DataValidationError(f"steps must be >= 0, got {q}")
+        channels = support.measurements.shape[1]
+        if channels != self.in_channels_:
+            if self.config.paradigm != "ri":
+                raise DataValidationError(f"environment {support.name!r}: images of {channels} channels (APs); "
+                                          f"MetaLocImages({self.config.paradigm}) was fitted on {self.in_channels_}")
+            # RI learns nothing before the support: its random network takes the support's channels
+            self.in_channels_ = channels
+            self.model_ = self._model(self.config.n_way)
+            self.params_by_group_ = {"all": maml.get_params(self.model_)}
         hist = image_histograms(support.measurements)
         group, mmds = "all", {}
         if self.config.paradigm == "maml-ts":
@@ -241,6 +256,7 @@ class MetaLocImages:
         tensors.update({f"reference/{g}": torch.from_numpy(f) for g, f in self.reference_features_.items()})
         tensors["class_ids"] = torch.from_numpy(self.class_ids_)
         meta = {"kind": "MetaLocImages", "config": asdict(self.config), "groups": list(self.params_by_group_),
+                "in_channels": self.in_channels_,
                 "history": asdict(self.history_), "train_s": self.train_s_, "adapt_lr": self.adapt_lr_}
         return tensors, meta
 
@@ -254,6 +270,7 @@ class MetaLocImages:
         obj.reference_features_ = {k.split("/", 1)[1]: v.numpy() for k, v in tensors.items()
                                    if k.startswith("reference/")}
         n_classes = len(obj.class_ids_) if obj.config.paradigm == "tl" else obj.config.n_way
+        obj.in_channels_ = int(meta.get("in_channels", 3))  # saved before channels were recorded: MetaLoc's 3 APs
         obj.model_ = obj._model(n_classes)
         obj.history_ = History(**meta["history"])
         obj.train_s_ = meta["train_s"]
