@@ -46,7 +46,9 @@ CSU_OPTIONAL = ("agnn", "mfcnet", "lwlm", "lwlm-scratch")
 #: antenna (its default 4 x 4 needs 4 antennas)
 CSU_PARAMS: dict[str, dict[str, Any]] = {"agnn": {"max_unlabelled": 500, "adapt_steps": 200},
                                          "lwlm": {"patch": (1, 4)}, "lwlm-scratch": {"patch": (1, 4)}}
-CSU_IMAGE_METHODS = ("wknn", "histogram-knn", "maml", "maml-dg", "maml-ts", "tl", "ri", "confi", "ilcl", "auto")
+CSU_IMAGE_METHODS = ("wknn", "histogram-knn", "maml", "maml-dg", "tl", "ri", "confi", "ilcl", "auto")
+#: MAML-TS trains one meta-model per corridor (5 min per seed here): when named
+CSU_IMAGE_OPTIONAL = ("maml-ts",)
 CSU_KS = (3, 5, 10)
 #: Packets per capture read as CSI samples (the first ones; the references hold 300, the test points 100)
 CSU_PACKETS = 60
@@ -55,6 +57,10 @@ CSU_IMAGE_PACKETS = 20
 UMDSI_METHODS = ("map-correct", "tl-corrected", "auto-drift")
 UMDSI_OPTIONAL = ("agml-corrected",)
 UMDSI_HOLDOUT = 0.3
+#: The simple baseline with the same information (ratios are to it), the chooser, and the trivial answers (the
+#: protocols' support centroid and the registered centroid), by their registered names
+SAME_SUPPORT_BASELINE, CHOOSER = "wknn", "auto"
+TRIVIAL = (*protocols.TRIVIAL_METHODS, "centroid")
 QUICK_SEEDS = 1
 
 
@@ -141,7 +147,7 @@ def run(ctx: BenchContext) -> None:
             row["part"] = part
         rows[:] = merge_rows(rows, result.rows, append=True)  # a rerun part replaces its rows of the same key
         for (method, k), errors in result.errors_m.items():
-            if k in (10, None) and method not in ("wknn-stale",) or method == "wknn-stale" and k == 10:
+            if k in (10, None):
                 panels.setdefault(f"{DATASETS[part]}, k = {'all' if k is None else k}", {})[method] = errors
         ctx.write("real", rows, seeds=seeds)
         ctx.log(f"real: {part} done at {ctx.elapsed_s():.0f} s")
@@ -164,7 +170,7 @@ def run(ctx: BenchContext) -> None:
     for part, form, default in (("csu", "csi", CSU_METHODS), ("csu-images", "images", CSU_IMAGE_METHODS)):
         if part in parts:
             data = _csu(form, ctx.quick)
-            run = methods(default, CSU_OPTIONAL if part == "csu" else ())
+            run = methods(default, CSU_OPTIONAL if part == "csu" else CSU_IMAGE_OPTIONAL)
             keep(part, protocols.run_leave_one_out(
                 "loeo", DATASETS[part], lambda seed, d=data: d,  # type: ignore[misc]
                 run, (10,) if ctx.quick else CSU_KS, seeds,
@@ -206,12 +212,12 @@ def _few_shot_table(rows: list[dict[str, Any]], dataset: str) -> str:
     for m in methods:
         row = {"method": m}
         for k in ks:
-            wknn = cell.get(("wknn", k))
-            row[f"k = {k}"] = _cell(cell.get((m, k)), wknn["mean_m"] if wknn and m != "wknn" else None)
-        if m == "auto":
+            wknn = cell.get((SAME_SUPPORT_BASELINE, k))
+            row[f"k = {k}"] = _cell(cell.get((m, k)), wknn["mean_m"] if wknn and m != SAME_SUPPORT_BASELINE else None)
+        if m == CHOOSER:
             chosen: dict[str, int] = {}
             for r in mine:
-                if r["method"] == "auto":
+                if r["method"] == CHOOSER:
                     for c, n in r.get("choices", {}).items():
                         chosen[c] = chosen.get(c, 0) + n
             row["chose"] = ", ".join(f"{c} ×{n}" for c, n in sorted(chosen.items(), key=lambda kv: -kv[1]))
@@ -300,15 +306,15 @@ def readme_table(doc: dict[str, Any]) -> str:
         mine = _overall(rows, dataset)
         for k in sorted({r["k"] for r in mine if r["k"] is not None}):
             at = {r["method"]: r for r in mine if r["k"] == k}
-            if "wknn" not in at:
+            if SAME_SUPPORT_BASELINE not in at:
                 continue
-            others = [r for m, r in at.items() if m not in ("wknn", "auto", *protocols.TRIVIAL_METHODS)]
+            others = [r for m, r in at.items() if m not in (SAME_SUPPORT_BASELINE, CHOOSER, *TRIVIAL)]
             best = min(others, key=lambda r: r["mean_m"]) if others else None
-            wknn = at["wknn"]["mean_m"]
+            wknn = at[SAME_SUPPORT_BASELINE]["mean_m"]
             out.append({"data": dataset, "k": k, "centroid": _cell(at.get("support-centroid"), None),
-                        "wknn": _cell(at["wknn"], None),
+                        "wknn": _cell(at[SAME_SUPPORT_BASELINE], None),
                         "best": "–" if best is None else f"{best['method']} {_cell(best, wknn)}",
-                        "auto": _cell(at.get("auto"), wknn)})
+                        "auto": _cell(at.get(CHOOSER), wknn)})
     few_shot = markdown_table(out, [("data", "data"), ("k", "k"), ("support centroid [m]", "centroid"),
                                     ("WKNN, same support [m]", "wknn"), ("best other method [m]", "best"),
                                     ("auto [m]", "auto")])
