@@ -125,7 +125,7 @@ BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
     BenchSpec("lwlm-sfmcm", "lwlm-sfmcm", "Does SF-MCM learn? Masked channel modelling alone and beside DTI and PICL",
               "sfmcm:run", "sfmcm:report", experiments="sfmcm:EXPERIMENTS", in_quick=False),
     BenchSpec("drift", "drift", "Drift in the same site: stale survey + fresh points, and drift detection",
-              "drift:run", "drift:report", experiments="drift:PARTS"),
+              "drift:run", "drift:report", experiments="drift:PARTS", readme="drift:readme_table"),
     BenchSpec("real", "real", "Real data: SODIndoorLoc, CSU Nexmon CSI and the UMinho long-term surveys, every "
               "method beside WKNN on the same information", "real:run", "real:report", experiments="real:PARTS",
               in_quick=False, readme="real:readme_table"),
