@@ -65,8 +65,9 @@ def render_readme_tables(text: str, results: Path) -> str:
             raise ConfigError(f"README block {match['name']!r}: bench {spec.name!r} has "
                               f"{'no README table' if render is None else f'no results in {results}'}")
         commits = ", ".join(f"`{c}`" for c in doc.get("commits", []))
-        return (match[1] + render(doc) + f"\n\nRendered by `xloc report` from `{results.as_posix()}/"
-                f"{spec.result}.json` (commit {commits}; `{doc.get('command')}`).\n" + match[4])
+        # the file's name only: the same results render the same text wherever the checkout is
+        return (match[1] + render(doc) + f"\n\nRendered by `xloc report` from `{spec.result}.json` (commit "
+                f"{commits}; `{doc.get('command')}`).\n" + match[4])
 
     return README_MARK.sub(block, text)
 
