@@ -105,3 +105,13 @@ def p_within_table(rows: list[dict[str, Any]]) -> str:
 def report_p2(doc: dict[str, Any], results: Path) -> str:
     return ("P(err < 5 m) by R (MetaLoc's Fig. 9 measure; the paper's `maml` is MetaLoc):\n\n"
             + p_within_table(doc["rows"]) + "\n\n" + _leaderboard("p2", doc, results))
+
+
+def readme_p1(doc: dict[str, Any]) -> str:
+    """The README's P1 table: the leaderboard by k (every method, target-averaged)."""
+    return summary_table("p1", doc["rows"])
+
+
+def readme_p2(doc: dict[str, Any]) -> str:
+    """The README's P2 tables: P(err < 5 m) by R beside MetaLoc's figures, then the leaderboard by R."""
+    return p_within_table(doc["rows"]) + "\n\n" + summary_table("p2", doc["rows"])

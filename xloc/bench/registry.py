@@ -103,9 +103,9 @@ class BenchContext:
 #: Run and report order. The report shows the sections in this order.
 BENCHES: dict[str, BenchSpec] = {s.name: s for s in (
     BenchSpec("p1", "p1", "P1 — SODIndoorLoc, leave one environment out (MetaLoc vs KNN/WKNN/TL/RI)",
-              "leave_one_out:run_p1", "leave_one_out:report_p1"),
+              "leave_one_out:run_p1", "leave_one_out:report_p1", readme="leave_one_out:readme_p1"),
     BenchSpec("p2", "p2", "P2 — synthetic path-loss families (MetaLoc)", "leave_one_out:run_p2",
-              "leave_one_out:report_p2"),
+              "leave_one_out:report_p2", readme="leave_one_out:readme_p2"),
     BenchSpec("metaloc", "metaloc", "MetaLoc figures and meta-training speed", "metaloc:run", "metaloc:report"),
     BenchSpec("metaloc-csi", "metaloc-csi", "MetaLoc on CSI images (Table III)", "metaloc:run_csi_images",
               "metaloc:report_csi_images", experiments="metaloc:CSI_ROOMS", in_quick=False),
