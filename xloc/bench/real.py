@@ -68,12 +68,10 @@ def _csu(form: str, quick: bool) -> tuple[FingerprintSet, FingerprintSet]:
     from xloc.data.nexmon import read_csu_csi
     from xloc.data.shared import CSU_CSI_ROOT
 
-    if form == "csi":
-        splits = read_csu_csi(CSU_CSI_ROOT, packets=10 if quick else CSU_PACKETS, form="csi", paths=[2, 3, 4] if quick
-                              else None)
-    else:
-        splits = read_csu_csi(CSU_CSI_ROOT, packets=160 if quick else None, form="images",
-                              image_packets=CSU_IMAGE_PACKETS, paths=[2, 3, 4] if quick else None)
+    # quick: three corridors, enough packets for MetaLoc's tasks (8 images of 20 packets per point) or a few packets
+    packets = (160 if form == "images" else 10) if quick else (None if form == "images" else CSU_PACKETS)
+    splits = read_csu_csi(CSU_CSI_ROOT, packets=packets, form=form, image_packets=CSU_IMAGE_PACKETS,
+                          paths=[2, 3, 4] if quick else None)
     return splits["train"], splits["test"]
 
 
@@ -97,23 +95,24 @@ def _umdsi(quick: bool) -> tuple[FingerprintSet, FingerprintSet, list[tuple[str,
     return train, test, umdsi_pairs(list(train))
 
 
+def _heard_means(fp: Any, ids: np.ndarray) -> np.ndarray:
+    """Per reference point in ``ids``, the mean RSS [dBm] of each AP over the samples that heard it (NaN: none)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an AP a point never heard: NaN is the answer
+        return np.stack([np.nanmean(fp.measurements[fp.point_ids == i], axis=0) for i in ids])
+
+
 def survey_changes(train: FingerprintSet, test: FingerprintSet,
                    pairs: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, Any]]:
     """What changed between each pair's stale survey and its later one (RSS): APs heard, gone and new; at the
     reference points both measured, the median and AP-to-AP spread of the per-AP median change [dB] and the
     spread of what is left per point and AP [dB]; the later test points farther than 5 m from every stale point."""
-    import warnings
-
     out = []
     for new, (old,) in ((n, s) for n, s in pairs if len(s) == 1):
         a, b = train[old], train[new]
         ids = np.intersect1d(a.point_ids, b.point_ids)
-
-        def point_means(fp: Any, ids: np.ndarray) -> np.ndarray:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an AP a point never heard: NaN is the answer
-                return np.stack([np.nanmean(fp.measurements[fp.point_ids == i], axis=0) for i in ids])
-
         heard_a = ~np.isnan(a.measurements).all(0)
         heard_b = ~np.isnan(b.measurements).all(0)
         row: dict[str, Any] = {"protocol": "drift-study", "method": "survey-changes", "dataset": "umdsi",
@@ -121,7 +120,7 @@ def survey_changes(train: FingerprintSet, test: FingerprintSet,
                                "aps_heard": int(heard_b.sum()), "aps_gone": int((heard_a & ~heard_b).sum()),
                                "aps_new": int((~heard_a & heard_b).sum()), "common_points": int(ids.size)}
         if ids.size:
-            diff = point_means(b, ids) - point_means(a, ids)
+            diff = _heard_means(b, ids) - _heard_means(a, ids)
             enough = (~np.isnan(diff)).sum(0) >= 5
             if enough.any():
                 per_ap = np.nanmedian(diff[:, enough], axis=0)
@@ -142,9 +141,11 @@ def run(ctx: BenchContext) -> None:
                                   if ctx.append or r.get("dataset") not in {DATASETS[p] for p in parts}]
     panels: dict[str, dict[str, np.ndarray]] = {}
 
-    def keep(part: str, result: protocols.ProtocolResult) -> None:
+    def keep(part: str, result: protocols.ProtocolResult, params: dict[str, dict[str, Any]] | None = None) -> None:
         for row in result.rows:
             row["part"] = part
+            if params and row["method"] in params:
+                row["params"] = params[row["method"]]
         rows[:] = merge_rows(rows, result.rows, append=True)  # a rerun part replaces its rows of the same key
         for (method, k), errors in result.errors_m.items():
             if k in (10, None):
@@ -171,13 +172,10 @@ def run(ctx: BenchContext) -> None:
         if part in parts:
             data = _csu(form, ctx.quick)
             run = methods(default, CSU_OPTIONAL if part == "csu" else CSU_IMAGE_OPTIONAL)
+            params = {m: p for m, p in CSU_PARAMS.items() if m in run}
             keep(part, protocols.run_leave_one_out(
                 "loeo", DATASETS[part], lambda seed, d=data: d,  # type: ignore[misc]
-                run, (10,) if ctx.quick else CSU_KS, seeds,
-                params={m: p for m, p in CSU_PARAMS.items() if m in run}))
-            for row in rows:
-                if row.get("dataset") == DATASETS[part] and row["method"] in CSU_PARAMS:
-                    row["params"] = CSU_PARAMS[row["method"]]
+                run, (10,) if ctx.quick else CSU_KS, seeds, params=params), params)
     if "sod" in parts:
         keep("sod", protocols.run_p1(methods(SOD_METHODS), seeds=seeds, ks=(10,) if ctx.quick else protocols.P1_KS,
                                      targets=("SYL",) if ctx.quick else None))

@@ -35,6 +35,7 @@ from xloc.eval.results import sample_std
 from xloc.learn.alloc import coarse_from_truth
 from xloc.learn.base import Localizer
 from xloc.methods import create, get
+from xloc.methods.drift import DRIFT_BASELINES
 from xloc.progress import progress as progress_bar
 from xloc.sim.pathloss import FAMILY_LETTERS, PathLossConfig, simulate_pathloss_environment
 from xloc.sim.twin import site_twins
@@ -58,9 +59,6 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 ALL_DATA_METHOD = "wknn"
 #: Rows that score a trivial answer, not a method.
 TRIVIAL_METHODS = ("support-centroid", "coarse-fix")
-#: What every drift run reports beside its methods: WKNN on the stale survey alone, on the fresh points alone, on
-#: both pooled.
-DRIFT_BASELINES = ("wknn-stale", "wknn", "wknn-pooled")
 #: Fresh labelled points of the later collection (0: none, the stale survey as it is).
 DRIFT_KS = (0, 5, 10, 20)
 WITHIN_RADIUS_M = 5.0

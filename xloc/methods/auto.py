@@ -1,16 +1,16 @@
 """``auto`` and ``auto-drift``: a method that chooses among registered candidates from the data a user has.
 
 ``fit`` fits every candidate on the sources (other sites, or for ``auto-drift`` the site's earlier survey).
-``adapt`` scores each candidate by leave-one-point-out on the labelled support (k-fold over points, ``max_folds``
-folds, when there are more points than that): every reference point in turn is
+``adapt`` scores each candidate by leave-one-point-out on the labelled support: every reference point in turn is
 held out, the candidate is adapted on the others (with the same unlabelled scans) and locates the held-out point's
-samples. The first candidate -- the simple baseline with the same information (WKNN on the support; WKNN on the
-stale survey for drift) -- is the default; another candidate replaces the current choice only when its held-out
-mean error is lower by more than ``margin`` of it *and* by more than ``z`` standard errors of the paired per-point
-differences: with 3-10 labelled points the estimate is noisy, and a choice made on noise costs more than it gains.
-With fewer than ``min_points`` labelled points there is no evidence and the default stands. The chosen candidate is
-then adapted on the whole support; ``choice_`` names it (it lands in the result rows) and ``scores_m_`` holds every
-candidate's held-out mean error.
+samples (beyond ``max_folds`` points, the points are dealt into that many folds, each held out in turn).
+The first candidate -- WKNN on the support; for drift ``map-correct``, which itself keeps the stale survey or the
+pooled map where its fresh points say so -- is the default; another candidate replaces the current choice only
+when its held-out mean error is lower by more than ``margin`` of it *and* by more than ``z`` standard errors of the
+paired per-point differences: with 3-10 labelled points the estimate is noisy, and a choice made on noise costs
+more than it gains. With fewer than ``min_points`` labelled points there is no evidence and the default stands. The
+chosen candidate is then adapted on the whole support; ``choice_`` names it (it lands in the result rows) and
+``scores_m_`` holds every candidate's held-out mean error.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from xloc.data.fingerprints import Fingerprints, FingerprintSet
 from xloc.errors import ConfigError, DataKindError, DataValidationError, NotFittedError, XlocError
 from xloc.learn.alloc import coarse_from_truth
 from xloc.learn.base import Estimator, clone
+from xloc.methods.drift import DRIFT_BASELINES
 from xloc.methods.registry import MethodSpec, get, load_model
 
 __all__ = ["Problem", "problem", "check_localizer", "CheckReport"]
@@ -167,11 +168,6 @@ def _expect(error: type[Exception], what: str, fn: Any, *words: str) -> None:
     raise AssertionError(f"{what}: expected {error.__name__}, nothing was raised")
 
 
-#: the drift protocol's own baselines: WKNN on the stale survey, on it pooled with the fresh points, on the fresh
-#: points alone (the stale bar applies to every other drift method)
-_DRIFT_BASELINES = ("wknn-stale", "wknn-pooled", "wknn")
-
-
 def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: str | None = None,
                     learn_params: dict[str, Any] | None = None) -> CheckReport:
     """Run every check on registered method ``name`` with its ``check_params`` (updated by ``params``) on the
@@ -273,7 +269,7 @@ def check_localizer(name: str, *, params: dict[str, Any] | None = None, kind: st
     trivial_m = {k: float(_errors_m(v, truth).mean()) for k, v in trivial.items()}
     for what, value in trivial_m.items():
         assert mean_m < value, f"{name}: mean error {mean_m:.2f} m does not beat the {what} ({value:.2f} m)"
-    if caps.stale_survey and name not in _DRIFT_BASELINES:
+    if caps.stale_survey and name not in DRIFT_BASELINES:  # the stale bar: every drift method but the baselines
         # a drift method has the stale survey and the fresh points: it must never do worse than the survey alone
         stale = get("wknn-stale").create(0).fit(prob.sources).adapt(prob.support).predict(x_test)
         stale_m = float(_errors_m(stale, truth).mean())

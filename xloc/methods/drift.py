@@ -39,9 +39,12 @@ from xloc.learn.drift import (
 from xloc.methods.knn import signal_features
 from xloc.methods.registry import Capabilities, MethodSpec, get, load_model, register
 
-__all__ = ["DriftKNN", "DRIFT_MODES"]
+__all__ = ["DriftKNN", "DRIFT_MODES", "DRIFT_BASELINES"]
 
 DRIFT_MODES = ("stale", "pooled", "corrected")
+#: The drift protocol's baselines, always run beside the drift methods: WKNN on the stale survey, on the fresh
+#: points alone, on both pooled
+DRIFT_BASELINES = ("wknn-stale", "wknn", "wknn-pooled")
 
 
 @dataclass(frozen=True)
